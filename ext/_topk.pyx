@@ -1,0 +1,168 @@
+"""Top-k selection per row, with seen items excluded.
+
+Ordering is total and deterministic: item a ranks before item b when s_a > s_b, or s_a == s_b and
+a < b. A bounded min-heap of size k holds the best items seen so far; its root is the *worst* of
+them, so a new candidate j (scanned in increasing order) enters only when s_j > s_root. Excluded
+items are set to -inf and never enter; rows with fewer than k candidates are padded with id -1 and
+score -inf. NaN scores never enter either, and are reported back so Python can raise.
+
+Inputs are validated in Python (recsys/topk.py) before these functions drop the GIL.
+"""
+
+from cython.parallel cimport parallel, prange
+from libc.math cimport INFINITY
+from libc.stdlib cimport free, malloc
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+ctypedef fused floating:
+    float
+    double
+
+
+cdef inline bint _worse(const floating* hs, const int* hi, int a, int b) noexcept nogil:
+    return hs[a] < hs[b] or (hs[a] == hs[b] and hi[a] > hi[b])
+
+
+cdef inline void _sift_down(floating* hs, int* hi, int size, int pos) noexcept nogil:
+    cdef int child, worst
+    cdef floating ts
+    cdef int ti
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            return
+        worst = child
+        if child + 1 < size and _worse(hs, hi, child + 1, child):
+            worst = child + 1
+        if not _worse(hs, hi, worst, pos):
+            return
+        ts = hs[pos]; hs[pos] = hs[worst]; hs[worst] = ts
+        ti = hi[pos]; hi[pos] = hi[worst]; hi[worst] = ti
+        pos = worst
+
+
+cdef int _select_row(floating* row, Py_ssize_t n, const int* excl, Py_ssize_t n_excl, int k,
+                     floating* hs, int* hi, int* out_ids, floating* out_scores) noexcept nogil:
+    """Top-k of one row into out_ids/out_scores (best first); returns 1 when a NaN was seen."""
+    cdef Py_ssize_t j
+    cdef int end
+    cdef floating s, ts
+    cdef int ti, has_nan = 0
+    for j in range(n_excl):
+        row[excl[j]] = -INFINITY
+    for j in range(k):
+        hs[j] = -INFINITY
+        hi[j] = -1
+    for j in range(n):
+        s = row[j]
+        if s > hs[0]:
+            hs[0] = s
+            hi[0] = <int>j
+            _sift_down(hs, hi, k, 0)
+        elif s != s:
+            has_nan = 1
+    # heap sort: move the worst to the back, leaving the best at position 0
+    for end in range(k - 1, 0, -1):
+        ts = hs[0]; hs[0] = hs[end]; hs[end] = ts
+        ti = hi[0]; hi[0] = hi[end]; hi[end] = ti
+        _sift_down(hs, hi, end, 0)
+    for j in range(k):
+        out_ids[j] = hi[j]
+        out_scores[j] = hs[j]
+    return has_nan
+
+
+def topk_dense(floating[:, ::1] scores, int k, const int[::1] excl_indptr,
+               const int[::1] excl_indices, int num_threads, int[:, ::1] out_ids,
+               floating[:, ::1] out_scores) -> int:
+    """Top-k of each row of ``scores`` (modified in place: excluded entries become -inf).
+
+    ``excl_indptr`` / ``excl_indices`` are a CSR pattern with one row per score row (an empty
+    indptr means no exclusion). Returns the number of rows that held a NaN.
+    """
+    cdef Py_ssize_t n_rows = scores.shape[0], n_cols = scores.shape[1], r
+    cdef bint has_excl = excl_indptr.shape[0] > 0
+    cdef int nan_rows = 0
+    cdef floating* hs
+    cdef int* hi
+    if n_rows == 0:
+        return 0
+    with nogil, parallel(num_threads=num_threads):
+        hs = <floating*>malloc(k * sizeof(floating))
+        hi = <int*>malloc(k * sizeof(int))
+        try:
+            for r in prange(n_rows, schedule="dynamic", chunksize=16):
+                if has_excl:
+                    nan_rows += _select_row(
+                        &scores[r, 0], n_cols, &excl_indices[0] + excl_indptr[r],
+                        excl_indptr[r + 1] - excl_indptr[r], k, hs, hi,
+                        &out_ids[r, 0], &out_scores[r, 0])
+                else:
+                    nan_rows += _select_row(&scores[r, 0], n_cols, NULL, 0, k, hs, hi,
+                                            &out_ids[r, 0], &out_scores[r, 0])
+        finally:
+            free(hs)
+            free(hi)
+    return nan_rows
+
+
+cdef inline void _gemm_nt(floating* users, floating* items, int m, int n, int f,
+                          floating* out) noexcept nogil:
+    """out (m x n, row-major) = users (m x f) @ items (n x f)^T, all row-major, via BLAS.
+
+    Row-major out is column-major out^T = items @ users^T, hence transa='T' on items.
+    """
+    cdef char ta = b'T'
+    cdef char tb = b'N'
+    cdef floating one = 1.0, zero = 0.0
+    if floating is float:
+        sgemm(&ta, &tb, &n, &m, &f, &one, items, &f, users, &f, &zero, out, &n)
+    else:
+        dgemm(&ta, &tb, &n, &m, &f, &one, items, &f, users, &f, &zero, out, &n)
+
+
+def topk_factors(const floating[:, ::1] users, const floating[:, ::1] items, int k,
+                 const int[::1] excl_indptr, const int[::1] excl_indices, int num_threads,
+                 int batch_size, int[:, ::1] out_ids, floating[:, ::1] out_scores) -> int:
+    """Fused scoring + top-k: for each row u of ``users``, top-k of ``users[u] @ items.T``.
+
+    Users are cut into batches of ``batch_size`` rows; each thread multiplies its batch with a
+    single-threaded BLAS GEMM into its own buffer, masks the batch's excluded items and selects.
+    No n_users x n_items matrix is ever allocated. Returns the number of rows that held a NaN.
+    """
+    cdef Py_ssize_t n_users = users.shape[0], n_items = items.shape[0], f = users.shape[1]
+    cdef Py_ssize_t n_batches = (n_users + batch_size - 1) // batch_size
+    cdef Py_ssize_t b, r, start, stop
+    cdef bint has_excl = excl_indptr.shape[0] > 0
+    cdef int nan_rows = 0
+    cdef floating* buf
+    cdef floating* hs
+    cdef int* hi
+    if n_users == 0:
+        return 0
+    with nogil, parallel(num_threads=num_threads):
+        buf = <floating*>malloc(batch_size * n_items * sizeof(floating))
+        hs = <floating*>malloc(k * sizeof(floating))
+        hi = <int*>malloc(k * sizeof(int))
+        try:
+            for b in prange(n_batches, schedule="dynamic"):
+                start = b * batch_size
+                stop = start + batch_size
+                if stop > n_users:
+                    stop = n_users
+                _gemm_nt(<floating*>&users[start, 0], <floating*>&items[0, 0],
+                         <int>(stop - start), <int>n_items, <int>f, buf)
+                for r in range(start, stop):
+                    if has_excl:
+                        nan_rows += _select_row(
+                            buf + (r - start) * n_items, n_items,
+                            &excl_indices[0] + excl_indptr[r], excl_indptr[r + 1] - excl_indptr[r],
+                            k, hs, hi, &out_ids[r, 0], &out_scores[r, 0])
+                    else:
+                        nan_rows += _select_row(buf + (r - start) * n_items, n_items, NULL, 0,
+                                                k, hs, hi, &out_ids[r, 0], &out_scores[r, 0])
+        finally:
+            free(buf)
+            free(hs)
+            free(hi)
+    return nan_rows

@@ -1,0 +1,23 @@
+"""Data layer: interactions as CSR, id maps, real data sets and splitters."""
+
+from recsys.data.idmap import IdMap
+from recsys.data.interactions import Interactions
+from recsys.data.splits import (
+    Split,
+    leave_k_out,
+    random_holdout,
+    strong_generalization,
+    temporal_split,
+    validation_split,
+)
+
+__all__ = [
+    "IdMap",
+    "Interactions",
+    "Split",
+    "leave_k_out",
+    "random_holdout",
+    "strong_generalization",
+    "temporal_split",
+    "validation_split",
+]

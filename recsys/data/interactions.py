@@ -1,0 +1,260 @@
+"""``Interactions``: a users x items CSR matrix with its id maps and optional timestamps."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys._validation import as_csr
+from recsys.data.idmap import IdMap
+
+logger = logging.getLogger(__name__)
+
+_DUPLICATES = ("sum", "last", "max", "error")
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """Interactions as a canonical CSR users x items matrix plus the raw-id maps.
+
+    Attributes
+    ----------
+    matrix : scipy.sparse.csr_matrix
+        ``(n_users, n_items)``, float32 values, int32 sorted indices, no explicit zeros.
+    users, items : IdMap
+        Raw id of each row / column.
+    timestamps : ndarray or None
+        One timestamp (int64, e.g. Unix seconds) per stored value, aligned with
+        ``matrix.data``.
+    """
+
+    matrix: sp.csr_matrix
+    users: IdMap
+    items: IdMap
+    timestamps: np.ndarray | None = None
+
+    def __post_init__(self):
+        m = self.matrix
+        if m.shape != (len(self.users), len(self.items)):
+            raise ValueError(f"matrix shape {m.shape} does not match the id maps "
+                             f"({len(self.users)} users, {len(self.items)} items)")
+        if self.timestamps is not None and self.timestamps.shape != (m.nnz,):
+            raise ValueError("timestamps must hold one value per stored interaction")
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_pandas(cls, df: pd.DataFrame, user: str = "user", item: str = "item",
+                    value: str | None = None, timestamp: str | None = None,
+                    duplicates: str = "sum", users: IdMap | None = None,
+                    items: IdMap | None = None) -> Interactions:
+        """Build from a data frame of interactions.
+
+        Parameters
+        ----------
+        df : DataFrame
+        user, item : str
+            Columns of raw user / item ids.
+        value : str, optional
+            Column of values (ratings, counts, weights); 1.0 for every row when omitted.
+        timestamp : str, optional
+            Column of timestamps (numbers or datetimes, stored as int64).
+        duplicates : {"sum", "last", "max", "error"}
+            What to do with repeated (user, item) pairs: add the values, keep the latest (by
+            timestamp, then by row order), keep the largest, or raise. The merged timestamp is
+            the latest one.
+        users, items : IdMap, optional
+            Existing maps to reuse (so that several splits share one index space); ids absent
+            from them raise ``KeyError``. Without them, raw ids are indexed in sorted order.
+
+        Notes
+        -----
+        Zero values cannot be told apart from "no interaction" in a sparse matrix: they are
+        dropped (and logged).
+        """
+        if duplicates not in _DUPLICATES:
+            raise ValueError(f"duplicates must be one of {_DUPLICATES}, got {duplicates!r}")
+        for col in (user, item, value, timestamp):
+            if col is not None and col not in df.columns:
+                raise KeyError(f"column {col!r} not in the data frame (columns: "
+                               f"{list(df.columns)})")
+        if len(df) == 0:
+            raise ValueError("the data frame holds no interactions")
+        for col in (user, item):
+            if df[col].isna().any():
+                raise ValueError(f"column {col!r} holds {int(df[col].isna().sum())} missing ids")
+        user_map, rows = _codes(df[user], users)
+        item_map, cols = _codes(df[item], items)
+        if value is None:
+            vals = np.ones(len(df), dtype=np.float64)
+        else:
+            if not pd.api.types.is_numeric_dtype(df[value]):
+                raise TypeError(f"column {value!r} must be numeric, got {df[value].dtype}")
+            vals = df[value].to_numpy(dtype=np.float64)
+            if not np.isfinite(vals).all():
+                raise ValueError(f"column {value!r} holds {int((~np.isfinite(vals)).sum())} "
+                                 "NaN or infinite values")
+        ts = None if timestamp is None else _timestamps(df[timestamp])
+        return cls._from_coo(rows, cols, vals, ts, duplicates, user_map, item_map)
+
+    @classmethod
+    def from_csv(cls, path, user: str = "user", item: str = "item", value: str | None = None,
+                 timestamp: str | None = None, duplicates: str = "sum",
+                 **read_csv_kwargs) -> Interactions:
+        """Read a CSV (any ``pandas.read_csv`` options) and build as :meth:`from_pandas`."""
+        df = pd.read_csv(path, **read_csv_kwargs)
+        return cls.from_pandas(df, user, item, value, timestamp, duplicates)
+
+    @classmethod
+    def from_parquet(cls, path, user: str = "user", item: str = "item",
+                     value: str | None = None, timestamp: str | None = None,
+                     duplicates: str = "sum") -> Interactions:
+        """Read a Parquet file (needs pyarrow) and build as :meth:`from_pandas`."""
+        columns = [c for c in (user, item, value, timestamp) if c is not None]
+        df = pd.read_parquet(Path(path), columns=columns)
+        return cls.from_pandas(df, user, item, value, timestamp, duplicates)
+
+    @classmethod
+    def from_csr(cls, matrix, users: IdMap | None = None, items: IdMap | None = None,
+                 timestamps: np.ndarray | None = None) -> Interactions:
+        """Wrap an existing users x items matrix (converted to the canonical CSR form).
+
+        Without id maps, raw ids are the indices themselves. ``timestamps`` must be aligned with
+        the stored values of a CSR matrix that is already canonical.
+        """
+        X = as_csr(matrix, "matrix", allow_empty=True)
+        if timestamps is not None and X is not matrix:
+            raise ValueError("timestamps can only be attached to a canonical CSR matrix "
+                             "(float32, int32 sorted indices, no explicit zeros)")
+        users = users if users is not None else IdMap.identity(X.shape[0])
+        items = items if items is not None else IdMap.identity(X.shape[1])
+        ts = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
+        return cls(X, users, items, ts)
+
+    @classmethod
+    def _from_coo(cls, rows, cols, vals, ts, duplicates, user_map, item_map) -> Interactions:
+        n = len(rows)
+        order_keys = [np.arange(n)] if ts is None else [np.arange(n), ts]
+        order = np.lexsort((*order_keys, cols, rows))  # by row, col, then time, then row order
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        ts = None if ts is None else ts[order]
+        new_pair = np.ones(n, dtype=bool)
+        new_pair[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+        starts = np.flatnonzero(new_pair)
+        if starts.size < n:
+            if duplicates == "error":
+                raise ValueError(f"{n - starts.size} duplicate (user, item) pairs; pass "
+                                 "duplicates='sum', 'last' or 'max' to merge them")
+            if duplicates == "sum":
+                vals = np.add.reduceat(vals, starts)
+            elif duplicates == "max":
+                vals = np.maximum.reduceat(vals, starts)
+            else:  # last: the final row of each group (latest time, then latest row)
+                vals = vals[np.append(starts[1:], n) - 1]
+            if ts is not None:
+                ts = np.maximum.reduceat(ts, starts)
+            rows, cols = rows[starts], cols[starts]
+        keep = vals != 0
+        if not keep.all():
+            logger.info("dropping %d interactions with value 0", int((~keep).sum()))
+            rows, cols, vals = rows[keep], cols[keep], vals[keep]
+            ts = None if ts is None else ts[keep]
+        indptr = np.zeros(len(user_map) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=len(user_map)), out=indptr[1:])
+        X = sp.csr_matrix((vals.astype(np.float32), cols.astype(np.int32),
+                           indptr.astype(np.int32)), shape=(len(user_map), len(item_map)))
+        X.has_sorted_indices = True
+        return cls(X, user_map, item_map, ts)
+
+    # -- views ------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape
+
+    @property
+    def nnz(self) -> int:
+        return self.matrix.nnz
+
+    def __repr__(self) -> str:
+        ts = ", with timestamps" if self.timestamps is not None else ""
+        return (f"Interactions({self.shape[0]} users x {self.shape[1]} items, "
+                f"{self.nnz} interactions{ts})")
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per interaction: raw ``user``, ``item``, ``value`` (and ``timestamp``)."""
+        coo = self.matrix.tocoo()
+        out = {"user": self.users.to_raw(coo.row), "item": self.items.to_raw(coo.col),
+               "value": coo.data}
+        if self.timestamps is not None:
+            out["timestamp"] = self.timestamps
+        return pd.DataFrame(out)
+
+    def select(self, mask: np.ndarray) -> Interactions:
+        """The interactions where ``mask`` (one bool per stored value) is True; same id maps."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (self.nnz,):
+            raise ValueError("mask must hold one bool per stored interaction")
+        X = self.matrix
+        counts = np.bincount(row_of_values(X)[mask], minlength=X.shape[0])
+        indptr = np.zeros(X.shape[0] + 1, dtype=np.int32)
+        np.cumsum(counts, out=indptr[1:])
+        sub = sp.csr_matrix((X.data[mask], X.indices[mask], indptr), shape=X.shape)
+        sub.has_sorted_indices = True
+        ts = None if self.timestamps is None else self.timestamps[mask]
+        return Interactions(sub, self.users, self.items, ts)
+
+    def binarize(self, threshold: float | None = None) -> Interactions:
+        """Values >= ``threshold`` become 1 and the rest are dropped (all kept when None)."""
+        mask = np.ones(self.nnz, dtype=bool) if threshold is None else \
+            self.matrix.data >= threshold
+        out = self.select(mask)
+        out.matrix.data[:] = 1.0
+        return out
+
+    def __add__(self, other: Interactions) -> Interactions:
+        """Union of two disjoint interaction sets over the same id maps (e.g. train + valid)."""
+        if not isinstance(other, Interactions):
+            return NotImplemented
+        if other.users != self.users or other.items != self.items:
+            raise ValueError("can only add Interactions that share the same id maps")
+        a, b = self.matrix.tocoo(), other.matrix.tocoo()
+        ts = None
+        if self.timestamps is not None and other.timestamps is not None:
+            ts = np.concatenate([self.timestamps, other.timestamps])
+        return Interactions._from_coo(
+            np.concatenate([a.row, b.row]).astype(np.int64),
+            np.concatenate([a.col, b.col]).astype(np.int64),
+            np.concatenate([a.data, b.data]).astype(np.float64), ts, "sum",
+            self.users, self.items)
+
+
+def _codes(column: pd.Series, id_map: IdMap | None) -> tuple[IdMap, np.ndarray]:
+    if id_map is not None:
+        return id_map, id_map.to_index(column.to_numpy()).astype(np.int64)
+    try:
+        codes, uniques = pd.factorize(column, sort=True)
+    except TypeError:  # mixed types that cannot be ordered: first-seen order
+        codes, uniques = pd.factorize(column, sort=False)
+    return IdMap(np.asarray(uniques)), codes.astype(np.int64)
+
+
+def _timestamps(column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(column):
+        if column.isna().any():
+            raise ValueError("timestamp column holds missing values")
+        return column.astype("datetime64[s]").astype(np.int64).to_numpy()
+    if not pd.api.types.is_numeric_dtype(column):
+        raise TypeError(f"timestamp column must be numeric or datetime, got {column.dtype}")
+    values = column.to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("timestamp column holds NaN or infinite values")
+    return values.astype(np.int64)
+
+
+def row_of_values(X: sp.csr_matrix) -> np.ndarray:
+    """Row index of every stored value of a CSR matrix."""
+    return np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))

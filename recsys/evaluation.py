@@ -1,0 +1,185 @@
+"""Full-ranking top-k metrics and rating-prediction errors.
+
+Protocol: every test user (a row of ``test_X`` with at least one item) gets a ranking of *all*
+items, with the items in their ``train_X`` row excluded. With ``T_u`` the user's test items,
+``rel_u(r) = 1`` when the item at rank ``r`` (0-based) is in ``T_u``, and ``hits_u@k`` the number
+of such items in the first ``k``:
+
+- ``ndcg_at_k``      = DCG / IDCG, DCG = sum_{r<k} rel_u(r) / log2(r + 2), IDCG the same sum over
+  the first ``min(k, |T_u|)`` ranks with every item relevant (binary gains).
+- ``recall_at_k``    = hits_u@k / |T_u|.
+- ``recall_capped_at_k`` = hits_u@k / min(k, |T_u|) (the variant some papers call recall).
+- ``precision_at_k`` = hits_u@k / k.
+- ``map_at_k``       = (1 / min(k, |T_u|)) sum_{r<k} rel_u(r) * precision@(r + 1).
+- ``mrr_at_k``       = 1 / (r + 1) for the first relevant rank r < k, else 0.
+- ``hit_rate_at_k``  = 1 if hits_u@k > 0 else 0.
+- ``coverage_at_k``  = |union of all users' top-k lists| / n_items (catalogue coverage).
+
+All but coverage are averaged over test users (macro). ``k`` beyond the catalogue is allowed:
+the ranking then holds every candidate and the formulas above keep their nominal ``k``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from recsys._ext import _metrics
+from recsys._threads import resolve_num_threads
+from recsys._validation import as_csr
+
+RANKING_METRICS = ("ndcg", "recall", "recall_capped", "precision", "map", "mrr", "hit_rate",
+                   "coverage")
+DEFAULT_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hit_rate", "coverage")
+
+
+def _check_ks(k) -> np.ndarray:
+    ks = np.atleast_1d(np.asarray(k))
+    if ks.size == 0 or not np.issubdtype(ks.dtype, np.integer):
+        raise TypeError(f"k must be an int or a sequence of ints, got {k!r}")
+    if (ks <= 0).any():
+        raise ValueError(f"k must be positive, got {k!r}")
+    return np.unique(ks).astype(np.int32)
+
+
+def ranking_metrics(recommended: np.ndarray, test_X, k: int | Sequence[int] = (10, 20),
+                    metrics: Sequence[str] = DEFAULT_METRICS, num_threads: int = 0,
+                    n_items: int | None = None) -> dict[str, np.ndarray]:
+    """Per-user metrics of given top lists (``recommended[u]``, ids best first, -1 = none).
+
+    ``recommended`` row ``i`` is scored against row ``i`` of ``test_X``. Returns a dict
+    ``"<metric>_at_<k>" -> per-user array`` (coverage: a 0-d array).
+    """
+    unknown = set(metrics) - set(RANKING_METRICS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; known: {RANKING_METRICS}")
+    test = as_csr(test_X, "test_X", allow_empty=True)
+    recs = np.ascontiguousarray(recommended, dtype=np.int32)
+    if recs.ndim != 2 or recs.shape[0] != test.shape[0]:
+        raise ValueError(f"recommended must have one row per test row ({test.shape[0]}), "
+                         f"got shape {recs.shape}")
+    ks = _check_ks(k)
+    n_ks, n_users = ks.size, recs.shape[0]
+    hits = np.zeros((n_ks, n_users), dtype=np.int32)
+    dcg, ap, rr = (np.zeros((n_ks, n_users)) for _ in range(3))
+    if n_users:
+        _metrics.ranking_sums(recs, test.indptr, test.indices, ks,
+                              resolve_num_threads(num_threads), hits, dcg, ap, rr)
+    n_test = np.diff(test.indptr).astype(np.float64)
+    discounts = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, ks.max() + 2)))])
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j, kk in enumerate(ks.tolist()):
+            ideal = np.minimum(kk, n_test)
+            for name in metrics:
+                if name == "ndcg":
+                    value = dcg[j] / discounts[ideal.astype(np.int64)]
+                elif name == "recall":
+                    value = hits[j] / n_test
+                elif name == "recall_capped":
+                    value = hits[j] / ideal
+                elif name == "precision":
+                    value = hits[j] / kk
+                elif name == "map":
+                    value = ap[j] / ideal
+                elif name == "mrr":
+                    value = rr[j]
+                elif name == "hit_rate":
+                    value = hits[j] > 0
+                else:  # coverage
+                    top = recs[:, :kk]
+                    size = n_items if n_items is not None else test.shape[1]
+                    value = np.unique(top[top >= 0]).size / size
+                out[f"{name}_at_{kk}"] = np.asarray(value, dtype=np.float64)
+    return out
+
+
+def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
+             metrics: Sequence[str] = DEFAULT_METRICS, users=None, exclude_seen: bool = True,
+             per_user: bool = False, batch_size: int = 8192, num_threads: int = 0,
+             show_progress: bool = False):
+    """Full-ranking evaluation of a fitted model (formulas in the module docstring).
+
+    Parameters
+    ----------
+    model : Recommender
+    train_X : CSR or Interactions (n_users, n_items)
+        The history the model scores from; its items are excluded from the rankings.
+    test_X : CSR or Interactions, same shape
+        Held-out items.
+    k : int or sequence of int
+    metrics : names from ``RANKING_METRICS``
+    users : array of int, optional
+        Restrict to these rows; default every row of ``test_X`` with a test item.
+    per_user : bool
+        Also return the per-user values (and the evaluated user rows under ``"users"``).
+    batch_size : int
+        Users per ``recommend`` call (progress granularity, memory bound).
+
+    Returns
+    -------
+    dict ``"<metric>_at_<k>" -> mean`` (plus ``"n_users"``); with ``per_user`` a pair
+    ``(means, per_user_arrays)``.
+    """
+    train = as_csr(train_X, "train_X", allow_empty=True)
+    test = as_csr(test_X, "test_X")
+    if train.shape != test.shape:
+        raise ValueError(f"train_X and test_X must have the same shape, got {train.shape} "
+                         f"and {test.shape}")
+    ks = _check_ks(k)
+    if users is None:
+        users = np.flatnonzero(np.diff(test.indptr) > 0).astype(np.int32)
+    else:
+        users = np.asarray(users, dtype=np.int32)
+    if users.size == 0:
+        raise ValueError("no test users: test_X has no interactions for the requested users")
+    width = int(min(ks.max(), test.shape[1]))
+    recs = np.empty((users.size, width), dtype=np.int32)
+    batches = range(0, users.size, batch_size)
+    for start in tqdm(batches, desc="evaluate", disable=not show_progress):
+        batch = users[start:start + batch_size]
+        recs[start:start + batch.size] = model.recommend(batch, train, k=width,
+                                                         exclude_seen=exclude_seen)[0]
+    values = ranking_metrics(recs, test[users], ks, metrics, num_threads,
+                             n_items=test.shape[1])
+    means = {name: float(np.mean(v)) for name, v in values.items()}
+    means["n_users"] = int(users.size)
+    if per_user:
+        return means, {"users": users, **{n: v for n, v in values.items() if v.ndim}}
+    return means
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error ``sqrt(mean((y - y_hat)^2))``."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error ``mean(|y - y_hat|)``."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return float(np.mean(np.abs(y_true - y_pred)))
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"shapes differ: {y_true.shape} and {y_pred.shape}")
+    if y_true.size == 0:
+        raise ValueError("no values to compare")
+    if not (np.isfinite(y_true).all() and np.isfinite(y_pred).all()):
+        raise ValueError("values hold NaN or inf")
+    return y_true, y_pred
+
+
+def evaluate_ratings(model, test_X, X) -> dict[str, float]:
+    """RMSE and MAE of ``model.predict`` on every stored (user, item, rating) of ``test_X``.
+
+    ``X`` is the history matrix the model predicts from (usually the training matrix).
+    """
+    test = as_csr(test_X, "test_X").tocoo()
+    pred = model.predict(test.row, test.col, X)
+    return {"rmse": rmse(test.data, pred), "mae": mae(test.data, pred), "n_ratings": test.nnz}

@@ -1,0 +1,8 @@
+"""Models behind one interface (:class:`~recsys.models.base.Recommender`)."""
+
+from recsys.models.base import NotFittedError, Recommender
+from recsys.models.implicit_mf import ALS, BPR
+from recsys.models.knn import ItemKNN
+from recsys.models.popularity import MostPopular
+
+__all__ = ["ALS", "BPR", "ItemKNN", "MostPopular", "NotFittedError", "Recommender"]

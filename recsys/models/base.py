@@ -1,0 +1,291 @@
+"""The one model interface: ``fit``, ``score``, ``recommend``, ``predict``, ``save``/``load``.
+
+Models see row and column indices only; :class:`~recsys.data.IdMap` converts at the edges.
+``X`` is always the *full* users x items history matrix and ``users`` are row indices into it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys._validation import as_csr, check_users
+from recsys.topk import topk_factors, topk_scores
+
+logger = logging.getLogger(__name__)
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+_FORMAT_VERSION = 1
+_META_KEY = "__meta__"
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a model is used before ``fit``."""
+
+
+class Recommender(ABC):
+    """Base class of every recsys model (scikit-learn style estimator hygiene).
+
+    ``__init__`` only stores its keyword arguments; ``fit`` validates, learns, sets attributes
+    ending in ``_`` and returns ``self``. :meth:`get_params` / :meth:`set_params` come from the
+    constructor signature.
+
+    Subclasses implement :meth:`fit` and either :meth:`_factors` (factor models: scores are
+    ``U @ V.T``, ranked by the fused top-k kernel without a dense score matrix) or
+    :meth:`_score_block` (any model producing dense scores for a batch of users).
+    """
+
+    #: True when the model keeps per-user state learned in ``fit`` (user factors): then ``X``
+    #: passed at scoring time must have exactly the fitted rows. History-based models (kNN,
+    #: EASE, popularity) score any rows of any ``X`` (fold-in for new users is free).
+    uses_user_state: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not inspect.isabstract(cls):
+            _REGISTRY[cls.__name__] = cls
+
+    # -- parameters ---------------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self"
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters as a flat dict (the constructor's keyword arguments)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> Recommender:
+        """Set hyperparameters by name; unknown names raise ``ValueError``."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; "
+                                 f"valid: {valid}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- learning -----------------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, X) -> Recommender:
+        """Learn from ``X`` (CSR users x items, or an ``Interactions``); returns ``self``."""
+
+    def _prepare_fit(self, X, nonnegative: bool = False) -> sp.csr_matrix:
+        X = as_csr(X, "X", nonnegative=nonnegative)
+        self.n_users_, self.n_items_ = (int(n) for n in X.shape)
+        return X
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X)")
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _factors(self, users: np.ndarray, X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """``(user_vectors, item_vectors)`` with scores ``user_vectors @ item_vectors.T``."""
+        raise NotImplementedError
+
+    def _score_block(self, users: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
+        """Dense scores ``(len(users), n_items)`` for one batch."""
+        U, V = self._factors(users, X)
+        return U @ V.T
+
+    def _is_factor_model(self) -> bool:
+        return type(self)._factors is not Recommender._factors
+
+    def _check_query(self, users, X) -> tuple[np.ndarray, bool, sp.csr_matrix]:
+        self._check_fitted()
+        X = as_csr(X, "X", allow_empty=True, n_items=self.n_items_)
+        if self.uses_user_state and X.shape[0] != self.n_users_:
+            raise ValueError(
+                f"X has {X.shape[0]} rows but {type(self).__name__} was fitted on "
+                f"{self.n_users_} users and keeps per-user factors. Pass the full history "
+                "matrix X (all users, as in fit) with `users` as row indices, not X[users]")
+        users, scalar = check_users(users, X.shape[0])
+        return users, scalar, X
+
+    def score(self, users, X) -> np.ndarray:
+        """Dense scores for ``users`` (row indices of ``X``) over all items.
+
+        Returns an array of shape ``(len(users), n_items)``; ``(n_items,)`` for a scalar user.
+        For many users prefer :meth:`recommend`, which never holds all scores at once.
+        """
+        users, scalar, X = self._check_query(users, X)
+        scores = self._score_block(users, X)
+        return scores[0] if scalar else scores
+
+    def recommend(self, users, X, k: int = 10, exclude_seen: bool = True, items=None,
+                  batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items for ``users`` (row indices of the full history matrix ``X``).
+
+        Parameters
+        ----------
+        users : int or array of int
+        X : CSR (n_rows, n_items)
+            History of every user; row ``users[i]`` is user ``i``'s history.
+        k : int
+            Number of items; clipped to the number of candidates (then all are ranked).
+        exclude_seen : bool
+            Never recommend items in the user's row of ``X`` (their scores become -inf).
+        items : array of int, optional
+            Rank only these candidate items.
+        batch_size : int, optional
+            Users per scoring batch for dense-score models (bounds memory).
+
+        Returns
+        -------
+        ids : int32 ndarray (n_users, k), best first; ``-1`` pads rows with fewer than ``k``
+            candidates left after exclusion. 1-D for a scalar ``users``.
+        scores : ndarray of the same shape (``-inf`` for padding).
+        """
+        users, scalar, X = self._check_query(users, X)
+        n_items = self.n_items_
+        candidates = None
+        if items is not None:
+            candidates = np.asarray(items)
+            if candidates.ndim != 1 or not np.issubdtype(candidates.dtype, np.integer):
+                raise TypeError("items must be a 1-D array of integer item indices")
+            if candidates.size == 0:
+                raise ValueError("items is empty")
+            if candidates.min() < 0 or candidates.max() >= n_items:
+                raise ValueError(f"items must lie in [0, {n_items})")
+            if np.unique(candidates).size != candidates.size:
+                raise ValueError("items holds duplicates")
+        exclude = X[users] if exclude_seen else None
+        if candidates is not None and exclude is not None:
+            exclude = _restrict_columns(exclude, candidates, n_items)
+        threads = getattr(self, "num_threads", 0) or 0
+        if self._is_factor_model():
+            U, V = self._factors(users, X)
+            if candidates is not None:
+                V = V[candidates]
+            ids, scores = topk_factors(U, V, k, exclude, num_threads=threads)
+        else:
+            if batch_size is None:  # about 64 MiB of float32 scores per batch
+                batch_size = max(1, (64 << 20) // (4 * n_items))
+            parts = []
+            for start in range(0, users.size, batch_size):
+                block = self._score_block(users[start:start + batch_size], X)
+                if candidates is not None:
+                    block = block[:, candidates]
+                part_excl = None if exclude is None else exclude[start:start + batch_size]
+                parts.append(topk_scores(block, k, part_excl, num_threads=threads, copy=False))
+            ids = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, k), np.int32)
+            scores = np.concatenate([p[1] for p in parts]) if parts else \
+                np.empty((0, k), np.float32)
+        if candidates is not None:
+            ids = np.where(ids >= 0, candidates[np.maximum(ids, 0)], -1).astype(np.int32)
+        return (ids[0], scores[0]) if scalar else (ids, scores)
+
+    def predict(self, users, items, X) -> np.ndarray:
+        """Scores of (user, item) pairs, e.g. predicted ratings; ``users`` index rows of ``X``."""
+        users, _, X = self._check_query(users, X)
+        items = np.atleast_1d(np.asarray(items))
+        if items.shape != users.shape:
+            raise ValueError("users and items must have the same length")
+        if items.size and (items.min() < 0 or items.max() >= self.n_items_):
+            raise ValueError(f"items must lie in [0, {self.n_items_})")
+        if self._is_factor_model():
+            U, V = self._factors(users, X)
+            return np.einsum("ij,ij->i", U, V[items])
+        unique, inverse = np.unique(users, return_inverse=True)
+        out = np.empty(users.size, dtype=np.float32)
+        step = max(1, (64 << 20) // (4 * self.n_items_))
+        for start in range(0, unique.size, step):
+            block = self._score_block(unique[start:start + step], X)
+            sel = (inverse >= start) & (inverse < start + step)
+            out[sel] = block[inverse[sel] - start, items[sel]]
+        return out
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model to one ``.npz`` file (arrays) with JSON metadata; no pickle.
+
+        The file is written to a temporary name and renamed, so a crash never leaves a
+        half-written model. Returns the path written (``.npz`` is appended when missing).
+        """
+        self._check_fitted()
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        arrays: dict[str, np.ndarray] = {}
+        scalars: dict[str, Any] = {}
+        sparse: list[str] = []
+        for name, value in vars(self).items():
+            if not name.endswith("_") or name.startswith("_"):
+                continue
+            if sp.issparse(value):
+                value = value.tocsr()
+                sparse.append(name)
+                for part in ("data", "indices", "indptr"):
+                    arrays[f"{name}.{part}"] = getattr(value, part)
+                arrays[f"{name}.shape"] = np.asarray(value.shape, dtype=np.int64)
+            elif isinstance(value, np.ndarray):
+                if value.dtype == object:
+                    raise TypeError(f"{name} is an object array and cannot be saved without "
+                                    "pickle")
+                arrays[name] = value
+            else:
+                scalars[name] = value.item() if isinstance(value, np.generic) else value
+        meta = {"format": _FORMAT_VERSION, "class": type(self).__name__,
+                "params": self.get_params(), "fitted": scalars, "sparse": sparse}
+        arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Recommender:
+        """Read a model written by :meth:`save` (``allow_pickle=False``)."""
+        with np.load(path, allow_pickle=False) as npz:
+            if _META_KEY not in npz.files:
+                raise ValueError(f"{path} is not a recsys model file (no metadata)")
+            meta = json.loads(npz[_META_KEY].tobytes().decode())
+            arrays = {name: npz[name] for name in npz.files if name != _META_KEY}
+        if meta.get("format") != _FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported model format {meta.get('format')}")
+        model_cls = _REGISTRY.get(meta["class"])
+        if model_cls is None:
+            raise ValueError(f"{path} holds an unknown model class {meta['class']!r}")
+        if cls is not Recommender and not issubclass(model_cls, cls):
+            raise TypeError(f"{path} holds a {meta['class']}, not a {cls.__name__}")
+        model = model_cls(**meta["params"])
+        for name in meta["sparse"]:
+            shape = tuple(arrays.pop(f"{name}.shape"))
+            setattr(model, name, sp.csr_matrix(
+                tuple(arrays.pop(f"{name}.{p}") for p in ("data", "indices", "indptr")),
+                shape=shape))
+        for name, value in {**meta["fitted"], **arrays}.items():
+            setattr(model, name, value)
+        return model
+
+
+def _restrict_columns(X: sp.csr_matrix, columns: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    """``X[:, columns]`` as a CSR whose column j is ``columns[j]`` (sorted indices)."""
+    position = np.full(n_cols, -1, dtype=np.int64)
+    position[columns] = np.arange(columns.size)
+    sub = X[:, np.sort(columns)].tocsr()
+    sub.indices = position[np.sort(columns)[sub.indices]].astype(np.int32)
+    sub = sp.csr_matrix((sub.data, sub.indices, sub.indptr), shape=(X.shape[0], columns.size))
+    sub.sort_indices()
+    return sub

@@ -1,0 +1,36 @@
+"""Most-popular baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recsys.models.base import Recommender
+
+
+class MostPopular(Recommender):
+    """Ranks items by popularity, the same list for every user (minus their seen items).
+
+    Parameters
+    ----------
+    weighting : {"count", "sum"}
+        Popularity = number of users who interacted with the item, or the sum of the values.
+    """
+
+    def __init__(self, weighting: str = "count"):
+        self.weighting = weighting
+
+    def fit(self, X) -> MostPopular:
+        if self.weighting not in ("count", "sum"):
+            raise ValueError(f"weighting must be 'count' or 'sum', got {self.weighting!r}")
+        X = self._prepare_fit(X)
+        if self.weighting == "count":
+            popularity = np.bincount(X.indices, minlength=X.shape[1])
+        else:
+            popularity = np.bincount(X.indices, weights=X.data, minlength=X.shape[1])
+        self.item_popularity_ = popularity.astype(np.float32)
+        return self
+
+    def _factors(self, users, X):
+        # score(u, i) = 1 * popularity_i: a rank-1 "factor model", so the fused top-k applies
+        return (np.ones((users.size, 1), dtype=np.float32),
+                self.item_popularity_.reshape(-1, 1))
