@@ -19,6 +19,58 @@ ctypedef fused floating:
     double
 
 
+cdef extern from *:
+    """
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    #define RECSYS_SSE2 1
+    #endif
+    /* First position p >= j, stepping by 16, whose block row[p:p+16] holds a value that is not
+       <= t (a candidate, or a NaN); a position with fewer than 16 values left when none. */
+    static inline Py_ssize_t recsys_skip_f32(const float* row, Py_ssize_t j, Py_ssize_t n,
+                                             float t) {
+    #ifdef RECSYS_SSE2
+        const __m128 tv = _mm_set1_ps(t);
+        for (; j + 16 <= n; j += 16) {
+            __m128 a = _mm_or_ps(_mm_cmpnle_ps(_mm_loadu_ps(row + j), tv),
+                                 _mm_cmpnle_ps(_mm_loadu_ps(row + j + 4), tv));
+            __m128 b = _mm_or_ps(_mm_cmpnle_ps(_mm_loadu_ps(row + j + 8), tv),
+                                 _mm_cmpnle_ps(_mm_loadu_ps(row + j + 12), tv));
+            if (_mm_movemask_ps(_mm_or_ps(a, b))) return j;
+        }
+    #else
+        for (; j + 16 <= n; j += 16) {
+            int any = 0;
+            for (int i = 0; i < 16; i++) any |= !(row[j + i] <= t);
+            if (any) return j;
+        }
+    #endif
+        return j;
+    }
+    static inline Py_ssize_t recsys_skip_f64(const double* row, Py_ssize_t j, Py_ssize_t n,
+                                             double t) {
+    #ifdef RECSYS_SSE2
+        const __m128d tv = _mm_set1_pd(t);
+        for (; j + 16 <= n; j += 16) {
+            __m128d m = _mm_cmpnle_pd(_mm_loadu_pd(row + j), tv);
+            for (int i = 2; i < 16; i += 2)
+                m = _mm_or_pd(m, _mm_cmpnle_pd(_mm_loadu_pd(row + j + i), tv));
+            if (_mm_movemask_pd(m)) return j;
+        }
+    #else
+        for (; j + 16 <= n; j += 16) {
+            int any = 0;
+            for (int i = 0; i < 16; i++) any |= !(row[j + i] <= t);
+            if (any) return j;
+        }
+    #endif
+        return j;
+    }
+    """
+    Py_ssize_t recsys_skip_f32(const float* row, Py_ssize_t j, Py_ssize_t n, float t) nogil
+    Py_ssize_t recsys_skip_f64(const double* row, Py_ssize_t j, Py_ssize_t n, double t) nogil
+
+
 cdef inline bint _worse(const floating* hs, const int* hi, int a, int b) noexcept nogil:
     return hs[a] < hs[b] or (hs[a] == hs[b] and hi[a] > hi[b])
 
@@ -41,26 +93,41 @@ cdef inline void _sift_down(floating* hs, int* hi, int size, int pos) noexcept n
         pos = worst
 
 
+cdef inline int _push(floating s, int j, int k, floating* hs, int* hi) noexcept nogil:
+    """Offer item j with score s to the heap; returns 1 when s is NaN."""
+    if s > hs[0]:
+        hs[0] = s
+        hi[0] = j
+        _sift_down(hs, hi, k, 0)
+    elif s != s:
+        return 1
+    return 0
+
+
 cdef int _select_row(floating* row, Py_ssize_t n, const int* excl, Py_ssize_t n_excl, int k,
                      floating* hs, int* hi, int* out_ids, floating* out_scores) noexcept nogil:
     """Top-k of one row into out_ids/out_scores (best first); returns 1 when a NaN was seen."""
-    cdef Py_ssize_t j
+    cdef Py_ssize_t j, i, stop
     cdef int end
-    cdef floating s, ts
+    cdef floating ts
     cdef int ti, has_nan = 0
     for j in range(n_excl):
         row[excl[j]] = -INFINITY
     for j in range(k):
         hs[j] = -INFINITY
         hi[j] = -1
-    for j in range(n):
-        s = row[j]
-        if s > hs[0]:
-            hs[0] = s
-            hi[0] = <int>j
-            _sift_down(hs, hi, k, 0)
-        elif s != s:
-            has_nan = 1
+    # Skip whole blocks in which no value beats the current threshold (SIMD compare in C); only
+    # blocks holding a candidate (or a NaN) are offered to the heap one value at a time.
+    j = 0
+    while j < n:
+        if floating is float:
+            j = recsys_skip_f32(row, j, n, hs[0])
+        else:
+            j = recsys_skip_f64(row, j, n, hs[0])
+        stop = j + 16 if j + 16 <= n else n
+        for i in range(j, stop):
+            has_nan |= _push(row[i], <int>i, k, hs, hi)
+        j = stop
     # heap sort: move the worst to the back, leaving the best at position 0
     for end in range(k - 1, 0, -1):
         ts = hs[0]; hs[0] = hs[end]; hs[end] = ts

@@ -21,9 +21,9 @@ from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import check_k
 
 _EMPTY = np.zeros(0, dtype=np.int32)
-# about 4 MiB of scores per thread buffer: large enough for an efficient GEMM, small enough to
-# stay in cache-friendly territory while the selection scans it
-_BUFFER_BYTES = 4 << 20
+# Scores buffered per thread: about 16 MiB, 32..256 rows. Measured on 20k users x 10k/40k items:
+# smaller batches starve the GEMM, larger ones stop paying (benchmarks/bench_topk.py).
+_BUFFER_BYTES = 16 << 20
 
 
 def _exclusion_arrays(exclude, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +100,7 @@ def topk_factors(user_factors: np.ndarray, item_factors: np.ndarray, k: int,
     k, exclude, num_threads :
         as in :func:`topk_scores`.
     batch_size : int, optional
-        Rows scored per GEMM; default sizes one thread's buffer to about 4 MiB.
+        Rows scored per GEMM; default sizes one thread's buffer to about 16 MiB.
 
     Returns
     -------
@@ -124,7 +124,7 @@ def topk_factors(user_factors: np.ndarray, item_factors: np.ndarray, k: int,
     k = check_k(k, n_items)
     indptr, indices = _exclusion_arrays(exclude, n_rows, n_items)
     if batch_size is None:
-        batch_size = int(np.clip(_BUFFER_BYTES // (n_items * dtype.itemsize), 8, 1024))
+        batch_size = int(np.clip(_BUFFER_BYTES // (n_items * dtype.itemsize), 32, 256))
     elif batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     ids, values = _outputs(n_rows, k, dtype)
