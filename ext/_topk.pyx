@@ -233,3 +233,52 @@ def topk_factors(const floating[:, ::1] users, const floating[:, ::1] items, int
             free(hs)
             free(hi)
     return nan_rows
+
+
+def topk_history(const int[::1] indptr, const int[::1] indices, const float[::1] data,
+                 const floating[:, ::1] weights, int k, const int[::1] excl_indptr,
+                 const int[::1] excl_indices, int num_threads, int[:, ::1] out_ids,
+                 floating[:, ::1] out_scores) -> int:
+    """Fused scoring + top-k for item-item models: top-k of ``x_u @ W`` for each CSR row x_u.
+
+    Each thread accumulates one user's scores (sum over the user's items i of x_ui * W[i, :])
+    in its own n_items buffer, masks the excluded items and selects; no dense block of scores
+    is allocated. Returns the number of rows that held a NaN.
+    """
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, n_items = weights.shape[1]
+    cdef Py_ssize_t r, p, j
+    cdef bint has_excl = excl_indptr.shape[0] > 0
+    cdef int nan_rows = 0
+    cdef floating v
+    cdef const floating* w_row
+    cdef floating* buf
+    cdef floating* hs
+    cdef int* hi
+    if n_rows == 0:
+        return 0
+    with nogil, parallel(num_threads=num_threads):
+        buf = <floating*>malloc(n_items * sizeof(floating))
+        hs = <floating*>malloc(k * sizeof(floating))
+        hi = <int*>malloc(k * sizeof(int))
+        try:
+            for r in prange(n_rows, schedule="dynamic", chunksize=4):
+                for j in range(n_items):
+                    buf[j] = 0
+                for p in range(indptr[r], indptr[r + 1]):
+                    v = data[p]
+                    w_row = &weights[indices[p], 0]
+                    for j in range(n_items):
+                        buf[j] += v * w_row[j]
+                if has_excl:
+                    nan_rows += _select_row(
+                        buf, n_items, &excl_indices[0] + excl_indptr[r],
+                        excl_indptr[r + 1] - excl_indptr[r], k, hs, hi,
+                        &out_ids[r, 0], &out_scores[r, 0])
+                else:
+                    nan_rows += _select_row(buf, n_items, NULL, 0, k, hs, hi,
+                                            &out_ids[r, 0], &out_scores[r, 0])
+        finally:
+            free(buf)
+            free(hs)
+            free(hi)
+    return nan_rows

@@ -6,7 +6,10 @@ Two entry points over the same Cython kernel (ext/_topk.pyx):
   kernel (single-threaded BLAS per OpenMP thread) and never materialised for all users;
 - :func:`topk_scores` for models that produce a dense score block (EASE, item-kNN, ...).
 
-Both exclude items given as a CSR pattern (the users' seen items) by setting their score to -inf,
+- :func:`topk_history` for item-item models (EASE): scores ``X[users] @ W`` are accumulated
+  per user in a thread-local buffer, again without a dense score block.
+
+All exclude items given as a CSR pattern (the users' seen items) by setting their score to -inf,
 return ``(ids int32, scores)`` of shape ``(n_rows, k)`` sorted best first, break ties by the lower
 item index, and pad rows that have fewer than ``k`` candidates with id ``-1`` and score ``-inf``.
 """
@@ -135,5 +138,46 @@ def topk_factors(user_factors: np.ndarray, item_factors: np.ndarray, k: int,
         nan_rows = _topk.topk_factors(user_factors, item_factors, k, indptr, indices,
                                       resolve_num_threads(num_threads), int(batch_size),
                                       ids, values)
+    _raise_on_nan(nan_rows)
+    return ids, values
+
+
+def topk_history(history: sp.csr_matrix, weights: np.ndarray, k: int,
+                 exclude: sp.csr_matrix | None = None,
+                 num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items of ``history @ weights`` per row (item-item models such as EASE).
+
+    Parameters
+    ----------
+    history : CSR (n_rows, n_items)
+        The users' rows of the history matrix (float32 values, int32 sorted indices).
+    weights : ndarray (n_items, n_items), float32 or float64
+        Dense item-item weights ``W``; scores are ``x_u @ W``.
+    k, exclude, num_threads :
+        as in :func:`topk_scores`.
+
+    Returns
+    -------
+    ids, values : as in :func:`topk_scores`.
+    """
+    weights = np.asarray(weights)
+    if weights.ndim != 2 or weights.dtype not in (np.float32, np.float64):
+        raise TypeError("weights must be a 2-D float32 or float64 array")
+    if not weights.flags.c_contiguous:
+        raise ValueError("weights must be C-contiguous")
+    if not sp.issparse(history) or history.format != "csr":
+        raise TypeError("history must be a CSR matrix")
+    if history.shape[1] != weights.shape[0]:
+        raise ValueError(f"history has {history.shape[1]} item columns but weights has "
+                         f"{weights.shape[0]} rows")
+    if history.dtype != np.float32 or history.indices.dtype != np.int32 \
+            or history.indptr.dtype != np.int32:
+        raise TypeError("history must hold float32 values and int32 indices")
+    n_rows, n_items = history.shape[0], weights.shape[1]
+    k = check_k(k, n_items)
+    indptr, indices = _exclusion_arrays(exclude, n_rows, n_items)
+    ids, values = _outputs(n_rows, k, weights.dtype)
+    nan_rows = _topk.topk_history(history.indptr, history.indices, history.data, weights, k,
+                                  indptr, indices, resolve_num_threads(num_threads), ids, values)
     _raise_on_nan(nan_rows)
     return ids, values

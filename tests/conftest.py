@@ -8,6 +8,19 @@ import scipy.sparse as sp
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow real-data check: run with --runslow (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def data_home() -> Path:
     """Folder with the real data sets: $RECSYS_DATA_HOME, else ../shared/datasets."""

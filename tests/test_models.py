@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.models import ALS, BPR, ItemKNN, MostPopular, NotFittedError, Recommender
+from recsys.models import ALS, BPR, EASE, ItemKNN, MostPopular, NotFittedError, Recommender
 
 
 def checkerboard(n: int = 50) -> sp.csr_matrix:
@@ -19,6 +19,8 @@ MODELS = {
     "ItemKNN": lambda: ItemKNN(neighbors=30),
     "ALS": lambda: ALS(factors=8, iterations=10, regularization=0.01, random_state=0,
                        num_threads=1),
+    "EASE": lambda: EASE(l2=10.0),
+    "EASE-sparse": lambda: EASE(l2=10.0, max_items_dense=0, neighbors=20),
     "BPR": lambda: BPR(factors=8, iterations=200, learning_rate=0.05, random_state=0,
                        num_threads=1),
 }

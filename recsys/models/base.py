@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys._validation import as_csr, check_users
-from recsys.topk import topk_factors, topk_scores
+from recsys.topk import topk_factors, topk_history, topk_scores
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,13 @@ class Recommender(ABC):
     ending in ``_`` and returns ``self``. :meth:`get_params` / :meth:`set_params` come from the
     constructor signature.
 
-    Subclasses implement :meth:`fit` and either :meth:`_factors` (factor models: scores are
-    ``U @ V.T``, ranked by the fused top-k kernel without a dense score matrix) or
-    :meth:`_score_block` (any model producing dense scores for a batch of users).
+    Subclasses implement :meth:`fit` and one way to score:
+
+    - :meth:`_factors` (factor models: scores ``U @ V.T``, ranked by the fused top-k kernel
+      without a dense score matrix);
+    - :meth:`_item_weights` (item-item models: scores ``X[users] @ W``; a dense ``W`` is
+      ranked by the fused history kernel, a sparse one in batches);
+    - or :meth:`_score_block` (anything producing dense scores for a batch of users).
     """
 
     #: True when the model keeps per-user state learned in ``fit`` (user factors): then ``X``
@@ -98,13 +102,27 @@ class Recommender(ABC):
         """``(user_vectors, item_vectors)`` with scores ``user_vectors @ item_vectors.T``."""
         raise NotImplementedError
 
+    def _item_weights(self) -> np.ndarray | sp.csr_matrix:
+        """Item-item weights ``W`` (n_items x n_items) with scores ``X[users] @ W``."""
+        raise NotImplementedError
+
     def _score_block(self, users: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
         """Dense scores ``(len(users), n_items)`` for one batch."""
-        U, V = self._factors(users, X)
-        return U @ V.T
+        if self._is_factor_model():
+            U, V = self._factors(users, X)
+            return U @ V.T
+        W = self._item_weights()
+        scores = X[users] @ W
+        return np.asarray(scores.toarray() if sp.issparse(scores) else scores)
 
     def _is_factor_model(self) -> bool:
         return type(self)._factors is not Recommender._factors
+
+    def _dense_item_weights(self) -> np.ndarray | None:
+        if type(self)._item_weights is Recommender._item_weights:
+            return None
+        W = self._item_weights()
+        return None if sp.issparse(W) else W
 
     def _check_query(self, users, X) -> tuple[np.ndarray, bool, sp.csr_matrix]:
         self._check_fitted()
@@ -173,6 +191,10 @@ class Recommender(ABC):
             if candidates is not None:
                 V = V[candidates]
             ids, scores = topk_factors(U, V, k, exclude, num_threads=threads)
+        elif (W := self._dense_item_weights()) is not None:
+            if candidates is not None:
+                W = np.ascontiguousarray(W[:, candidates])
+            ids, scores = topk_history(X[users], W, k, exclude, num_threads=threads)
         else:
             if batch_size is None:  # about 64 MiB of float32 scores per batch
                 batch_size = max(1, (64 << 20) // (4 * n_items))

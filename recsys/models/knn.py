@@ -71,5 +71,5 @@ class ItemKNN(Recommender):
         self.similarity_ = S
         return self
 
-    def _score_block(self, users, X):
-        return np.asarray((X[users] @ self.similarity_).toarray(), dtype=np.float32)
+    def _item_weights(self):
+        return self.similarity_

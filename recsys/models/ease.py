@@ -1,0 +1,177 @@
+"""EASE: embarrassingly shallow autoencoder (Steck, WWW 2019), dense and sparse.
+
+Dense closed form (eq. 8 of the paper): with ``G = X^T X + l2 I`` and ``P = G^{-1}``,
+``B = I - P diagMat(1 / diag(P))``, i.e. ``B_ij = -P_ij / P_jj`` and ``B_jj = 0``;
+scores are ``x_u B``. Because the zero-diagonal constraint decouples the columns, column ``j``
+of ``B`` is also the ridge regression of item ``j`` on every other item,
+``B_{-j,j} = (G_{-j,-j})^{-1} G_{-j,j}`` — the sparse variant restricts that regression to
+``j``'s ``neighbors`` most co-occurring items, so it never needs an n x n buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack
+from tqdm.auto import tqdm
+
+from recsys._ext._gram import gram_dense
+from recsys._threads import blas_limit, resolve_num_threads
+from recsys.models.base import Recommender
+from recsys.topk import topk_scores
+
+logger = logging.getLogger(__name__)
+
+# Multi-threaded OpenBLAS ?potrf segfaults on very large matrices here (n = 32,000 float32 with
+# 2 threads crashed, n = 24,000 ran): from about 3 GB of matrix on, factorize single-threaded.
+_THREADED_LAPACK_MAX_BYTES = 3.0e9
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+class EASE(Recommender):
+    """EASE item-item model, exact (dense inverse) or neighbourhood-sparse.
+
+    Parameters
+    ----------
+    l2 : float
+        Ridge strength lambda (> 0); scales with the data (ML-20M ~500, Gowalla ~80).
+    dtype : {"float32", "float64"}
+        Precision of the Gram matrix, its Cholesky inverse and ``B``.
+    max_items_dense : int or None
+        Catalogues with more items use the sparse variant. ``None``: dense whenever the
+        n x n buffer fits in available memory (else a ``MemoryError`` naming the size).
+    neighbors : int
+        Sparse variant: regressors kept per item (its most co-occurring items, by cosine).
+    num_threads : int
+        OpenMP threads for the Gram kernel and scoring (0: all cores); LAPACK/BLAS use the
+        same count.
+    show_progress : bool
+
+    Attributes
+    ----------
+    B_ : ndarray (n_items, n_items) or CSR
+        Item-item weights with zero diagonal; dense for the exact model, CSR for the sparse one.
+    """
+
+    def __init__(self, l2: float = 500.0, dtype: str = "float32",
+                 max_items_dense: int | None = None, neighbors: int = 256,
+                 num_threads: int = 0, show_progress: bool = False):
+        self.l2 = l2
+        self.dtype = dtype
+        self.max_items_dense = max_items_dense
+        self.neighbors = neighbors
+        self.num_threads = num_threads
+        self.show_progress = show_progress
+
+    def fit(self, X) -> EASE:
+        if not self.l2 > 0:
+            raise ValueError(f"l2 must be positive (G must be positive definite), got {self.l2}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        X = self._prepare_fit(X)
+        n = X.shape[1]
+        if self.max_items_dense is not None and n > self.max_items_dense:
+            self.B_ = self._fit_sparse(X)
+        else:
+            self.B_ = self._fit_dense(X)
+        return self
+
+    def _item_weights(self):
+        return self.B_
+
+    # -- exact ------------------------------------------------------------------------------
+    def _fit_dense(self, X: sp.csr_matrix) -> np.ndarray:
+        n = X.shape[1]
+        dtype = np.dtype(self.dtype)
+        need = n * n * dtype.itemsize
+        free = available_memory()
+        if free is not None and need > 0.9 * free:
+            raise MemoryError(
+                f"EASE needs one dense {n} x {n} {self.dtype} matrix ({need / 2**30:.1f} GiB) "
+                f"but only {free / 2**30:.1f} GiB are available. Use the sparse variant: "
+                f"EASE(max_items_dense=<n below {n}>, neighbors=...), or dtype='float32'.")
+        threads = resolve_num_threads(self.num_threads)
+        G = np.zeros((n, n), dtype=dtype)
+        gram_dense(X.indptr, X.indices, X.data, G, 64, threads)
+        G[np.diag_indices(n)] += dtype.type(self.l2)
+        lapack_threads = threads if need < _THREADED_LAPACK_MAX_BYTES else 1
+        with blas_limit(lapack_threads):
+            # G is symmetric: its transpose is a Fortran-ordered view LAPACK works on in place.
+            # LAPACK's "upper" triangle of G.T is the lower triangle of G.
+            potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (G,))
+            _, info = potrf(G.T, lower=0, overwrite_a=1, clean=0)
+            if info != 0:
+                raise np.linalg.LinAlgError(
+                    f"Cholesky of X^T X + l2 I failed (LAPACK info {info}); increase l2")
+            _, info = potri(G.T, lower=0, overwrite_c=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"Cholesky inverse failed (LAPACK info {info})")
+        _mirror_lower(G)
+        P = G
+        P /= -np.diag(P).copy()[None, :]  # B_ij = -P_ij / P_jj
+        P[np.diag_indices(n)] = 0
+        return P
+
+    # -- neighbourhood-sparse -----------------------------------------------------------------
+    def _fit_sparse(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        from recsys._ext._ease import sparse_ridge_columns
+
+        n = X.shape[1]
+        dtype = np.dtype(self.dtype)
+        m = int(min(self.neighbors, n - 1))
+        if m <= 0:
+            raise ValueError(f"neighbors must be positive, got {self.neighbors}")
+        threads = resolve_num_threads(self.num_threads)
+        XT = X.T.tocsr()
+        gram = (XT @ X).tocsr().astype(dtype)  # sparse co-occurrence Gram
+        gram.sort_indices()
+        norms = np.sqrt(gram.diagonal())
+        neigh = np.empty((n, m), dtype=np.int32)
+        for start in tqdm(range(0, n, 1024), desc="EASE neighbours",
+                          disable=not self.show_progress):
+            block = gram[start:start + 1024].toarray()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cos = block / (norms[start:start + 1024, None] * norms[None, :])
+            cos[~np.isfinite(cos)] = 0
+            cos[np.arange(cos.shape[0]), np.arange(start, start + cos.shape[0])] = -np.inf
+            ids, _ = topk_scores(cos, m, num_threads=threads, copy=False)
+            neigh[start:start + cos.shape[0]] = ids
+        neigh.sort(axis=1)
+        with blas_limit(1):
+            values = sparse_ridge_columns(gram.indptr, gram.indices, gram.data, neigh,
+                                          float(self.l2), threads)
+        cols = np.repeat(np.arange(n, dtype=np.int32), m)
+        B = sp.csc_matrix((values.ravel(), neigh.ravel(), np.arange(0, n * m + 1, m)),
+                          shape=(n, n)).tocsr()
+        del cols
+        B.eliminate_zeros()
+        B.sort_indices()
+        return B
+
+
+def _mirror_lower(A: np.ndarray, block: int = 2048) -> None:
+    """Copy the lower triangle of square ``A`` onto its upper triangle, in place, by strips."""
+    n = A.shape[0]
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        A[start:stop, stop:] = A[stop:, start:stop].T
+        strip = A[start:stop, start:stop]
+        upper = np.triu_indices(stop - start, 1)
+        strip[upper] = strip.T[upper]
