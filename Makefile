@@ -14,7 +14,7 @@ endif
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install demo test lint bench bench-quick clean
+.PHONY: install demo test test-slow bench bench-quick clean
 
 $(VENV)/.installed: setup.py pyproject.toml $(wildcard ext/*.pyx)
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,18 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
+test-slow: install
+	$(PY) -m pytest -q --runslow
+
 bench-quick: install
 	$(PY) benchmarks/bench_topk.py --quick
 	$(PY) benchmarks/bench_evaluation.py --quick
+	$(PY) benchmarks/bench_ease.py --quick
 
 bench: install
 	$(PY) benchmarks/bench_topk.py
 	$(PY) benchmarks/bench_evaluation.py
+	$(PY) benchmarks/bench_ease.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info recsys/_ext/*.so ext/*.c

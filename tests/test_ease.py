@@ -110,3 +110,20 @@ def test_gowalla_matches_bars(data_home):
     got = evaluate(model, split.train, split.test, k=20)
     assert got["recall_at_20"] == pytest.approx(0.1765, abs=5e-4)
     assert got["ndcg_at_20"] == pytest.approx(0.1467, abs=5e-4)
+
+
+def test_blocked_cholesky_path_matches(monkeypatch):
+    """The path large catalogues take (blocked factorization) gives the same B."""
+    from scipy.linalg import lapack
+
+    X = random_csr(600, 300, 0.05, 7)
+    monkeypatch.setattr(ease_module, "_THREADED_LAPACK_MAX_BYTES", 0)
+    B = EASE(l2=3.0, dtype="float64").fit(X).B_
+    np.testing.assert_allclose(B, paper_ease(X, 3.0), atol=1e-10)
+    G = (X.T @ X).toarray().astype(np.float64) + 3.0 * np.eye(300)
+    A = G.copy()
+    potrf = lapack.get_lapack_funcs("potrf", (A,))
+    assert ease_module._blocked_cholesky(A, potrf, block=64) == 0
+    np.testing.assert_allclose(np.tril(A), np.linalg.cholesky(G), atol=1e-10)
+    bad = -np.eye(10)
+    assert ease_module._blocked_cholesky(bad, potrf, block=4) == 1

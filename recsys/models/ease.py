@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
+from scipy.linalg import lapack, solve_triangular
 from tqdm.auto import tqdm
 
 from recsys._ext._gram import gram_dense
@@ -26,8 +26,10 @@ from recsys.topk import topk_scores
 logger = logging.getLogger(__name__)
 
 # Multi-threaded OpenBLAS ?potrf segfaults on very large matrices here (n = 32,000 float32 with
-# 2 threads crashed, n = 24,000 ran): from about 3 GB of matrix on, factorize single-threaded.
+# 2 threads crashed, n = 24,000 ran, n = 32,000 on one thread ran): from about 3 GB of matrix
+# on, factorize by blocks instead (see _cholesky_inverse).
 _THREADED_LAPACK_MAX_BYTES = 3.0e9
+_POTRI_THREADS = 1
 
 
 def available_memory() -> int | None:
@@ -111,18 +113,7 @@ class EASE(Recommender):
         G = np.zeros((n, n), dtype=dtype)
         gram_dense(X.indptr, X.indices, X.data, G, 64, threads)
         G[np.diag_indices(n)] += dtype.type(self.l2)
-        lapack_threads = threads if need < _THREADED_LAPACK_MAX_BYTES else 1
-        with blas_limit(lapack_threads):
-            # G is symmetric: its transpose is a Fortran-ordered view LAPACK works on in place.
-            # LAPACK's "upper" triangle of G.T is the lower triangle of G.
-            potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (G,))
-            _, info = potrf(G.T, lower=0, overwrite_a=1, clean=0)
-            if info != 0:
-                raise np.linalg.LinAlgError(
-                    f"Cholesky of X^T X + l2 I failed (LAPACK info {info}); increase l2")
-            _, info = potri(G.T, lower=0, overwrite_c=1)
-            if info != 0:
-                raise np.linalg.LinAlgError(f"Cholesky inverse failed (LAPACK info {info})")
+        _cholesky_inverse(G, threads)
         _mirror_lower(G)
         P = G
         P /= -np.diag(P).copy()[None, :]  # B_ij = -P_ij / P_jj
@@ -157,13 +148,57 @@ class EASE(Recommender):
         with blas_limit(1):
             values = sparse_ridge_columns(gram.indptr, gram.indices, gram.data, neigh,
                                           float(self.l2), threads)
-        cols = np.repeat(np.arange(n, dtype=np.int32), m)
         B = sp.csc_matrix((values.ravel(), neigh.ravel(), np.arange(0, n * m + 1, m)),
                           shape=(n, n)).tocsr()
-        del cols
         B.eliminate_zeros()
         B.sort_indices()
         return B
+
+
+def _cholesky_inverse(G: np.ndarray, threads: int) -> None:
+    """Overwrite the lower triangle of SPD ``G`` with that of ``G^{-1}`` (Cholesky, in place).
+
+    ``G`` is symmetric, so its transpose is a Fortran-ordered view that LAPACK works on in place;
+    LAPACK's "upper" triangle of ``G.T`` is the lower triangle of ``G``. Large matrices are
+    factorized by blocks (LAPACK on the diagonal blocks, threaded BLAS for the rest), because
+    OpenBLAS's own threaded ?potrf crashes on them.
+    """
+    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (G,))
+    with blas_limit(threads):
+        if G.nbytes < _THREADED_LAPACK_MAX_BYTES:
+            _, info = potrf(G.T, lower=0, overwrite_a=1, clean=0)
+        else:
+            info = _blocked_cholesky(G, potrf)
+        if info != 0:
+            raise np.linalg.LinAlgError(
+                f"Cholesky of X^T X + l2 I failed (LAPACK info {info}); increase l2")
+    with blas_limit(threads if G.nbytes < _THREADED_LAPACK_MAX_BYTES else _POTRI_THREADS):
+        _, info = potri(G.T, lower=0, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Cholesky inverse failed (LAPACK info {info})")
+
+
+def _blocked_cholesky(A: np.ndarray, potrf, block: int = 2048) -> int:
+    """Right-looking blocked Cholesky: the lower triangle of ``A`` becomes L (A = L L^T).
+
+    Returns LAPACK's ``info`` (0 on success, else the failing pivot, 1-based).
+    """
+    n = A.shape[0]
+    for k0 in range(0, n, block):
+        k1 = min(k0 + block, n)
+        L_kk, info = potrf(np.array(A[k0:k1, k0:k1]), lower=1, clean=1)
+        if info != 0:
+            return k0 + info
+        A[k0:k1, k0:k1] = L_kk
+        if k1 == n:
+            break
+        # panel: A21 <- A21 L_kk^{-T}; trailing update: A22 <- A22 - A21 A21^T (lower part)
+        panel = solve_triangular(L_kk, A[k1:, k0:k1].T, lower=True, check_finite=False).T
+        A[k1:, k0:k1] = panel
+        for j0 in range(k1, n, block):
+            j1 = min(j0 + block, n)
+            A[j0:, j0:j1] -= panel[j0 - k1:] @ panel[j0 - k1:j1 - k1].T
+    return 0
 
 
 def _mirror_lower(A: np.ndarray, block: int = 2048) -> None:
