@@ -10,24 +10,13 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_lapack cimport dposv, sposv
 
+from _sorted cimport find
+
 import numpy as np
 
 ctypedef fused floating:
     float
     double
-
-
-cdef inline Py_ssize_t _find(const int* row, Py_ssize_t n, int value) noexcept nogil:
-    cdef Py_ssize_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if row[mid] < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < n and row[lo] == value:
-        return lo
-    return -1
 
 
 cdef int _solve_column(const int[::1] indptr, const int[::1] indices, const floating[::1] data,
@@ -46,10 +35,10 @@ cdef int _solve_column(const int[::1] indptr, const int[::1] indices, const floa
         length = indptr[neigh[a] + 1] - start
         if length > 8 * m:  # long (popular) row: look the m regressors up instead of scanning
             for q in range(m):
-                found = _find(&indices[start], length, neigh[q])
+                found = find(&indices[start], length, neigh[q])
                 if found >= 0:
                     A[a * m + q] = data[start + found]
-            found = _find(&indices[start], length, j)
+            found = find(&indices[start], length, j)
             if found >= 0:
                 b[a] = data[start + found]
         else:

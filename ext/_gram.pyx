@@ -8,20 +8,11 @@ sum_u |I_u|^2 multiply-adds plus n_blocks * n_users binary searches.
 
 from cython.parallel cimport prange
 
+from _sorted cimport lower_bound
+
 ctypedef fused floating:
     float
     double
-
-
-cdef inline Py_ssize_t _lower_bound(const int* row, Py_ssize_t n, int value) noexcept nogil:
-    cdef Py_ssize_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if row[mid] < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 def gram_dense(const int[::1] indptr, const int[::1] indices, const float[::1] data,
@@ -40,7 +31,7 @@ def gram_dense(const int[::1] indptr, const int[::1] indices, const float[::1] d
             length = indptr[u + 1] - start
             if length == 0 or indices[start + length - 1] < lo or indices[start] >= hi:
                 continue
-            p = start + _lower_bound(&indices[start], length, <int>lo)
+            p = start + lower_bound(&indices[start], length, <int>lo)
             while p < start + length and indices[p] < hi:
                 i = indices[p]
                 v = data[p]

