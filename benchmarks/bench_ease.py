@@ -8,7 +8,10 @@ items at -inf. Each fit runs in a fresh subprocess so its peak memory (max RSS m
 after loading the data) is its own. Ratios are recsys / reference (< 1: recsys is cheaper).
 A reference that cannot fit in memory is reported as such, not run.
 
-    python benchmarks/bench_ease.py [--quick] [--data ml-1m-lcfn gowalla-lightgcn]
+    python benchmarks/bench_ease.py [--quick] [--data ml-1m-lcfn gowalla-lightgcn:20000]
+
+``name:N`` restricts a data set to its N most popular items (a catalogue size at which the
+reference still fits in memory).
 """
 
 from __future__ import annotations
@@ -29,11 +32,19 @@ L2 = {"ml-100k": 500.0, "ml-1m-lcfn": 1000.0, "gowalla-lightgcn": 80.0}
 
 
 def load_train(name: str) -> sp.csr_matrix:
+    """Training matrix of ``name``; ``name:N`` keeps only its N most popular items."""
     from recsys.datasets import load
 
-    if name == "ml-100k":
-        return load(name, split="u1", download=False).train.binarize(4).matrix
-    return load(name, download=False).train.matrix
+    base, _, top = name.partition(":")
+    if base == "ml-100k":
+        X = load(base, split="u1", download=False).train.binarize(4).matrix
+    else:
+        X = load(base, download=False).train.matrix
+    if top:
+        popular = np.sort(np.argsort(-np.bincount(X.indices, minlength=X.shape[1]),
+                                     kind="stable")[:int(top)])
+        X = X[:, popular].tocsr()
+    return X
 
 
 def rss_gib() -> float:
@@ -70,10 +81,10 @@ def worker(name: str, which: str) -> None:
     base = rss_gib()
     start = time.perf_counter()
     if which == "recsys":
-        model = EASE(l2=L2[name]).fit(X)
+        model = EASE(l2=L2[name.partition(":")[0]]).fit(X)
         B = model.B_
     else:
-        B = reference_fit(X, L2[name])
+        B = reference_fit(X, L2[name.partition(":")[0]])
     fit_s = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20 - base
     result = {"fit_s": fit_s, "peak_gib": peak}
@@ -110,7 +121,8 @@ def main() -> None:
     if args.worker:
         worker(args.data[0], args.worker)
         return
-    names = args.data or (["ml-100k"] if args.quick else ["ml-1m-lcfn", "gowalla-lightgcn"])
+    names = args.data or (["ml-100k"] if args.quick else
+                          ["ml-1m-lcfn", "gowalla-lightgcn:20000", "gowalla-lightgcn"])
     from recsys.models.ease import available_memory
 
     rows = []
@@ -126,7 +138,7 @@ def main() -> None:
         free = available_memory() or 0
         ref = run(name, "reference") if ref_need < 0.9 * free else \
             {"error": f"needs ~{ref_need / 2**30:.0f} GiB, {free / 2**30:.0f} GiB available"}
-        row = {"data": name, "items": n_items, "l2": L2[name],
+        row = {"data": name, "items": n_items, "l2": L2[name.partition(":")[0]],
                "recsys_fit_s": ours.get("fit_s"), "reference_fit_s": ref.get("fit_s"),
                "fit_ratio": None, "recsys_peak_gib": ours.get("peak_gib"),
                "reference_peak_gib": ref.get("peak_gib"), "memory_ratio": None,

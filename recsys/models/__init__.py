@@ -1,9 +1,12 @@
 """Models behind one interface (:class:`~recsys.models.base.Recommender`)."""
 
+from recsys.models.altmin import AltMin
 from recsys.models.base import NotFittedError, Recommender
 from recsys.models.ease import EASE
 from recsys.models.implicit_mf import ALS, BPR
 from recsys.models.knn import ItemKNN
 from recsys.models.popularity import MostPopular
 
-__all__ = ["ALS", "BPR", "EASE", "ItemKNN", "MostPopular", "NotFittedError", "Recommender"]
+__all__ = [
+    "ALS", "AltMin", "BPR", "EASE", "ItemKNN", "MostPopular", "NotFittedError", "Recommender",
+]

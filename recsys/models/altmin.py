@@ -1,0 +1,217 @@
+"""Alternating-minimisation matrix completion on observed entries (explicit ratings).
+
+Minimises over user factors x_u, item factors y_i, biases b_u, b_i (mean mu fixed)
+
+    sum_{(u,i) in Omega} (r_ui - mu - b_u - b_i - x_u . y_i)^2
+        + l2 * sum_u |Omega_u|^nu (|x_u|^2 + b_u^2) + l2 * sum_i |Omega_i|^nu (|y_i|^2 + b_i^2)
+
+by alternating exact or approximate per-row least squares (Jain, Netrapalli, Sanghavi, STOC 2013;
+Gu, Song, Yin, Zhang 2023 for approximate solves; nu = 1 is ALS-WR's weighted lambda, Zhou et
+al. 2008, nu as in Rendle et al. 2022's frequency-scaled regularisation). Biases ride along as
+constant columns: the user side solves for (x_u, b_u) against [y_i, 1], the item side for
+(y_i, b_i) against [x_u, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy.sparse.linalg import svds
+from tqdm.auto import tqdm
+
+from recsys._ext._altmin import solve_rows
+from recsys._threads import blas_limit, resolve_num_threads
+from recsys._validation import as_csr, check_random_state
+from recsys.models.base import Recommender
+
+logger = logging.getLogger(__name__)
+
+_SOLVERS = {"cholesky": 0, "cg": 1}
+
+
+class AltMin(Recommender):
+    """Matrix completion by alternating minimisation (see the module docstring).
+
+    Parameters
+    ----------
+    factors : int
+        Rank k.
+    l2 : float
+        Regularisation lambda (>= 0; rows with fewer than k + 1 observations need > 0).
+    iterations : int
+        Sweeps (users then items).
+    solver : {"cholesky", "cg"}
+        Exact per-row solve (d x d Cholesky, O(|Omega| d^2) per sweep) or ``cg_steps`` of
+        conjugate gradient warm-started from the current row (O(|Omega| d cg_steps)).
+    cg_steps : int
+    biases : bool
+        Learn b_u and b_i (and centre on the global mean).
+    frequency_scaling : float
+        nu in ``l2 * |Omega_u|^nu``; 0 gives a plain ridge.
+    init : {"svd", "random"}
+        Spectral start (top-k SVD of the centred observed matrix rescaled by 1/p) or small
+        Gaussian noise.
+    random_state : int, Generator or None
+    num_threads : int
+        0 for all cores. Each row is solved by one thread; results do not depend on threads.
+    show_progress : bool
+    """
+
+    uses_user_state = True
+
+    def __init__(self, factors: int = 32, l2: float = 0.05, iterations: int = 15,
+                 solver: str = "cholesky", cg_steps: int = 3, biases: bool = True,
+                 frequency_scaling: float = 1.0, init: str = "svd", random_state=None,
+                 num_threads: int = 0, dtype: str = "float64", show_progress: bool = False):
+        self.factors = factors
+        self.l2 = l2
+        self.iterations = iterations
+        self.solver = solver
+        self.cg_steps = cg_steps
+        self.biases = biases
+        self.frequency_scaling = frequency_scaling
+        self.init = init
+        self.random_state = random_state
+        self.num_threads = num_threads
+        self.dtype = dtype
+        self.show_progress = show_progress
+
+    def _check_params(self) -> None:
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}")
+        if self.init not in ("svd", "random"):
+            raise ValueError(f"init must be 'svd' or 'random', got {self.init!r}")
+        if self.factors <= 0 or self.iterations < 0 or self.cg_steps <= 0:
+            raise ValueError("factors and cg_steps must be positive, iterations >= 0")
+        if self.l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {self.l2}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    def fit(self, X, callback=None) -> AltMin:
+        """Fit on observed ratings ``X`` (CSR users x items; stored values are the ratings).
+
+        ``callback(iteration, model)`` is called after every sweep.
+        """
+        self._check_params()
+        X = self._prepare_fit(X)
+        dtype = np.dtype(self.dtype)
+        rng = check_random_state(self.random_state)
+        threads = resolve_num_threads(self.num_threads)
+        XT = X.T.tocsr()
+        self.global_mean_ = float(X.data.mean()) if self.biases else 0.0
+        k = self.factors
+        if self.init == "svd":
+            users, items = self._spectral_init(X, k, rng)
+        else:
+            users = rng.normal(0, 0.01, (X.shape[0], k))
+            items = rng.normal(0, 0.01, (X.shape[1], k))
+        d = k + 1 if self.biases else k
+        U = np.zeros((X.shape[0], d), dtype=dtype)
+        V = np.zeros((X.shape[1], d), dtype=dtype)
+        U[:, :k], V[:, :k] = users, items
+        user_reg = self._row_reg(X, dtype)
+        item_reg = self._row_reg(XT, dtype)
+        for it in tqdm(range(self.iterations), desc="AltMin", disable=not self.show_progress):
+            with blas_limit(1):
+                self._half_step(X, U, V, user_reg, threads)
+                self._half_step(XT, V, U, item_reg, threads)
+            if callback is not None:
+                self._store(U, V)
+                callback(it, self)
+        self._store(U, V)
+        return self
+
+    def _spectral_init(self, X, k, rng):
+        centred = X.copy().astype(np.float64)
+        centred.data -= self.global_mean_
+        p = X.nnz / (X.shape[0] * X.shape[1])
+        k_svd = min(k, min(X.shape) - 1)
+        v0 = rng.standard_normal(min(X.shape))
+        u, s, vt = svds(centred / p, k=k_svd, v0=v0)
+        root = np.sqrt(s * p)  # undo the 1/p rescaling in the factor scale
+        users = np.zeros((X.shape[0], k))
+        items = np.zeros((X.shape[1], k))
+        users[:, :k_svd] = u * root
+        items[:, :k_svd] = vt.T * root
+        return users, items
+
+    def _row_reg(self, X, dtype) -> np.ndarray:
+        counts = np.diff(X.indptr).astype(np.float64)
+        return (self.l2 * np.power(counts, self.frequency_scaling)).astype(dtype)
+
+    def _half_step(self, X, rows, other, reg, threads) -> None:
+        """Solve ``rows`` given ``other``: design [other_factors, 1], target minus other bias."""
+        k = self.factors
+        dtype = rows.dtype
+        design = other.copy()
+        targets = X.data.astype(np.float64) - self.global_mean_
+        if self.biases:
+            targets -= other[X.indices, k]  # the other side's bias is a fixed offset
+            design[:, k] = 1.0
+        failed = solve_rows(X.indptr, X.indices, targets.astype(dtype), design, reg, rows,
+                            _SOLVERS[self.solver], self.cg_steps, threads)
+        if failed:
+            logger.warning("%d rows had a singular system (l2 = 0 and too few observations); "
+                           "their factors were set to zero", failed)
+
+    def _store(self, U, V) -> None:
+        k = self.factors
+        self.user_factors_ = np.ascontiguousarray(U[:, :k])
+        self.item_factors_ = np.ascontiguousarray(V[:, :k])
+        self.user_bias_ = U[:, k].copy() if self.biases else np.zeros(len(U), U.dtype)
+        self.item_bias_ = V[:, k].copy() if self.biases else np.zeros(len(V), V.dtype)
+
+    def _factors(self, users, X):
+        # x_u . y_i + b_u + b_i + mu as one dot product: [x_u, b_u, 1, 1] . [y_i, 1, b_i, mu]
+        n = users.size
+        dtype = self.user_factors_.dtype
+        U = np.hstack([self.user_factors_[users], self.user_bias_[users, None],
+                       np.ones((n, 2), dtype)])
+        V = np.hstack([self.item_factors_, np.ones((self.n_items_, 1), dtype),
+                       self.item_bias_[:, None],
+                       np.full((self.n_items_, 1), self.global_mean_, dtype)])
+        return U, V
+
+    def fold_in(self, X_new) -> tuple[np.ndarray, np.ndarray]:
+        """Factors and biases of new users from their ratings (users x the fitted items).
+
+        Solves only the user side against the fitted item factors (exact solve).
+        Returns ``(user_factors, user_bias)``.
+        """
+        self._check_fitted()
+        X_new = as_csr(X_new, "X_new", allow_empty=True, n_items=self.n_items_)
+        k = self.factors
+        d = k + 1 if self.biases else k
+        dtype = self.item_factors_.dtype
+        V = np.zeros((self.n_items_, d), dtype=dtype)
+        V[:, :k] = self.item_factors_
+        if self.biases:
+            V[:, k] = self.item_bias_
+        U = np.zeros((X_new.shape[0], d), dtype=dtype)
+        reg = self._row_reg(X_new, dtype)
+        if self.l2 == 0:
+            reg = np.maximum(reg, np.finfo(dtype).eps)
+        with blas_limit(1):
+            design = V.copy()
+            targets = X_new.data.astype(np.float64) - self.global_mean_
+            if self.biases:
+                targets -= V[X_new.indices, k]
+                design[:, k] = 1.0
+            solve_rows(X_new.indptr, X_new.indices, targets.astype(dtype), design, reg, U, 0,
+                       1, resolve_num_threads(self.num_threads))
+        bias = U[:, k].copy() if self.biases else np.zeros(len(U), dtype)
+        return np.ascontiguousarray(U[:, :k]), bias
+
+    def predict_new(self, X_new, items) -> np.ndarray:
+        """Predicted ratings of folded-in users: ``items[u]`` for row u of ``X_new``."""
+        factors, bias = self.fold_in(X_new)
+        items = np.asarray(items)
+        if items.shape[0] != factors.shape[0]:
+            raise ValueError("items must have one row per row of X_new")
+        return (np.einsum("uf,uif->ui", factors, self.item_factors_[items]) + bias[:, None]
+                + self.item_bias_[items] + self.global_mean_)
+
+
+__all__ = ["AltMin"]
