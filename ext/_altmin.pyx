@@ -3,15 +3,22 @@
 For each row u with observed columns Omega_u, targets t_ui = r_ui - mean - offset_i and a fixed
 design matrix Y (rows y_i), solve
     (sum_{i in Omega_u} y_i y_i^T + reg_u I) x_u = sum_{i in Omega_u} t_ui y_i
-either exactly (Cholesky, LAPACK ?posv on the d x d normal matrix, O(|Omega_u| d^2 + d^3)) or
+either exactly (Cholesky, LAPACK ?posv on the d x d normal matrix, O(|Omega_u| d^2 + d^3)),
 approximately by conjugate gradient warm-started from the current x_u, whose matrix-vector
-product sum_i (y_i . p) y_i + reg_u p costs 2 |Omega_u| d and never forms the d x d matrix.
+product sum_i (y_i . p) y_i + reg_u p costs 2 |Omega_u| d and never forms the d x d matrix, or
+by sketch-preconditioned CG (Gu, Song, Yin, Zhang 2023): a CountSketch S of the stacked design
+[Y_Omega; sqrt(reg) I] with s = 4d rows, R from the QR of S A, and CG on the normal equations
+preconditioned by (R^T R)^{-1}, so that the iteration count no longer depends on the row's
+condition number; cost O(|Omega_u| d + d^3) + cg_steps * O(|Omega_u| d + d^2).
 Rows are independent: OpenMP over rows, per-thread scratch; each row writes only its own x_u.
 """
 
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
-from scipy.linalg.cython_lapack cimport dposv, sposv
+from libc.math cimport sqrt
+from libc.stdint cimport uint64_t
+from scipy.linalg.cython_blas cimport dtrsv, strsv
+from scipy.linalg.cython_lapack cimport dgeqrf, dposv, sgeqrf, sposv
 
 ctypedef fused floating:
     float
@@ -102,23 +109,122 @@ cdef void _solve_cg(const int* cols, const floating* targets, Py_ssize_t n_obs,
         rs_old = rs_new
 
 
+cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
+    """splitmix64 finaliser: a seeded hash for the CountSketch bucket and sign of each row."""
+    z = (z ^ (z >> 30)) * <uint64_t>0xbf58476d1ce4e5b9
+    z = (z ^ (z >> 27)) * <uint64_t>0x94d049bb133111eb
+    return z ^ (z >> 31)
+
+
+cdef inline void _precondition(const floating* R, int s, int d, const floating* r,
+                               floating* z) noexcept nogil:
+    """z = (R^T R)^{-1} r by two triangular solves with the d x d upper R (leading dim s)."""
+    cdef int a, one = 1
+    cdef char up = b'U', trans = b'T', notrans = b'N', nonunit = b'N'
+    for a in range(d):
+        z[a] = r[a]
+    if floating is float:
+        strsv(&up, &trans, &nonunit, &d, <float*>R, &s, z, &one)
+        strsv(&up, &notrans, &nonunit, &d, <float*>R, &s, z, &one)
+    else:
+        dtrsv(&up, &trans, &nonunit, &d, <double*>R, &s, z, &one)
+        dtrsv(&up, &notrans, &nonunit, &d, <double*>R, &s, z, &one)
+
+
+cdef int _solve_sketch(const int* cols, const floating* targets, Py_ssize_t n_obs,
+                       const floating* Y, int d, floating reg, int steps, uint64_t seed,
+                       floating* SA, floating* work, int lwork, floating* r, floating* z,
+                       floating* p, floating* Ap, floating* x) noexcept nogil:
+    cdef int s = 4 * d, a, c, bucket, step, info = 0
+    cdef Py_ssize_t q
+    cdef uint64_t h
+    cdef floating sign, rz_old, rz_new, alpha, pAp, root = sqrt(reg)
+    cdef const floating* y
+    for a in range(s * d):
+        SA[a] = 0
+    # CountSketch of A = [Y_Omega; sqrt(reg) I]: row q goes to one bucket with a random sign;
+    # SA is column-major s x d for LAPACK
+    for q in range(n_obs + d):
+        h = _mix(seed + <uint64_t>q * <uint64_t>0x9e3779b97f4a7c15)
+        bucket = <int>(h % <uint64_t>s)
+        sign = 1 if (h >> 32) & 1 else -1
+        if q < n_obs:
+            y = Y + <Py_ssize_t>cols[q] * d
+            for c in range(d):
+                SA[bucket + c * s] += sign * y[c]
+        else:
+            SA[bucket + (q - n_obs) * s] += sign * root
+    if floating is float:
+        sgeqrf(&s, &d, SA, &s, work, work + d, &lwork, &info)
+    else:
+        dgeqrf(&s, &d, SA, &s, work, work + d, &lwork, &info)
+    if info != 0:
+        return info
+    for a in range(d):  # a zero pivot (rank-deficient sketch): let CG run unpreconditioned
+        if SA[a + a * s] == 0:
+            return -1
+    _matvec(cols, n_obs, Y, d, reg, x, Ap)  # r = A^T t - (A^T A) x
+    for a in range(d):
+        r[a] = -Ap[a]
+    for q in range(n_obs):
+        y = Y + <Py_ssize_t>cols[q] * d
+        for a in range(d):
+            r[a] = r[a] + targets[q] * y[a]
+    _precondition(SA, s, d, r, z)
+    rz_old = 0
+    for a in range(d):
+        p[a] = z[a]
+        rz_old = rz_old + r[a] * z[a]
+    for step in range(steps):
+        if rz_old <= 1e-30:
+            break
+        _matvec(cols, n_obs, Y, d, reg, p, Ap)
+        pAp = 0
+        for a in range(d):
+            pAp = pAp + p[a] * Ap[a]
+        if pAp <= 0:
+            break
+        alpha = rz_old / pAp
+        for a in range(d):
+            x[a] = x[a] + alpha * p[a]
+            r[a] = r[a] - alpha * Ap[a]
+        _precondition(SA, s, d, r, z)
+        rz_new = 0
+        for a in range(d):
+            rz_new = rz_new + r[a] * z[a]
+        for a in range(d):
+            p[a] = z[a] + (rz_new / rz_old) * p[a]
+        rz_old = rz_new
+    return 0
+
+
 def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1] targets,
                const floating[:, ::1] Y, const floating[::1] reg, floating[:, ::1] X,
-               int solver, int cg_steps, int num_threads) -> int:
-    """Update every row of X in place (solver 0: Cholesky, 1: CG). Returns failed row count.
+               int solver, int cg_steps, int num_threads, unsigned long long seed=0) -> int:
+    """Update every row of X in place (solver 0: Cholesky, 1: CG, 2: sketch-preconditioned CG).
+
+    Returns the number of failed rows. The sketch of row u is drawn from (seed, u), so results
+    do not depend on the thread count.
 
     ``targets`` are aligned with ``indices`` (already centred: r - mean - offset). A row whose
     Cholesky fails (singular with reg 0) is set to zero and counted.
     """
     cdef Py_ssize_t n_rows = X.shape[0], u, start, n_obs
     cdef int d = <int>X.shape[1], a, failed = 0
+    cdef int lwork = 64 * d
     cdef floating* s1
     cdef floating* s2
     cdef floating* s3
+    cdef floating* s4
+    cdef floating* s5
+    cdef floating* work
     with nogil, parallel(num_threads=num_threads):
-        s1 = <floating*>malloc(d * d * sizeof(floating))
+        s1 = <floating*>malloc(4 * d * d * sizeof(floating))
         s2 = <floating*>malloc(d * sizeof(floating))
         s3 = <floating*>malloc(d * sizeof(floating))
+        s4 = <floating*>malloc(d * sizeof(floating))
+        s5 = <floating*>malloc(d * sizeof(floating))
+        work = <floating*>malloc((d + lwork) * sizeof(floating))
         try:
             for u in prange(n_rows, schedule="dynamic", chunksize=16):
                 start = indptr[u]
@@ -129,11 +235,17 @@ def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1
                         failed += 1
                         for a in range(d):
                             X[u, a] = 0
-                else:
+                elif solver == 1 or _solve_sketch(
+                        &indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
+                        cg_steps, _mix(seed ^ <uint64_t>u), s1, work, lwork, s2, s3, s4, s5,
+                        &X[u, 0]) != 0:
                     _solve_cg(&indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
                               cg_steps, s1, s2, s3, &X[u, 0])
         finally:
             free(s1)
             free(s2)
             free(s3)
+            free(s4)
+            free(s5)
+            free(work)
     return failed

@@ -27,7 +27,7 @@ from recsys.models.base import Recommender
 
 logger = logging.getLogger(__name__)
 
-_SOLVERS = {"cholesky": 0, "cg": 1}
+_SOLVERS = {"cholesky": 0, "cg": 1, "sketch": 2}
 
 
 class AltMin(Recommender):
@@ -41,9 +41,12 @@ class AltMin(Recommender):
         Regularisation lambda (>= 0; rows with fewer than k + 1 observations need > 0).
     iterations : int
         Sweeps (users then items).
-    solver : {"cholesky", "cg"}
-        Exact per-row solve (d x d Cholesky, O(|Omega| d^2) per sweep) or ``cg_steps`` of
-        conjugate gradient warm-started from the current row (O(|Omega| d cg_steps)).
+    solver : {"cholesky", "cg", "sketch"}
+        Exact per-row solve (d x d Cholesky, O(|Omega| d^2) per sweep); ``cg_steps`` of
+        conjugate gradient warm-started from the current row (O(|Omega| d cg_steps)); or
+        Gu et al.'s approximate solver: ``cg_steps`` of CG preconditioned by the R factor of a
+        CountSketch (4d rows) of the row's design, whose convergence does not depend on the
+        row's conditioning (O(|Omega| d + d^3) + O(|Omega| d) per step).
     cg_steps : int
     biases : bool
         Learn b_u and b_i (and centre on the global mean).
@@ -115,8 +118,8 @@ class AltMin(Recommender):
         item_reg = self._row_reg(XT, dtype)
         for it in tqdm(range(self.iterations), desc="AltMin", disable=not self.show_progress):
             with blas_limit(1):
-                self._half_step(X, U, V, user_reg, threads)
-                self._half_step(XT, V, U, item_reg, threads)
+                self._half_step(X, U, V, user_reg, threads, int(rng.integers(2**63)))
+                self._half_step(XT, V, U, item_reg, threads, int(rng.integers(2**63)))
             if callback is not None:
                 self._store(U, V)
                 callback(it, self)
@@ -141,7 +144,7 @@ class AltMin(Recommender):
         counts = np.diff(X.indptr).astype(np.float64)
         return (self.l2 * np.power(counts, self.frequency_scaling)).astype(dtype)
 
-    def _half_step(self, X, rows, other, reg, threads) -> None:
+    def _half_step(self, X, rows, other, reg, threads, seed) -> None:
         """Solve ``rows`` given ``other``: design [other_factors, 1], target minus other bias."""
         k = self.factors
         dtype = rows.dtype
@@ -151,7 +154,7 @@ class AltMin(Recommender):
             targets -= other[X.indices, k]  # the other side's bias is a fixed offset
             design[:, k] = 1.0
         failed = solve_rows(X.indptr, X.indices, targets.astype(dtype), design, reg, rows,
-                            _SOLVERS[self.solver], self.cg_steps, threads)
+                            _SOLVERS[self.solver], self.cg_steps, threads, seed)
         if failed:
             logger.warning("%d rows had a singular system (l2 = 0 and too few observations); "
                            "their factors were set to zero", failed)
