@@ -38,11 +38,13 @@ bench-quick: install
 	$(PY) benchmarks/bench_topk.py --quick
 	$(PY) benchmarks/bench_evaluation.py --quick
 	$(PY) benchmarks/bench_ease.py --quick
+	$(PY) benchmarks/bench_altmin.py --quick
 
 bench: install
 	$(PY) benchmarks/bench_topk.py
 	$(PY) benchmarks/bench_evaluation.py
 	$(PY) benchmarks/bench_ease.py
+	$(PY) benchmarks/bench_altmin.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info recsys/_ext/*.so ext/*.c

@@ -165,3 +165,18 @@ def test_model_interface(tmp_path, data_home):
     assert loaded.global_mean_ == model.global_mean_
     with pytest.raises(ValueError, match=r"not X\[users\]"):
         model.recommend(np.arange(3), X[:3])
+
+
+def test_incoherence_clipping():
+    from recsys.models.altmin import clip_incoherent
+
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((200, 4)))
+    assert clip_incoherent(Q, 10.0) is Q  # already incoherent: untouched
+    spiky = Q.copy()
+    spiky[0] = [0.9, 0.0, 0.0, 0.0]  # one row carrying a whole direction
+    spiky, _ = np.linalg.qr(spiky)
+    out = clip_incoherent(spiky, 1.0)
+    np.testing.assert_allclose(out.T @ out, np.eye(4), atol=1e-12)
+    assert np.abs(out).max() < np.abs(spiky).max()
+    assert np.abs(out[0, 0]) < 1e-12  # the spike was zeroed before re-orthonormalising

@@ -53,8 +53,11 @@ class AltMin(Recommender):
     frequency_scaling : float
         nu in ``l2 * |Omega_u|^nu``; 0 gives a plain ridge.
     init : {"svd", "random"}
-        Spectral start (top-k SVD of the centred observed matrix rescaled by 1/p) or small
-        Gaussian noise.
+        Spectral start (top-k SVD of the centred observed matrix rescaled by 1/p, with JNS13's
+        clipping for incoherence) or small Gaussian noise.
+    incoherence : float
+        mu of the clipping step: entries of the left singular vectors above
+        ``2 mu sqrt(k / m)`` are zeroed and the vectors re-orthonormalised (same on the right).
     random_state : int, Generator or None
     num_threads : int
         0 for all cores. Each row is solved by one thread; results do not depend on threads.
@@ -65,7 +68,8 @@ class AltMin(Recommender):
 
     def __init__(self, factors: int = 32, l2: float = 0.05, iterations: int = 15,
                  solver: str = "cholesky", cg_steps: int = 3, biases: bool = True,
-                 frequency_scaling: float = 1.0, init: str = "svd", random_state=None,
+                 frequency_scaling: float = 1.0, init: str = "svd", incoherence: float = 4.0,
+                 random_state=None,
                  num_threads: int = 0, dtype: str = "float64", show_progress: bool = False):
         self.factors = factors
         self.l2 = l2
@@ -75,6 +79,7 @@ class AltMin(Recommender):
         self.biases = biases
         self.frequency_scaling = frequency_scaling
         self.init = init
+        self.incoherence = incoherence
         self.random_state = random_state
         self.num_threads = num_threads
         self.dtype = dtype
@@ -87,6 +92,8 @@ class AltMin(Recommender):
             raise ValueError(f"init must be 'svd' or 'random', got {self.init!r}")
         if self.factors <= 0 or self.iterations < 0 or self.cg_steps <= 0:
             raise ValueError("factors and cg_steps must be positive, iterations >= 0")
+        if not self.incoherence > 0:
+            raise ValueError(f"incoherence must be positive, got {self.incoherence}")
         if self.l2 < 0:
             raise ValueError(f"l2 must be >= 0, got {self.l2}")
         if self.dtype not in ("float32", "float64"):
@@ -136,8 +143,8 @@ class AltMin(Recommender):
         root = np.sqrt(s * p)  # undo the 1/p rescaling in the factor scale
         users = np.zeros((X.shape[0], k))
         items = np.zeros((X.shape[1], k))
-        users[:, :k_svd] = u * root
-        items[:, :k_svd] = vt.T * root
+        users[:, :k_svd] = clip_incoherent(u, self.incoherence) * root
+        items[:, :k_svd] = clip_incoherent(vt.T, self.incoherence) * root
         return users, items
 
     def _row_reg(self, X, dtype) -> np.ndarray:
@@ -217,4 +224,16 @@ class AltMin(Recommender):
                 + self.item_bias_[items] + self.global_mean_)
 
 
-__all__ = ["AltMin"]
+def clip_incoherent(Q: np.ndarray, mu: float) -> np.ndarray:
+    """JNS13's clipping: zero entries of orthonormal ``Q`` (m x k) above ``2 mu sqrt(k / m)``,
+    then re-orthonormalise (QR), so no row dominates the start (incoherence)."""
+    m, k = Q.shape
+    limit = 2.0 * mu * np.sqrt(k / m)
+    clipped = np.where(np.abs(Q) > limit, 0.0, Q)
+    if np.array_equal(clipped, Q):
+        return Q
+    q, r = np.linalg.qr(clipped)
+    return q * np.sign(np.where(np.diag(r) == 0, 1.0, np.diag(r)))  # keep column signs
+
+
+__all__ = ["AltMin", "clip_incoherent"]
