@@ -43,6 +43,22 @@ cdef inline void _matvec(const int* cols, Py_ssize_t n_obs, const floating* Y, i
             out[a] = out[a] + dot * y[a]
 
 
+cdef inline void _residual(const int* cols, const floating* targets, Py_ssize_t n_obs,
+                           const floating* Y, int d, floating reg, const floating* x,
+                           floating* Ax, floating* r) noexcept nogil:
+    """r = b - A x with b = sum_i t_i y_i and A = sum_i y_i y_i^T + reg I (Ax is scratch)."""
+    cdef Py_ssize_t q
+    cdef int a
+    cdef const floating* y
+    _matvec(cols, n_obs, Y, d, reg, x, Ax)
+    for a in range(d):
+        r[a] = -Ax[a]
+    for q in range(n_obs):
+        y = Y + <Py_ssize_t>cols[q] * d
+        for a in range(d):
+            r[a] = r[a] + targets[q] * y[a]
+
+
 cdef int _solve_cholesky(const int* cols, const floating* targets, Py_ssize_t n_obs,
                          const floating* Y, int d, floating reg, floating* A, floating* b,
                          floating* x) noexcept nogil:
@@ -74,17 +90,9 @@ cdef int _solve_cholesky(const int* cols, const floating* targets, Py_ssize_t n_
 cdef void _solve_cg(const int* cols, const floating* targets, Py_ssize_t n_obs,
                     const floating* Y, int d, floating reg, int steps, floating* r, floating* p,
                     floating* Ap, floating* x) noexcept nogil:
-    cdef Py_ssize_t q
     cdef int a, step
     cdef floating rs_old, rs_new, alpha, pAp
-    cdef const floating* y
-    _matvec(cols, n_obs, Y, d, reg, x, Ap)  # r = b - A x, with b = sum_i t_i y_i
-    for a in range(d):
-        r[a] = -Ap[a]
-    for q in range(n_obs):
-        y = Y + <Py_ssize_t>cols[q] * d
-        for a in range(d):
-            r[a] = r[a] + targets[q] * y[a]
+    _residual(cols, targets, n_obs, Y, d, reg, x, Ap, r)
     rs_old = 0
     for a in range(d):
         p[a] = r[a]
@@ -163,13 +171,7 @@ cdef int _solve_sketch(const int* cols, const floating* targets, Py_ssize_t n_ob
     for a in range(d):  # a zero pivot (rank-deficient sketch): let CG run unpreconditioned
         if SA[a + a * s] == 0:
             return -1
-    _matvec(cols, n_obs, Y, d, reg, x, Ap)  # r = A^T t - (A^T A) x
-    for a in range(d):
-        r[a] = -Ap[a]
-    for q in range(n_obs):
-        y = Y + <Py_ssize_t>cols[q] * d
-        for a in range(d):
-            r[a] = r[a] + targets[q] * y[a]
+    _residual(cols, targets, n_obs, Y, d, reg, x, Ap, r)
     _precondition(SA, s, d, r, z)
     rz_old = 0
     for a in range(d):

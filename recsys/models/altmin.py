@@ -151,7 +151,7 @@ class AltMin(Recommender):
         counts = np.diff(X.indptr).astype(np.float64)
         return (self.l2 * np.power(counts, self.frequency_scaling)).astype(dtype)
 
-    def _half_step(self, X, rows, other, reg, threads, seed) -> None:
+    def _half_step(self, X, rows, other, reg, threads, seed, solver=None) -> None:
         """Solve ``rows`` given ``other``: design [other_factors, 1], target minus other bias."""
         k = self.factors
         dtype = rows.dtype
@@ -161,7 +161,7 @@ class AltMin(Recommender):
             targets -= other[X.indices, k]  # the other side's bias is a fixed offset
             design[:, k] = 1.0
         failed = solve_rows(X.indptr, X.indices, targets.astype(dtype), design, reg, rows,
-                            _SOLVERS[self.solver], self.cg_steps, threads, seed)
+                            _SOLVERS[solver or self.solver], self.cg_steps, threads, seed)
         if failed:
             logger.warning("%d rows had a singular system (l2 = 0 and too few observations); "
                            "their factors were set to zero", failed)
@@ -204,13 +204,8 @@ class AltMin(Recommender):
         if self.l2 == 0:
             reg = np.maximum(reg, np.finfo(dtype).eps)
         with blas_limit(1):
-            design = V.copy()
-            targets = X_new.data.astype(np.float64) - self.global_mean_
-            if self.biases:
-                targets -= V[X_new.indices, k]
-                design[:, k] = 1.0
-            solve_rows(X_new.indptr, X_new.indices, targets.astype(dtype), design, reg, U, 0,
-                       1, resolve_num_threads(self.num_threads))
+            self._half_step(X_new, U, V, reg, resolve_num_threads(self.num_threads), 0,
+                            solver="cholesky")
         bias = U[:, k].copy() if self.biases else np.zeros(len(U), dtype)
         return np.ascontiguousarray(U[:, :k]), bias
 
