@@ -17,7 +17,7 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 from libc.math cimport sqrt
 from libc.stdint cimport uint64_t
-from scipy.linalg.cython_blas cimport dtrsv, strsv
+from scipy.linalg.cython_blas cimport daxpy, ddot, dsyr, dtrsv, saxpy, sdot, ssyr, strsv
 from scipy.linalg.cython_lapack cimport dgeqrf, dposv, sgeqrf, sposv
 
 ctypedef fused floating:
@@ -25,22 +25,34 @@ ctypedef fused floating:
     double
 
 
+cdef inline floating _dot(int d, const floating* x, const floating* y) noexcept nogil:
+    cdef int one = 1
+    if floating is float:
+        return sdot(&d, <float*>x, &one, <float*>y, &one)
+    else:
+        return ddot(&d, <double*>x, &one, <double*>y, &one)
+
+
+cdef inline void _axpy(int d, floating alpha, const floating* x, floating* y) noexcept nogil:
+    """y += alpha x"""
+    cdef int one = 1
+    if floating is float:
+        saxpy(&d, &alpha, <float*>x, &one, y, &one)
+    else:
+        daxpy(&d, &alpha, <double*>x, &one, y, &one)
+
+
 cdef inline void _matvec(const int* cols, Py_ssize_t n_obs, const floating* Y, int d,
                          floating reg, const floating* p, floating* out) noexcept nogil:
     """out = (sum_i y_i y_i^T + reg I) p over the row's observed columns."""
     cdef Py_ssize_t q
     cdef int a
-    cdef floating dot
     cdef const floating* y
     for a in range(d):
         out[a] = reg * p[a]
     for q in range(n_obs):
         y = Y + <Py_ssize_t>cols[q] * d
-        dot = 0
-        for a in range(d):
-            dot = dot + y[a] * p[a]
-        for a in range(d):
-            out[a] = out[a] + dot * y[a]
+        _axpy(d, _dot(d, y, p), y, out)
 
 
 cdef inline void _residual(const int* cols, const floating* targets, Py_ssize_t n_obs,
@@ -49,34 +61,34 @@ cdef inline void _residual(const int* cols, const floating* targets, Py_ssize_t 
     """r = b - A x with b = sum_i t_i y_i and A = sum_i y_i y_i^T + reg I (Ax is scratch)."""
     cdef Py_ssize_t q
     cdef int a
-    cdef const floating* y
     _matvec(cols, n_obs, Y, d, reg, x, Ax)
     for a in range(d):
         r[a] = -Ax[a]
     for q in range(n_obs):
-        y = Y + <Py_ssize_t>cols[q] * d
-        for a in range(d):
-            r[a] = r[a] + targets[q] * y[a]
+        _axpy(d, targets[q], Y + <Py_ssize_t>cols[q] * d, r)
 
 
 cdef int _solve_cholesky(const int* cols, const floating* targets, Py_ssize_t n_obs,
                          const floating* Y, int d, floating reg, floating* A, floating* b,
                          floating* x) noexcept nogil:
     cdef Py_ssize_t q
-    cdef int a, c, info = 0, one = 1
+    cdef int a, info = 0, one = 1
     cdef char uplo = b'L'
+    cdef float one_f = 1
+    cdef double one_d = 1
     cdef const floating* y
     for a in range(d * d):
         A[a] = 0
     for a in range(d):
         b[a] = 0
         A[a * d + a] = reg
-    for q in range(n_obs):
+    for q in range(n_obs):  # A += y y^T (lower triangle, column-major), b += t y
         y = Y + <Py_ssize_t>cols[q] * d
-        for a in range(d):
-            b[a] = b[a] + targets[q] * y[a]
-            for c in range(a, d):  # A[a*d + c], c >= a: the lower triangle in column-major
-                A[a * d + c] = A[a * d + c] + y[a] * y[c]
+        _axpy(d, targets[q], y, b)
+        if floating is float:
+            ssyr(&uplo, &d, &one_f, <float*>y, &one, A, &d)
+        else:
+            dsyr(&uplo, &d, &one_d, <double*>y, &one, A, &d)
     if floating is float:
         sposv(&uplo, &d, &one, A, &d, b, &d, &info)
     else:
