@@ -99,36 +99,6 @@ cdef int _solve_cholesky(const int* cols, const floating* targets, Py_ssize_t n_
     return info
 
 
-cdef void _solve_cg(const int* cols, const floating* targets, Py_ssize_t n_obs,
-                    const floating* Y, int d, floating reg, int steps, floating* r, floating* p,
-                    floating* Ap, floating* x) noexcept nogil:
-    cdef int a, step
-    cdef floating rs_old, rs_new, alpha, pAp
-    _residual(cols, targets, n_obs, Y, d, reg, x, Ap, r)
-    rs_old = 0
-    for a in range(d):
-        p[a] = r[a]
-        rs_old = rs_old + r[a] * r[a]
-    for step in range(steps):
-        if rs_old < 1e-20:
-            return
-        _matvec(cols, n_obs, Y, d, reg, p, Ap)
-        pAp = 0
-        for a in range(d):
-            pAp = pAp + p[a] * Ap[a]
-        if pAp <= 0:
-            return
-        alpha = rs_old / pAp
-        rs_new = 0
-        for a in range(d):
-            x[a] = x[a] + alpha * p[a]
-            r[a] = r[a] - alpha * Ap[a]
-            rs_new = rs_new + r[a] * r[a]
-        for a in range(d):
-            p[a] = r[a] + (rs_new / rs_old) * p[a]
-        rs_old = rs_new
-
-
 cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
     """splitmix64 finaliser: a seeded hash for the CountSketch bucket and sign of each row."""
     z = (z ^ (z >> 30)) * <uint64_t>0xbf58476d1ce4e5b9
@@ -138,11 +108,14 @@ cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
 
 cdef inline void _precondition(const floating* R, int s, int d, const floating* r,
                                floating* z) noexcept nogil:
-    """z = (R^T R)^{-1} r by two triangular solves with the d x d upper R (leading dim s)."""
+    """z = (R^T R)^{-1} r by two triangular solves with the d x d upper R (leading dim s);
+    z = r when R is NULL (no preconditioner)."""
     cdef int a, one = 1
     cdef char up = b'U', trans = b'T', notrans = b'N', nonunit = b'N'
     for a in range(d):
         z[a] = r[a]
+    if R == NULL:
+        return
     if floating is float:
         strsv(&up, &trans, &nonunit, &d, <float*>R, &s, z, &one)
         strsv(&up, &notrans, &nonunit, &d, <float*>R, &s, z, &one)
@@ -155,10 +128,10 @@ cdef int _solve_sketch(const int* cols, const floating* targets, Py_ssize_t n_ob
                        const floating* Y, int d, floating reg, int steps, uint64_t seed,
                        floating* SA, floating* work, int lwork, floating* r, floating* z,
                        floating* p, floating* Ap, floating* x) noexcept nogil:
-    cdef int s = 4 * d, a, c, bucket, step, info = 0
+    cdef int s = 4 * d, a, c, bucket, info = 0
     cdef Py_ssize_t q
     cdef uint64_t h
-    cdef floating sign, rz_old, rz_new, alpha, pAp, root = sqrt(reg)
+    cdef floating sign, root = sqrt(reg)
     cdef const floating* y
     for a in range(s * d):
         SA[a] = 0
@@ -183,34 +156,43 @@ cdef int _solve_sketch(const int* cols, const floating* targets, Py_ssize_t n_ob
     for a in range(d):  # a zero pivot (rank-deficient sketch): let CG run unpreconditioned
         if SA[a + a * s] == 0:
             return -1
+    _pcg(cols, targets, n_obs, Y, d, reg, steps, SA, s, r, z, p, Ap, x)
+    return 0
+
+
+cdef void _pcg(const int* cols, const floating* targets, Py_ssize_t n_obs, const floating* Y,
+               int d, floating reg, int steps, const floating* R, int s, floating* r,
+               floating* z, floating* p, floating* Ap, floating* x) noexcept nogil:
+    """``steps`` of conjugate gradient on the row's normal equations, warm-started from x,
+    preconditioned by (R^T R)^{-1} (plain CG when R is NULL)."""
+    cdef int a, step
+    cdef floating rz_old, rz_new, alpha, pAp
     _residual(cols, targets, n_obs, Y, d, reg, x, Ap, r)
-    _precondition(SA, s, d, r, z)
+    _precondition(R, s, d, r, z)
     rz_old = 0
     for a in range(d):
         p[a] = z[a]
         rz_old = rz_old + r[a] * z[a]
     for step in range(steps):
-        if rz_old <= 1e-30:
-            break
+        if rz_old < 1e-20:
+            return
         _matvec(cols, n_obs, Y, d, reg, p, Ap)
         pAp = 0
         for a in range(d):
             pAp = pAp + p[a] * Ap[a]
         if pAp <= 0:
-            break
+            return
         alpha = rz_old / pAp
         for a in range(d):
             x[a] = x[a] + alpha * p[a]
             r[a] = r[a] - alpha * Ap[a]
-        _precondition(SA, s, d, r, z)
+        _precondition(R, s, d, r, z)
         rz_new = 0
         for a in range(d):
             rz_new = rz_new + r[a] * z[a]
         for a in range(d):
             p[a] = z[a] + (rz_new / rz_old) * p[a]
         rz_old = rz_new
-    return 0
-
 
 def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1] targets,
                const floating[:, ::1] Y, const floating[::1] reg, floating[:, ::1] X,
@@ -253,8 +235,8 @@ def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1
                         &indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
                         cg_steps, _mix(seed ^ <uint64_t>u), s1, work, lwork, s2, s3, s4, s5,
                         &X[u, 0]) != 0:
-                    _solve_cg(&indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
-                              cg_steps, s1, s2, s3, &X[u, 0])
+                    _pcg(&indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
+                         cg_steps, NULL, 0, s2, s3, s4, s5, &X[u, 0])
         finally:
             free(s1)
             free(s2)
