@@ -57,7 +57,15 @@ def epoch_seconds(make, X, fit_kwargs=None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--recovery-only", action="store_true",
+                        help="only the recovery race, with the sizes below")
+    parser.add_argument("--n", type=int, default=None, help="recovery: matrix size")
+    parser.add_argument("--density", type=float, default=0.3, help="recovery: observed share")
+    parser.add_argument("--ranks", type=int, nargs="*", default=None)
+    parser.add_argument("--solvers", nargs="*", default=["cholesky", "cg", "sketch"])
     args = parser.parse_args()
+    if args.recovery_only:
+        return recovery_race(args)
     threads = os.cpu_count() or 1
     X = ratings(5_000, 2_000, 40) if args.quick else ratings(50_000, 10_000, 40)
     ks = (16, 64) if args.quick else (32, 64, 128, 256)
@@ -84,21 +92,30 @@ def main() -> None:
                        "altmin_cholesky_s", "altmin_sketch_s", "cg_speedup_vs_implicit",
                        "cg_speedup_vs_cholesky"])
     write_csv("altmin_quick" if args.quick else "altmin", rows)
-    recovery = [time_to_recover(k, solver, n=600 if args.quick else 3000)
-                for k in ((4, 8) if args.quick else (8, 16, 32, 64))
-                for solver in ("cholesky", "cg", "sketch")]
-    print("\ntime to relative recovery error < 1e-4 (synthetic rank-k, condition number 100, "
-          "30% observed, cg_steps=3)")
+    recovery_race(args)
+
+
+def recovery_race(args) -> None:
+    n = args.n or (600 if args.quick else 3000)
+    ranks = args.ranks or ((4, 8) if args.quick else (8, 16, 32, 64))
+    recovery = [time_to_recover(k, solver, n, args.density) for k in ranks
+                for solver in args.solvers]
+    print(f"\ntime to relative recovery error < 1e-4 (synthetic rank-k, condition number 100, "
+          f"{args.density:.0%} observed, cg_steps=3)")
     print_table(recovery, ["n", "rank", "solver", "sweeps", "seconds", "error"])
-    write_csv("altmin_recovery_quick" if args.quick else "altmin_recovery", recovery)
+    name = "altmin_recovery" + ("_quick" if args.quick else "")
+    if args.recovery_only:
+        name += f"_n{n}_d{int(args.density * 100)}"
+    write_csv(name, recovery)
 
 
-def time_to_recover(rank: int, solver: str, n: int, max_sweeps: int = 60) -> dict:
+def time_to_recover(rank: int, solver: str, n: int, density: float = 0.3,
+                    max_sweeps: int = 60) -> dict:
     rng = np.random.default_rng(rank)
     # singular values spread over 2 decades: rows are ill-conditioned, as in real data
     U = rng.standard_normal((n, rank)) * np.logspace(0, 2, rank)
     V = rng.standard_normal((n, rank))
-    mask = rng.random((n, n)) < 0.3
+    mask = rng.random((n, n)) < density
     rows, cols = np.nonzero(mask)
     values = np.einsum("ij,ij->i", U[rows], V[cols])
     X = sp.csr_matrix((values, (rows, cols)), shape=(n, n))
