@@ -7,9 +7,10 @@ either exactly (Cholesky, LAPACK ?posv on the d x d normal matrix, O(|Omega_u| d
 approximately by conjugate gradient warm-started from the current x_u, whose matrix-vector
 product sum_i (y_i . p) y_i + reg_u p costs 2 |Omega_u| d and never forms the d x d matrix, or
 by sketch-preconditioned CG (Gu, Song, Yin, Zhang 2023): a CountSketch S of the stacked design
-[Y_Omega; sqrt(reg) I] with s = 4d rows, R from the QR of S A, and CG on the normal equations
-preconditioned by (R^T R)^{-1}, so that the iteration count no longer depends on the row's
-condition number; cost O(|Omega_u| d + d^3) + cg_steps * O(|Omega_u| d + d^2).
+[Y_Omega; sqrt(reg) I] with s = 4d rows, R the R factor of S A (via the Cholesky factor of
+(SA)^T SA), and CG on the normal equations preconditioned by (R^T R)^{-1}, so that the
+iteration count no longer depends on the row's condition number; cost
+O(|Omega_u| d + d^3) + cg_steps * O(|Omega_u| d + d^2).
 Rows are independent: OpenMP over rows, per-thread scratch; each row writes only its own x_u.
 """
 
@@ -17,8 +18,9 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 from libc.math cimport sqrt
 from libc.stdint cimport uint64_t
-from scipy.linalg.cython_blas cimport daxpy, ddot, dsyr, dtrsv, saxpy, sdot, ssyr, strsv
-from scipy.linalg.cython_lapack cimport dgeqrf, dposv, sgeqrf, sposv
+from scipy.linalg.cython_blas cimport (daxpy, ddot, dsyr, dsyrk, dtrsv, saxpy, sdot, ssyr,
+                                       ssyrk, strsv)
+from scipy.linalg.cython_lapack cimport dposv, dpotrf, sposv, spotrf
 
 ctypedef fused floating:
     float
@@ -126,9 +128,12 @@ cdef inline void _precondition(const floating* R, int s, int d, const floating* 
 
 cdef int _solve_sketch(const int* cols, const floating* targets, Py_ssize_t n_obs,
                        const floating* Y, int d, floating reg, int steps, uint64_t seed,
-                       floating* SA, floating* work, int lwork, floating* r, floating* z,
-                       floating* p, floating* Ap, floating* x) noexcept nogil:
+                       floating* SA, floating* R, floating* r, floating* z, floating* p,
+                       floating* Ap, floating* x) noexcept nogil:
     cdef int s = 4 * d, a, c, bucket, info = 0
+    cdef char upper = b'U', trans = b'T'
+    cdef float one_f = 1, zero_f = 0
+    cdef double one_d = 1, zero_d = 0
     cdef Py_ssize_t q
     cdef uint64_t h
     cdef floating sign, root = sqrt(reg)
@@ -147,16 +152,17 @@ cdef int _solve_sketch(const int* cols, const floating* targets, Py_ssize_t n_ob
                 SA[bucket + c * s] += sign * y[c]
         else:
             SA[bucket + (q - n_obs) * s] += sign * root
+    # R with R^T R = (SA)^T (SA): the R factor of SA's QR, obtained from the d x d Gram of the
+    # sketch (syrk + potrf, ~2.3 d^3 flops instead of ~7 d^3 for Householder QR)
     if floating is float:
-        sgeqrf(&s, &d, SA, &s, work, work + d, &lwork, &info)
+        ssyrk(&upper, &trans, &d, &s, &one_f, SA, &s, &zero_f, R, &d)
+        spotrf(&upper, &d, R, &d, &info)
     else:
-        dgeqrf(&s, &d, SA, &s, work, work + d, &lwork, &info)
-    if info != 0:
-        return info
-    for a in range(d):  # a zero pivot (rank-deficient sketch): let CG run unpreconditioned
-        if SA[a + a * s] == 0:
-            return -1
-    _pcg(cols, targets, n_obs, Y, d, reg, steps, SA, s, r, z, p, Ap, x)
+        dsyrk(&upper, &trans, &d, &s, &one_d, SA, &s, &zero_d, R, &d)
+        dpotrf(&upper, &d, R, &d, &info)
+    if info != 0:  # rank-deficient sketch: the caller falls back to plain CG
+        return -1
+    _pcg(cols, targets, n_obs, Y, d, reg, steps, R, d, r, z, p, Ap, x)
     return 0
 
 
@@ -207,7 +213,6 @@ def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1
     """
     cdef Py_ssize_t n_rows = X.shape[0], u, start, n_obs
     cdef int d = <int>X.shape[1], a, failed = 0
-    cdef int lwork = 64 * d
     cdef floating* s1
     cdef floating* s2
     cdef floating* s3
@@ -220,7 +225,7 @@ def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1
         s3 = <floating*>malloc(d * sizeof(floating))
         s4 = <floating*>malloc(d * sizeof(floating))
         s5 = <floating*>malloc(d * sizeof(floating))
-        work = <floating*>malloc((d + lwork) * sizeof(floating))
+        work = <floating*>malloc(d * d * sizeof(floating))
         try:
             for u in prange(n_rows, schedule="dynamic", chunksize=16):
                 start = indptr[u]
@@ -233,7 +238,7 @@ def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1
                             X[u, a] = 0
                 elif solver == 1 or _solve_sketch(
                         &indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
-                        cg_steps, _mix(seed ^ <uint64_t>u), s1, work, lwork, s2, s3, s4, s5,
+                        cg_steps, _mix(seed ^ <uint64_t>u), s1, work, s2, s3, s4, s5,
                         &X[u, 0]) != 0:
                     _pcg(&indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
                          cg_steps, NULL, 0, s2, s3, s4, s5, &X[u, 0])
