@@ -28,9 +28,10 @@ from threadpoolctl import threadpool_limits
 
 from recsys.models import AltMin
 
-# The sketch solver's set-up is a QR of a 4d x d sketch per row, ~8 d^3 flops: on rating rows
-# (tens of observations) at k = 256 that is ~1e8 flops per row, ~8e12 per sweep for 60k rows,
-# an hour here. It is for rows with many observations (|Omega_u| >> d); not timed beyond 64.
+# The sketch solver's set-up is the R factor of a 4d x d sketch per row (syrk + potrf, ~2.3 d^3
+# flops): on rating rows (tens of observations) at k = 256 that is ~4e7 flops per row, ~2.4e12
+# per sweep for 60k rows, many minutes here, for a solver built for rows with many observations
+# (|Omega_u| >> d). Not timed beyond 64 on rating data.
 SKETCH_MAX_K = 64
 
 
