@@ -16,12 +16,12 @@ import os
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack, solve_triangular
-from tqdm.auto import tqdm
 
+from recsys._ext._ease import sparse_ridge_columns
 from recsys._ext._gram import gram_dense
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys.models.base import Recommender
-from recsys.topk import topk_scores
+from recsys.models.knn import cosine_neighbours
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +121,6 @@ class EASE(Recommender):
 
     # -- neighbourhood-sparse -----------------------------------------------------------------
     def _fit_sparse(self, X: sp.csr_matrix) -> sp.csr_matrix:
-        from recsys._ext._ease import sparse_ridge_columns
-
         n = X.shape[1]
         dtype = np.dtype(self.dtype)
         m = int(min(self.neighbors, n - 1))
@@ -132,17 +130,10 @@ class EASE(Recommender):
         XT = X.T.tocsr()
         gram = (XT @ X).tocsr().astype(dtype)  # sparse co-occurrence Gram
         gram.sort_indices()
-        norms = np.sqrt(gram.diagonal())
-        neigh = np.empty((n, m), dtype=np.int32)
-        for start in tqdm(range(0, n, 1024), desc="EASE neighbours",
-                          disable=not self.show_progress):
-            block = gram[start:start + 1024].toarray()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                cos = block / (norms[start:start + 1024, None] * norms[None, :])
-            cos[~np.isfinite(cos)] = 0
-            cos[np.arange(cos.shape[0]), np.arange(start, start + cos.shape[0])] = -np.inf
-            ids, _ = topk_scores(cos, m, num_threads=threads, copy=False)
-            neigh[start:start + cos.shape[0]] = ids
+        neigh, _ = cosine_neighbours(lambda start, stop: gram[start:stop],
+                                     np.sqrt(gram.diagonal()), m, block_size=1024,
+                                     num_threads=threads, show_progress=self.show_progress,
+                                     desc="EASE neighbours")
         neigh.sort(axis=1)
         with blas_limit(1):
             values = sparse_ridge_columns(gram.indptr, gram.indices, gram.data, neigh,
