@@ -75,10 +75,7 @@ def check_users(users, n_rows: int, name: str = "users") -> tuple[np.ndarray, bo
     if arr.ndim != 1:
         raise ValueError(f"{name} must be an int or a 1-D array of row indices")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if isinstance(users, numbers.Integral):
-            pass
-        else:
-            raise TypeError(f"{name} must be integer row indices, got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be integer row indices, got dtype {arr.dtype}")
     arr = arr.astype(np.int64, copy=False)
     if arr.size:
         lo, hi = int(arr.min()), int(arr.max())

@@ -211,7 +211,7 @@ def load(name: str, split: str | None = None, data_home: str | os.PathLike | Non
         raise ValueError(f"split= applies to ml-100k only; {name} has one predefined split")
     if name == "lastfm-hetrec":
         df = pd.read_csv(folder / "user_artists.dat", sep="\t", header=None,
-                         names=["user", "item", "plays"], comment=None,
+                         names=["user", "item", "plays"],
                          skiprows=_header_rows(folder / "user_artists.dat"))
         return Interactions.from_pandas(df, "user", "item", "plays")
     files = list(layout.checksums)

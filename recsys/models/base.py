@@ -196,8 +196,8 @@ class Recommender(ABC):
                 W = np.ascontiguousarray(W[:, candidates])
             ids, scores = topk_history(X[users], W, k, exclude, num_threads=threads)
         else:
-            if batch_size is None:  # about 64 MiB of float32 scores per batch
-                batch_size = max(1, (64 << 20) // (4 * n_items))
+            if batch_size is None:
+                batch_size = _rows_per_batch(n_items)
             parts = []
             for start in range(0, users.size, batch_size):
                 block = self._score_block(users[start:start + batch_size], X)
@@ -225,7 +225,7 @@ class Recommender(ABC):
             return np.einsum("ij,ij->i", U, V[items])
         unique, inverse = np.unique(users, return_inverse=True)
         out = np.empty(users.size, dtype=np.float32)
-        step = max(1, (64 << 20) // (4 * self.n_items_))
+        step = _rows_per_batch(self.n_items_)
         for start in range(0, unique.size, step):
             block = self._score_block(unique[start:start + step], X)
             sel = (inverse >= start) & (inverse < start + step)
@@ -300,6 +300,11 @@ class Recommender(ABC):
         for name, value in {**meta["fitted"], **arrays}.items():
             setattr(model, name, value)
         return model
+
+
+def _rows_per_batch(n_items: int) -> int:
+    """Users per dense score block: about 64 MiB of float32 scores."""
+    return max(1, (64 << 20) // (4 * n_items))
 
 
 def _restrict_columns(X: sp.csr_matrix, columns: np.ndarray, n_cols: int) -> sp.csr_matrix:
