@@ -18,6 +18,8 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 from libc.math cimport sqrt
 from libc.stdint cimport uint64_t
+
+from _random cimport mix
 from scipy.linalg.cython_blas cimport (daxpy, ddot, dsyr, dsyrk, dtrsv, saxpy, sdot, ssyr,
                                        ssyrk, strsv)
 from scipy.linalg.cython_lapack cimport dposv, dpotrf, sposv, spotrf
@@ -101,13 +103,6 @@ cdef int _solve_cholesky(const int* cols, const floating* targets, Py_ssize_t n_
     return info
 
 
-cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
-    """splitmix64 finaliser: a seeded hash for the CountSketch bucket and sign of each row."""
-    z = (z ^ (z >> 30)) * <uint64_t>0xbf58476d1ce4e5b9
-    z = (z ^ (z >> 27)) * <uint64_t>0x94d049bb133111eb
-    return z ^ (z >> 31)
-
-
 cdef inline void _precondition(const floating* R, int s, int d, const floating* r,
                                floating* z) noexcept nogil:
     """z = (R^T R)^{-1} r by two triangular solves with the d x d upper R (leading dim s);
@@ -143,7 +138,7 @@ cdef int _solve_sketch(const int* cols, const floating* targets, Py_ssize_t n_ob
     # CountSketch of A = [Y_Omega; sqrt(reg) I]: row q goes to one bucket with a random sign;
     # SA is column-major s x d for LAPACK
     for q in range(n_obs + d):
-        h = _mix(seed + <uint64_t>q * <uint64_t>0x9e3779b97f4a7c15)
+        h = mix(seed + <uint64_t>q * <uint64_t>0x9e3779b97f4a7c15)
         bucket = <int>(h % <uint64_t>s)
         sign = 1 if (h >> 32) & 1 else -1
         if q < n_obs:
@@ -238,7 +233,7 @@ def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1
                             X[u, a] = 0
                 elif solver == 1 or _solve_sketch(
                         &indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
-                        cg_steps, _mix(seed ^ <uint64_t>u), s1, work, s2, s3, s4, s5,
+                        cg_steps, mix(seed ^ <uint64_t>u), s1, work, s2, s3, s4, s5,
                         &X[u, 0]) != 0:
                     _pcg(&indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
                          cg_steps, NULL, 0, s2, s3, s4, s5, &X[u, 0])

@@ -5,8 +5,10 @@ from recsys.models.base import NotFittedError, Recommender
 from recsys.models.ease import EASE
 from recsys.models.implicit_mf import ALS, BPR
 from recsys.models.knn import ItemKNN
+from recsys.models.nmf import MaskedNMF
 from recsys.models.popularity import MostPopular
 
 __all__ = [
-    "ALS", "AltMin", "BPR", "EASE", "ItemKNN", "MostPopular", "NotFittedError", "Recommender",
+    "ALS", "AltMin", "BPR", "EASE", "ItemKNN", "MaskedNMF", "MostPopular", "NotFittedError",
+    "Recommender",
 ]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from recsys._ext._altmin import solve_rows
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, biased_factors
 
 logger = logging.getLogger(__name__)
 
@@ -174,15 +174,8 @@ class AltMin(Recommender):
         self.item_bias_ = V[:, k].copy() if self.biases else np.zeros(len(V), V.dtype)
 
     def _factors(self, users, X):
-        # x_u . y_i + b_u + b_i + mu as one dot product: [x_u, b_u, 1, 1] . [y_i, 1, b_i, mu]
-        n = users.size
-        dtype = self.user_factors_.dtype
-        U = np.hstack([self.user_factors_[users], self.user_bias_[users, None],
-                       np.ones((n, 2), dtype)])
-        V = np.hstack([self.item_factors_, np.ones((self.n_items_, 1), dtype),
-                       self.item_bias_[:, None],
-                       np.full((self.n_items_, 1), self.global_mean_, dtype)])
-        return U, V
+        return biased_factors(self.user_factors_[users], self.user_bias_[users],
+                              self.item_factors_, self.item_bias_, self.global_mean_)
 
     def fold_in(self, X_new) -> tuple[np.ndarray, np.ndarray]:
         """Factors and biases of new users from their ratings (users x the fitted items).
