@@ -5,10 +5,11 @@ from recsys.models.base import NotFittedError, Recommender
 from recsys.models.ease import EASE
 from recsys.models.implicit_mf import ALS, BPR
 from recsys.models.knn import ItemKNN
+from recsys.models.nbmf import NBMF
 from recsys.models.nmf import MaskedNMF
 from recsys.models.popularity import MostPopular
 
 __all__ = [
-    "ALS", "AltMin", "BPR", "EASE", "ItemKNN", "MaskedNMF", "MostPopular", "NotFittedError",
+    "ALS", "AltMin", "BPR", "EASE", "ItemKNN", "MaskedNMF", "MostPopular", "NBMF", "NotFittedError",
     "Recommender",
 ]

@@ -263,7 +263,7 @@ class Recommender(ABC):
             else:
                 scalars[name] = value.item() if isinstance(value, np.generic) else value
         meta = {"format": _FORMAT_VERSION, "class": type(self).__name__,
-                "params": self.get_params(), "fitted": scalars, "sparse": sparse}
+                "params": _json_params(self.get_params()), "fitted": scalars, "sparse": sparse}
         arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -300,6 +300,22 @@ class Recommender(ABC):
         for name, value in {**meta["fitted"], **arrays}.items():
             setattr(model, name, value)
         return model
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as JSON values; an object (e.g. an external sampler) is stored as its repr,
+    with a warning, since it only matters for fitting and cannot be saved without pickle."""
+    out = {}
+    for name, value in params.items():
+        try:
+            json.dumps(value)
+            out[name] = value
+        except TypeError:
+            logger.warning("parameter %s=%r is not JSON-serialisable; saved as its repr "
+                           "(the loaded model predicts the same but must be given a new %s "
+                           "before refitting)", name, value, name)
+            out[name] = repr(value)
+    return out
 
 
 def biased_factors(user_factors: np.ndarray, user_bias: np.ndarray, item_factors: np.ndarray,

@@ -1,0 +1,246 @@
+"""Masked nonnegative/binary matrix factorisation (NBMF) for collaborative filtering.
+
+V ~ W H with W >= 0 (users x k) and H in {0, 1}^(k x items), fitted on the rated entries only
+(Terui, Inoue, Hamakawa, Tatsumura, Kudo, arXiv 2410.10381; NBMF: O'Malley et al. 2018):
+
+    min_{W >= 0, H binary}  sum_{(u,j) in Omega} (V_uj - w_u . h_j)^2 + l2 |W|_F^2
+
+by alternating a per-user nonnegative least squares (W step) and a per-item k-bit QUBO over the
+users who rated the item (H step), which the paper sends to an Ising machine; here a Cython
+simulated annealer, exact enumeration, or any dimod-style sampler. The kernels and the QUBO are
+documented in ``ext/_nbmf.pyx``. With ``masked=False`` every unrated entry counts as a 0 rating,
+the original NBMF objective, which the paper shows to be worse for CF.
+
+A prediction ``w_u . h_j`` is the sum of the user's weights over the item's active bits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from recsys._ext._nbmf import h_step, nnls_rows, qubo_energy, qubo_terms
+from recsys._threads import blas_limit, resolve_num_threads
+from recsys._validation import check_random_state
+from recsys.models.base import Recommender
+
+logger = logging.getLogger(__name__)
+
+_SOLVERS = {"anneal": 0, "exact": 1}
+_W_SOLVERS = {"cd": 0, "pgm": 1}
+_MAX_UNMASKED_CELLS = 50_000_000
+
+
+class NBMF(Recommender):
+    """Masked NBMF: nonnegative user weights times binary item codes.
+
+    Parameters
+    ----------
+    factors : int
+        Bits per item code, k (1 .. 64; the exact solver needs k <= 24).
+    l2 : float
+        Ridge penalty on W (alpha; > 0 keeps every W step strictly convex).
+    iterations : int
+        Alternations (W step, then H step).
+    solver : {"anneal", "exact"} or sampler
+        H-step solver: the Cython simulated annealer, Gray-code enumeration, or any object with
+        a dimod-style ``sample_qubo(Q, **sampler_params)`` returning a sample set (for example
+        ``dwave.samplers.SimulatedAnnealingSampler()``, an ``openjij`` sampler or an Ising
+        machine client). Samplers are called item by item from Python; the previous code is
+        kept when the sampler's best state is worse.
+    num_reads, num_sweeps : int
+        Annealer restarts per item (read 0 starts from the previous code) and sweeps per read.
+    sampler_params : dict, optional
+        Keyword arguments for an external sampler's ``sample_qubo``.
+    w_solver : {"cd", "pgm"}
+        W step: projected coordinate descent to convergence, or the paper's projected gradient
+        with the Armijo rule (Lin 2007); both reach the same NNLS optimum.
+    w_iterations : int
+        Cap on W-step iterations per user (they stop earlier at ``tol``).
+    tol : float
+        W-step tolerance (relative step for "cd", relative projected gradient for "pgm").
+    masked : bool
+        Fit only the rated entries (the paper's model); ``False`` fills unrated cells with 0.
+    random_state : int, Generator or None
+        Seeds the initial codes (fair coin per bit) and the annealer.
+    num_threads : int
+        0 for all cores; results do not depend on the thread count.
+    show_progress : bool
+
+    Attributes
+    ----------
+    user_factors_ : ndarray (n_users, k), nonnegative
+    item_codes_ : ndarray (n_items,) uint64
+        Bit l of ``item_codes_[j]`` is H[l, j]: the binary factor packed one word per item.
+    loss_ : ndarray
+        Training loss after each iteration (non-increasing with "exact"; the annealer keeps
+        the previous code unless it finds a better one, so it is non-increasing too).
+    """
+
+    uses_user_state = True
+
+    def __init__(self, factors: int = 16, l2: float = 0.01, iterations: int = 20,
+                 solver: Any = "anneal", num_reads: int = 10, num_sweeps: int = 100,
+                 sampler_params: dict | None = None, w_solver: str = "cd",
+                 w_iterations: int = 100, tol: float = 1e-6, masked: bool = True,
+                 random_state=None, num_threads: int = 0, show_progress: bool = False):
+        self.factors = factors
+        self.l2 = l2
+        self.iterations = iterations
+        self.solver = solver
+        self.num_reads = num_reads
+        self.num_sweeps = num_sweeps
+        self.sampler_params = sampler_params
+        self.w_solver = w_solver
+        self.w_iterations = w_iterations
+        self.tol = tol
+        self.masked = masked
+        self.random_state = random_state
+        self.num_threads = num_threads
+        self.show_progress = show_progress
+
+    def _check_params(self) -> None:
+        if not 1 <= self.factors <= 64:
+            raise ValueError(f"factors must lie in [1, 64] (one uint64 code per item), "
+                             f"got {self.factors}")
+        if isinstance(self.solver, str):
+            if self.solver not in _SOLVERS:
+                raise ValueError(f"solver must be one of {list(_SOLVERS)} or an object with "
+                                 f"sample_qubo, got {self.solver!r}")
+            if self.solver == "exact" and self.factors > 24:
+                raise ValueError(f"solver='exact' enumerates 2^k states; k = {self.factors} "
+                                 "is too large (k <= 24)")
+        elif not callable(getattr(self.solver, "sample_qubo", None)):
+            raise TypeError(f"solver {self.solver!r} has no sample_qubo method")
+        if self.w_solver not in _W_SOLVERS:
+            raise ValueError(f"w_solver must be one of {list(_W_SOLVERS)}, got "
+                             f"{self.w_solver!r}")
+        if self.num_reads < 1 or self.num_sweeps < 1 or self.w_iterations < 1:
+            raise ValueError("num_reads, num_sweeps and w_iterations must be positive")
+        if self.iterations < 0 or not self.l2 >= 0 or not self.tol >= 0:
+            raise ValueError("iterations, l2 and tol must be >= 0")
+
+    def fit(self, X, callback=None) -> NBMF:
+        """Fit on ratings ``X`` (CSR users x items, nonnegative; stored entries are rated).
+
+        ``callback(iteration, model)`` is called after every iteration.
+        """
+        self._check_params()
+        X = self._prepare_fit(X, nonnegative=True)
+        if not self.masked:
+            X = _fill_unrated(X)
+        rng = check_random_state(self.random_state)
+        threads = resolve_num_threads(self.num_threads)
+        k = self.factors
+        XT = X.T.tocsr()
+        XT.sort_indices()
+        t_data = XT.data.astype(np.float64)
+        data = X.data.astype(np.float64)
+        constant = float(data @ data)  # sum of V^2 on Omega: loss = sum of QUBO energies + this
+        bits = rng.integers(0, 2, (X.shape[1], k), dtype=np.uint64)
+        codes = (bits << np.arange(k, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+        W = np.zeros((X.shape[0], k))
+        alpha = np.full(X.shape[0], float(self.l2))
+        used = np.zeros(X.shape[0], dtype=np.int32)
+        energies = np.zeros(X.shape[1])
+        losses = []
+        progress = tqdm(range(self.iterations), desc="NBMF", disable=not self.show_progress)
+        with blas_limit(1):
+            for it in progress:
+                nnls_rows(X.indptr, X.indices, data, codes, W, alpha, _W_SOLVERS[self.w_solver],
+                          self.w_iterations, self.tol, used, threads)
+                seed = int(rng.integers(2**63))
+                if isinstance(self.solver, str):
+                    h_step(XT.indptr, XT.indices, t_data, W, codes, energies,
+                           _SOLVERS[self.solver], self.num_reads, self.num_sweeps, seed,
+                           threads)
+                else:
+                    self._sampler_step(XT, t_data, W, codes, energies, threads)
+                losses.append(float(energies.sum() + constant + self.l2 * np.sum(W * W)))
+                logger.debug("NBMF iteration %d: loss %.6g, W step <= %d iterations", it,
+                             losses[-1], used.max(initial=0))
+                if callback is not None:
+                    self._store(W, codes, losses)
+                    callback(it, self)
+        self._store(W, codes, losses)
+        return self
+
+    def _sampler_step(self, XT, t_data, W, codes, energies, threads) -> None:
+        """H step through an external dimod-style sampler, item by item."""
+        k = self.factors
+        params = self.sampler_params or {}
+        block = 1024
+        for start in range(0, XT.shape[0], block):
+            items = np.arange(start, min(start + block, XT.shape[0]), dtype=np.int64)
+            a = np.zeros((items.size, k))
+            B = np.zeros((items.size, k, k))
+            qubo_terms(XT.indptr, XT.indices, t_data, W, items, a, B, threads)
+            for r, j in enumerate(items):
+                if XT.indptr[j] == XT.indptr[j + 1]:
+                    codes[j], energies[j] = 0, 0.0
+                    continue
+                sample = _lowest(self.solver.sample_qubo(qubo_dict(a[r], B[r]), **params), k)
+                energy = qubo_energy(a[r], B[r], sample)
+                previous = qubo_energy(a[r], B[r], codes[j])
+                if energy < previous:
+                    codes[j], energies[j] = sample, energy
+                else:
+                    energies[j] = previous
+
+    def _store(self, W, codes, losses) -> None:
+        self.user_factors_ = W.copy()
+        self.item_codes_ = codes.copy()
+        self.loss_ = np.asarray(losses, dtype=np.float64)
+
+    @property
+    def item_factors_(self) -> np.ndarray:
+        """H^T as a 0/1 float matrix (n_items x k), unpacked from ``item_codes_``."""
+        return unpack_codes(self.item_codes_, self.factors)
+
+    def _factors(self, users, X):
+        return self.user_factors_[users], self.item_factors_
+
+
+def unpack_codes(codes: np.ndarray, k: int) -> np.ndarray:
+    """Rows of 0/1 floats from uint64 codes (bit l -> column l)."""
+    codes = np.asarray(codes, dtype=np.uint64)
+    return ((codes[:, None] >> np.arange(k, dtype=np.uint64)) & np.uint64(1)).astype(np.float64)
+
+
+def qubo_dict(a: np.ndarray, B: np.ndarray) -> dict[tuple[int, int], float]:
+    """dimod's QUBO dict ``{(i, i): a_i, (i, j): B_ij for i < j}`` of one item."""
+    Q = {(i, i): float(a[i]) for i in range(a.size)}
+    rows, cols = np.nonzero(np.triu(B, 1))
+    Q.update({(int(i), int(j)): float(B[i, j]) for i, j in zip(rows, cols)})
+    return Q
+
+
+def _lowest(sampleset, k: int) -> np.uint64:
+    """The lowest-energy sample of a dimod SampleSet as a code."""
+    sample = sampleset.first.sample
+    code = 0
+    for bit in range(k):
+        if sample.get(bit, 0) > 0:
+            code |= 1 << bit
+    return np.uint64(code)
+
+
+def _fill_unrated(X: sp.csr_matrix) -> sp.csr_matrix:
+    """Every cell stored (explicit zeros for unrated ones): the unmasked objective."""
+    n_users, n_items = X.shape
+    if n_users * n_items > _MAX_UNMASKED_CELLS:
+        raise ValueError(f"masked=False treats all {n_users} x {n_items} cells as observed; "
+                         f"that is over {_MAX_UNMASKED_CELLS:,} cells")
+    dense = X.toarray().ravel()
+    indptr = np.arange(0, n_users * n_items + 1, n_items, dtype=np.int64)
+    indices = np.tile(np.arange(n_items, dtype=np.int32), n_users)
+    full = sp.csr_matrix((dense, indices, indptr), shape=X.shape)
+    full.indptr = full.indptr.astype(np.int32)
+    return full
+
+
+__all__ = ["NBMF", "qubo_dict", "unpack_codes"]
