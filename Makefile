@@ -14,7 +14,7 @@ endif
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-slow bench bench-quick clean
+.PHONY: install demo test test-slow bench bench-quick bench-peers clean
 
 $(VENV)/.installed: setup.py pyproject.toml $(wildcard ext/*.pyx)
 	$(PYTHON) -m venv $(VENV)
@@ -34,17 +34,27 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q --runslow
 
-bench-quick: install
+# Peers (Surprise, dwave-samplers) live in their own virtualenv, never in the project's. A
+# failed install is not fatal: the benchmarks then list the peer as not run, with the reason.
+PEERS := benchmarks/.peers
+$(PEERS)/.installed: benchmarks/peers/requirements.txt
+	-$(PYTHON) -m venv $(PEERS) && $(PEERS)/bin/python -m pip install --quiet -r $< && touch $@
+
+bench-peers: $(PEERS)/.installed
+
+bench-quick: install bench-peers
 	$(PY) benchmarks/bench_topk.py --quick
 	$(PY) benchmarks/bench_evaluation.py --quick
 	$(PY) benchmarks/bench_ease.py --quick
 	$(PY) benchmarks/bench_altmin.py --quick
+	$(PY) benchmarks/bench_nmf.py --quick
 
-bench: install
+bench: install bench-peers
 	$(PY) benchmarks/bench_topk.py
 	$(PY) benchmarks/bench_evaluation.py
 	$(PY) benchmarks/bench_ease.py
 	$(PY) benchmarks/bench_altmin.py
+	$(PY) benchmarks/bench_nmf.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info recsys/_ext/*.so ext/*.c
+	rm -rf $(VENV) $(PEERS) build *.egg-info recsys/_ext/*.so ext/*.c

@@ -56,3 +56,27 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+PEERS_PYTHON = Path(__file__).parent / ".peers" / "bin" / "python"
+
+
+def run_peer(script: str, *args: str, timeout: float = 3600) -> dict:
+    """Run ``benchmarks/peers/<script>`` in the peers' virtualenv and parse its JSON output.
+
+    Returns ``{"error": "..."}`` (the exact reason) when the virtualenv is missing (create it
+    with ``make bench-peers``) or the peer fails, so a table can list the peer as not run.
+    """
+    import json
+    import subprocess
+
+    if not PEERS_PYTHON.exists():
+        return {"error": f"no peers virtualenv at {PEERS_PYTHON.parent.parent} "
+                         "(make bench-peers)"}
+    path = Path(__file__).parent / "peers" / script
+    proc = subprocess.run([str(PEERS_PYTHON), str(path), *args], capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -114,20 +114,21 @@ def dense_loss(model, X):
     D = X.toarray()
     mask = D != 0
     pred = model.user_factors_ @ model.item_factors_.T
-    return ((D - pred) ** 2)[mask].sum() + model.l2 * np.sum(model.user_factors_ ** 2)
+    alpha = model.l2 * mask.sum(1) ** model.frequency_scaling
+    return ((D - pred) ** 2)[mask].sum() + alpha @ np.sum(model.user_factors_ ** 2, axis=1)
 
 
-@pytest.mark.parametrize("solver, w_solver", [("anneal", "cd"), ("exact", "pgm")])
-def test_fit_decreases_the_masked_loss(solver, w_solver):
+@pytest.mark.parametrize("solver, w_solver, nu", [("anneal", "cd", 0.0), ("exact", "pgm", 1.0)])
+def test_fit_decreases_the_masked_loss(solver, w_solver, nu):
     X = ratings(seed=8)
     model = NBMF(factors=6, l2=0.1, iterations=8, solver=solver, w_solver=w_solver,
-                 random_state=0, num_threads=2).fit(X)
+                 frequency_scaling=nu, random_state=0, num_threads=2).fit(X)
     assert (np.diff(model.loss_) <= 1e-9 * model.loss_[0]).all()
     np.testing.assert_allclose(model.loss_[-1], dense_loss(model, X), rtol=1e-8)
     assert (model.user_factors_ >= 0).all()
     assert set(np.unique(model.item_factors_)) <= {0.0, 1.0}
     one = NBMF(factors=6, l2=0.1, iterations=8, solver=solver, w_solver=w_solver,
-               random_state=0, num_threads=1).fit(X)
+               frequency_scaling=nu, random_state=0, num_threads=1).fit(X)
     np.testing.assert_array_equal(one.item_codes_, model.item_codes_)
     np.testing.assert_allclose(one.user_factors_, model.user_factors_, rtol=1e-12)
 
