@@ -16,9 +16,10 @@ which is sum_{u in Omega_j} (V_uj - w_u . h)^2 minus the constant sum V_uj^2 (h_
 Solvers: simulated annealing (single-bit Metropolis with local fields
 F_l = a_l + sum_m B_lm h_m, a flip of bit l changes E by (1 - 2 h_l) F_l and costs O(k);
 geometric inverse-temperature schedule per read, from ln 2 / mean_l |F_l| at the read's start
-state (a flip of average cost is accepted with probability 1/2) to ln 100 / min|coefficient|
-(dwave-neal's cold end; its hot end, ln 2 / max row sum, starts far hotter than the fields of
-NBMF's QUBOs, whose positive couplings cancel the negative linear terms); read 0 starts from the
+state (a flip of average cost is accepted with probability 1/2) to ln 1e6 / min|coefficient|
+(frozen: the last sweeps are a greedy descent). dwave-neal's default range, ln 2 / max row sum
+to ln 100 / min|coefficient|, starts far hotter than the fields of NBMF's QUBOs (whose positive
+couplings cancel the negative linear terms) and ends warmer; read 0 starts from the
 previous h_j, the others from random bits; the best state seen is kept, so the result is never
 worse than the warm start), or exact Gray-code
 enumeration (O(2^k k), the test oracle). Each item's random stream is seeded from
@@ -30,7 +31,7 @@ from libc.math cimport exp, fabs, log
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 
-from _random cimport mix, next_u64, next_uniform
+from _random cimport mix, next_u64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,14 +293,23 @@ cdef inline uint64_t _exact(const double* a, const double* B, int k, double* F,
     return best
 
 
-cdef inline bint _metropolis(double x, uint64_t* rng) noexcept nogil:
-    """Accept an uphill move with beta dE = x > 0 with probability exp(-x). exp (a third of the
-    annealer's time otherwise) is only evaluated when u falls between the bounds
+cdef inline bint _metropolis(double x, uint64_t* rng, uint64_t* spare) noexcept nogil:
+    """Accept an uphill move with beta dE = x > 0 with probability exp(-x), from a 32-bit
+    uniform (each 64-bit draw serves two tests; ``spare`` holds the unused half, or 0). exp (a
+    third of the annealer's time otherwise) is only evaluated when u falls between the bounds
     1 - x <= exp(-x) <= 1 / (1 + x + x^2 / 2); the decisions are those of u < exp(-x)."""
     cdef double u
+    cdef uint64_t bits
     if x >= 40:
         return False
-    u = next_uniform(rng)
+    if spare[0]:
+        bits = spare[0] & <uint64_t>0xffffffff
+        spare[0] = 0
+    else:
+        bits = next_u64(rng)
+        spare[0] = (bits & <uint64_t>0xffffffff) | ((<uint64_t>1) << 32)  # flags a stored half
+        bits >>= 32
+    u = <double>bits * (1.0 / 4294967296.0)
     if u * (1 + x + 0.5 * x * x) >= 1:
         return False
     return u < 1 - x or u < exp(-x)
@@ -311,6 +321,7 @@ cdef inline uint64_t _anneal(const double* a, const double* B, int k, uint64_t w
     """Simulated annealing (see the module docstring); returns the best state seen."""
     cdef int l, m, r, s
     cdef double cold = 1e300, hot, beta, beta0, beta1, ratio, delta, e, best_e
+    cdef uint64_t spare = 0
     cdef uint64_t h, best, mask = (<uint64_t>-1) >> (64 - k)
     for l in range(k):
         if a[l] != 0 and fabs(a[l]) < cold:
@@ -323,7 +334,7 @@ cdef inline uint64_t _anneal(const double* a, const double* B, int k, uint64_t w
     if cold == 1e300:  # all coefficients zero: every state has energy 0
         best_energy[0] = best_e
         return best
-    beta1 = log(100.0) / cold
+    beta1 = log(1e6) / cold  # frozen end: the smallest coefficient uphill at p = 1e-6
     for r in range(reads):
         h = best if r == 0 else next_u64(rng) & mask
         _fields(a, B, k, h, F)
@@ -342,7 +353,7 @@ cdef inline uint64_t _anneal(const double* a, const double* B, int k, uint64_t w
         for s in range(sweeps):
             for l in range(k):
                 delta = F[l] if not (h >> l) & 1 else -F[l]
-                if delta <= 0 or _metropolis(beta * delta, rng):
+                if delta <= 0 or _metropolis(beta * delta, rng, &spare):
                     e += _flip(B, k, &h, l, F)
                     if e < best_e:
                         best_e = e

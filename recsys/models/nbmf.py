@@ -88,7 +88,7 @@ class NBMF(Recommender):
     uses_user_state = True
 
     def __init__(self, factors: int = 32, l2: float = 0.5, iterations: int = 20,
-                 solver: Any = "anneal", num_reads: int = 2, num_sweeps: int = 100,
+                 solver: Any = "anneal", num_reads: int = 1, num_sweeps: int = 100,
                  sampler_params: dict | None = None, w_solver: str = "cd",
                  w_iterations: int = 100, tol: float = 1e-6, frequency_scaling: float = 1.0,
                  masked: bool = True,

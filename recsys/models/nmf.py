@@ -65,7 +65,7 @@ class MaskedNMF(Recommender):
 
     uses_user_state = True
 
-    def __init__(self, factors: int = 15, l2: float = 0.8, iterations: int = 20,
+    def __init__(self, factors: int = 15, l2: float = 0.8, iterations: int = 10,
                  biases: bool = True, frequency_scaling: float = 0.5, inner: int = 1,
                  random_state=None, num_threads: int = 0, show_progress: bool = False):
         self.factors = factors
