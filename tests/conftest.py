@@ -55,3 +55,19 @@ def reference_topk(scores: np.ndarray, k: int, exclude=None) -> tuple[np.ndarray
     values = np.take_along_axis(S, order, axis=1)
     ids = np.where(np.isneginf(values), -1, order)
     return ids, values
+
+
+def check_rating_model(model, X: sp.csr_matrix, tmp_path: Path):
+    """Shared checks of a fitted rating model: ranking excludes seen items and agrees with
+    ``predict`` and ``score``; save/load round-trips. Returns the loaded model."""
+    users = np.arange(0, X.shape[0], 50)
+    ids, scores = model.recommend(users, X, k=10)
+    for r, u in enumerate(users):
+        assert not set(ids[r]) & set(X.indices[X.indptr[u]:X.indptr[u + 1]])
+        np.testing.assert_allclose(scores[r], model.predict(np.full(10, u), ids[r], X),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(scores[r], model.score(u, X)[ids[r]], rtol=1e-6)
+    loaded = type(model).load(model.save(tmp_path / type(model).__name__))
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.recommend(users, X, k=10)[0], ids)
+    return loaded

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import check_rating_model
 
 from recsys._ext._altmin import solve_rows
 from recsys.datasets import load
@@ -153,15 +154,7 @@ def test_model_interface(tmp_path, data_home):
     model = AltMin(factors=8, l2=1.0, frequency_scaling=0.5, iterations=3,
                    random_state=0).fit(split.train)
     X = split.train.matrix
-    users = np.arange(0, 900, 50)
-    ids, scores = model.recommend(users, X, k=10)
-    for r, u in enumerate(users):
-        assert not set(ids[r]) & set(X.indices[X.indptr[u]:X.indptr[u + 1]])
-        np.testing.assert_allclose(scores[r], model.predict(np.full(10, u), ids[r], X),
-                                   rtol=1e-6)
-    loaded = AltMin.load(model.save(tmp_path / "altmin"))
-    assert loaded.get_params() == model.get_params()
-    np.testing.assert_array_equal(loaded.recommend(users, X, k=10)[0], ids)
+    loaded = check_rating_model(model, X, tmp_path)
     assert loaded.global_mean_ == model.global_mean_
     with pytest.raises(ValueError, match=r"not X\[users\]"):
         model.recommend(np.arange(3), X[:3])

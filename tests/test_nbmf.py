@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import check_rating_model, random_csr
 from scipy.optimize import nnls
 
 from recsys._ext._nbmf import nnls_rows, qubo_energy, qubo_terms, solve_qubos
@@ -13,11 +14,7 @@ from recsys.models.nbmf import qubo_dict, unpack_codes
 
 
 def ratings(n_users=40, n_items=30, density=0.4, seed=0) -> sp.csr_matrix:
-    rng = np.random.default_rng(seed)
-    X = sp.random(n_users, n_items, density=density, format="csr", random_state=seed)
-    X.data = rng.integers(1, 6, X.nnz).astype(np.float64)
-    X.sort_indices()
-    return X
+    return random_csr(n_users, n_items, density, seed, dtype=np.float64)
 
 
 def random_codes(n, k, rng):
@@ -207,12 +204,7 @@ def test_model_interface(tmp_path, data_home):
     model = NBMF(factors=8, iterations=3, random_state=0).fit(split.train)
     X = split.train.matrix
     users = np.arange(0, 900, 50)
-    ids, scores = model.recommend(users, X, k=10)
     manual = model.user_factors_[users] @ unpack_codes(model.item_codes_, 8).T
     np.testing.assert_allclose(model.score(users, X), manual, rtol=1e-6)
-    for r, u in enumerate(users):
-        assert not set(ids[r]) & set(X.indices[X.indptr[u]:X.indptr[u + 1]])
-    loaded = NBMF.load(model.save(tmp_path / "nbmf"))
+    loaded = check_rating_model(model, X, tmp_path)
     assert loaded.item_codes_.dtype == np.uint64
-    assert loaded.get_params() == model.get_params()
-    np.testing.assert_array_equal(loaded.recommend(users, X, k=10)[0], ids)

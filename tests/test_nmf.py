@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import check_rating_model, random_csr
 
 from recsys._ext._nmf import cd_rows
 from recsys.datasets import load
@@ -10,11 +11,7 @@ from recsys.models.nmf import transpose_positions
 
 
 def ratings(n_users=60, n_items=45, density=0.3, seed=0) -> sp.csr_matrix:
-    rng = np.random.default_rng(seed)
-    X = sp.random(n_users, n_items, density=density, format="csr", random_state=seed)
-    X.data = rng.integers(1, 6, X.nnz).astype(np.float64)
-    X.sort_indices()
-    return X
+    return random_csr(n_users, n_items, density, seed, dtype=np.float64)
 
 
 def cd_rows_reference(X, resid, W, H, bias, reg, nonnegative, use_bias):
@@ -150,15 +147,8 @@ def test_model_interface(tmp_path, data_home):
     model = MaskedNMF(iterations=5, random_state=0).fit(split.train)
     X = split.train.matrix
     users = np.arange(0, 900, 50)
-    ids, scores = model.recommend(users, X, k=10)
-    for r, u in enumerate(users):
-        assert not set(ids[r]) & set(X.indices[X.indptr[u]:X.indptr[u + 1]])
-        np.testing.assert_allclose(scores[r], model.predict(np.full(10, u), ids[r], X),
-                                   rtol=1e-6)
     manual = (model.user_factors_[users] @ model.item_factors_.T + model.user_bias_[users, None]
               + model.item_bias_ + model.global_mean_)
     np.testing.assert_allclose(model.score(users, X), manual, rtol=1e-6)
-    loaded = MaskedNMF.load(model.save(tmp_path / "nmf"))
-    assert loaded.get_params() == model.get_params()
-    np.testing.assert_array_equal(loaded.recommend(users, X, k=10)[0], ids)
+    loaded = check_rating_model(model, X, tmp_path)
     np.testing.assert_array_equal(loaded.loss_, model.loss_)
