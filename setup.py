@@ -97,7 +97,14 @@ setup(
     ],
     extras_require={
         "parquet": ["pyarrow>=12"],
-        "test": ["pytest>=7", "hypothesis>=6.80", "pyarrow>=12", "ruff>=0.5"],
+        # sweeps: Optuna studies logged to MLflow, with plots
+        "tune": ["optuna>=4.2", "mlflow>=3", "matplotlib>=3.7"],
+        # sharded batch scoring and many-machine sweeps
+        "scale": ["dask[distributed]>=2024.1", "pyarrow>=12", "psycopg2-binary>=2.9"],
+        "test": ["pytest>=7", "hypothesis>=6.80", "pyarrow>=12", "ruff>=0.5",
+                 "optuna>=4.2", "mlflow>=3", "matplotlib>=3.7", "dask[distributed]>=2024.1",
+                 "psycopg2-binary>=2.9", "nbmake>=1.5", "ipykernel>=6", "nbformat>=5"],
     },
+    entry_points={"console_scripts": ["recsys = recsys.cli:main"]},
     zip_safe=False,
 )

@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config, items):
 def data_home() -> Path:
     """Folder with the real data sets: $RECSYS_DATA_HOME, else ../shared/datasets."""
     home = os.environ.get("RECSYS_DATA_HOME")
-    path = Path(home) if home else SHARED
+    path = Path(home).resolve() if home else SHARED
     if not (path / "ml-100k" / "u.data").is_file():
         pytest.skip(f"real data sets not available at {path} (set RECSYS_DATA_HOME)")
     return path
@@ -71,3 +71,46 @@ def check_rating_model(model, X: sp.csr_matrix, tmp_path: Path):
     assert loaded.get_params() == model.get_params()
     np.testing.assert_array_equal(loaded.recommend(users, X, k=10)[0], ids)
     return loaded
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server on loopback (initdb + pg_ctl), as an SQLAlchemy URL.
+
+    Skips, naming the reason, when the server binaries are missing or it cannot start.
+    """
+    import glob
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    found = [shutil.which("initdb")] + sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    initdb = next((p for p in found if p), None)
+    if initdb is None:
+        pytest.skip("PostgreSQL server binaries (initdb) not installed; `.ci/run` installs "
+                    "the Debian postgresql package")
+    bindir = Path(initdb).resolve().parent
+    pg_ctl = shutil.which("pg_ctl", path=str(bindir)) or shutil.which("pg_ctl")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = Path(tempfile.mkdtemp(prefix="recsys-pg-"))
+    prefix = []
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as the postgres user
+        shutil.chown(data, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    try:
+        subprocess.run(prefix + [initdb, "-D", str(data / "db"), "-U", "postgres",
+                                 "--auth=trust", "-E", "UTF8"], check=True,
+                       capture_output=True, timeout=120)
+        subprocess.run(prefix + [pg_ctl, "-D", str(data / "db"), "-l", str(data / "log"),
+                                 "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {data}",
+                                 "-w", "start"], check=True, capture_output=True, timeout=120)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, KeyError, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        pytest.skip(f"could not start PostgreSQL: {exc} {detail.decode(errors='replace')[-300:]}")
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run(prefix + [pg_ctl, "-D", str(data / "db"), "-m", "fast", "stop"],
+                   capture_output=True, timeout=120)
+    shutil.rmtree(data, ignore_errors=True)

@@ -65,6 +65,7 @@ class AltMin(Recommender):
     """
 
     uses_user_state = True
+    rating_model = True
 
     def __init__(self, factors: int = 32, l2: float = 0.05, iterations: int = 15,
                  solver: str = "cholesky", cg_steps: int = 3, biases: bool = True,

@@ -52,6 +52,10 @@ class Recommender(ABC):
     #: passed at scoring time must have exactly the fitted rows. History-based models (kNN,
     #: EASE, popularity) score any rows of any ``X`` (fold-in for new users is free).
     uses_user_state: ClassVar[bool] = False
+    #: True for models of explicit ratings (fitted on the rated values, e.g. to predict them);
+    #: False for implicit-feedback models (fitted on positives). Pipelines pick the training
+    #: matrix from it.
+    rating_model: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -86,6 +86,7 @@ class NBMF(Recommender):
     """
 
     uses_user_state = True
+    rating_model = True
 
     def __init__(self, factors: int = 32, l2: float = 0.5, iterations: int = 20,
                  solver: Any = "anneal", num_reads: int = 1, num_sweeps: int = 100,

@@ -64,6 +64,7 @@ class MaskedNMF(Recommender):
     """
 
     uses_user_state = True
+    rating_model = True
 
     def __init__(self, factors: int = 15, l2: float = 0.8, iterations: int = 10,
                  biases: bool = True, frequency_scaling: float = 0.5, inner: int = 1,

@@ -1,0 +1,133 @@
+"""Batch recommendation: top-N per user with raw ids, written to Parquet atomically.
+
+``recommend_to_parquet`` scores users in batches in this process; ``recommend_sharded`` runs
+the same job over contiguous user shards as tasks on a Dask cluster (a LocalCluster by
+default), each task loading the model and the data itself (only paths and ids travel) and
+writing its own part. Every file is written to a temporary name in the target folder and
+renamed, so a killed job never leaves a partial file behind; a sharded run writes
+``_SUCCESS`` after its last part.
+
+Output columns: ``user`` (raw id), ``rank`` (1..N), ``item`` (raw id), ``score`` (float32).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from recsys.data import Interactions
+from recsys.models.base import Recommender
+
+logger = logging.getLogger(__name__)
+
+
+def recommend_frame(model: Recommender, history: Interactions, users: np.ndarray, k: int,
+                    batch_size: int = 4096, show_progress: bool = False):
+    """A pyarrow Table of the top-``k`` unseen items of ``users`` (row indices of history)."""
+    import pyarrow as pa
+
+    X = history.matrix
+    parts = []
+    for start in tqdm(range(0, users.size, batch_size), desc="recommend",
+                      disable=not show_progress):
+        block = users[start:start + batch_size]
+        ids, scores = model.recommend(block, X, k=k)
+        valid = ids >= 0  # rows run short only when a user has fewer than k unseen items
+        rows = np.repeat(block, k).reshape(block.size, k)[valid]
+        ranks = np.tile(np.arange(1, k + 1, dtype=np.int32), (block.size, 1))[valid]
+        parts.append((rows, ranks, ids[valid], scores[valid]))
+    rows, ranks, items, scores = (np.concatenate(p) for p in zip(*parts)) if parts else (
+        np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
+    return pa.table({"user": history.users.to_raw(rows), "rank": ranks.astype(np.int32),
+                     "item": history.items.to_raw(items),
+                     "score": np.asarray(scores, dtype=np.float32)})
+
+
+def write_parquet_atomic(table, path: str | os.PathLike) -> Path:
+    """Write ``table`` to ``path`` through a temporary file in the same folder + rename."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def recommend_to_parquet(model: Recommender, history: Interactions, k: int, out,
+                         users=None, batch_size: int = 4096, show_progress: bool = True
+                         ) -> Path:
+    """Top-``k`` for ``users`` (row indices; default every user) into one Parquet file."""
+    users = np.arange(history.shape[0]) if users is None else np.asarray(users)
+    table = recommend_frame(model, history, users, k, batch_size, show_progress)
+    path = write_parquet_atomic(table, out)
+    logger.info("wrote %d recommendations for %d users to %s", table.num_rows, users.size, path)
+    return path
+
+
+def _score_shard(model_path: str, data: str, data_home, start: int, stop: int, k: int,
+                 part: str, batch_size: int) -> str:
+    """One Dask task: load the model and the data, score users [start, stop), write ``part``."""
+    from recsys.experiment import load_experiment
+
+    model = Recommender.load(model_path)
+    history = load_experiment(data, data_home=data_home).full().history
+    return str(recommend_to_parquet(model, history, k, part, np.arange(start, stop),
+                                    batch_size, show_progress=False))
+
+
+def recommend_sharded(model_path, data: str, k: int, out_dir, n_shards: int,
+                      scheduler: str | None = None, data_home=None, batch_size: int = 4096,
+                      n_workers: int | None = None) -> list[Path]:
+    """Top-``k`` for every user of ``data`` over ``n_shards`` contiguous user shards on Dask.
+
+    ``scheduler``: a ``tcp://host:port`` address, or None for a LocalCluster of
+    ``n_workers`` single-threaded processes. Writes ``part-00000.parquet`` ... and
+    ``_SUCCESS`` into ``out_dir``; returns the part paths. recsys must be installed on the
+    workers (the Dask scheduler also unpickles the task graph).
+    """
+    from dask.distributed import Client, LocalCluster
+
+    from recsys.experiment import load_experiment
+
+    n_users = load_experiment(data, data_home=data_home).split.train.shape[0]
+    if n_shards < 1:
+        raise ValueError(f"n_shards must be >= 1, got {n_shards}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "_SUCCESS").unlink(missing_ok=True)
+    bounds = np.linspace(0, n_users, n_shards + 1).astype(int)
+    data_home = None if data_home is None else str(data_home)
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=n_workers or min(n_shards, os.cpu_count() or 1),
+                               threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        with Client(scheduler or cluster) as client:
+            futures = [client.submit(_score_shard, str(model_path), data, data_home,
+                                     int(bounds[i]), int(bounds[i + 1]), k,
+                                     str(out_dir / f"part-{i:05d}.parquet"), batch_size,
+                                     pure=False)
+                       for i in range(n_shards)]
+            parts = [Path(p) for p in client.gather(futures)]
+    finally:
+        if cluster is not None:
+            cluster.close()
+    (out_dir / "_SUCCESS").write_text("")
+    logger.info("wrote %d parts for %d users to %s", len(parts), n_users, out_dir)
+    return parts
+
+
+__all__ = ["recommend_frame", "recommend_sharded", "recommend_to_parquet",
+           "write_parquet_atomic"]

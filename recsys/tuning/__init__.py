@@ -1,0 +1,7 @@
+"""Hyperparameter sweeps: search spaces as data, Optuna studies logged to MLflow."""
+
+from recsys.tuning.spaces import FIXED, SPACES, suggest
+from recsys.tuning.sweep import SweepResult, make_model, model_class, sweep, trial_seed
+
+__all__ = ["FIXED", "SPACES", "SweepResult", "make_model", "model_class", "suggest", "sweep",
+           "trial_seed"]

@@ -1,0 +1,345 @@
+"""Optuna sweeps whose trials are MLflow runs nested under one parent run per study.
+
+One study = one Optuna study (TPE with a seed, median pruning) + one MLflow parent run. Each
+trial fits the model on the tuning part of the data (a validation split carved from the
+training data, never the test part), logs its parameters, seed, fit time, metrics at every k
+and, for iterative models, the validation metric after every epoch (which also feeds the
+pruner). When the worker's trials are done, the best parameters are refitted on the whole
+training data and evaluated on the test part; the parent run gets the best parameters, the test
+metrics, the saved model and a plot of the optimisation history.
+
+Storage: an Optuna journal file by default (rerunning the same command continues the study),
+or any SQLAlchemy URL (PostgreSQL for many machines; create the study once first, e.g. with
+``n_trials=0``, since concurrent schema creation races). ``n_trials`` is the number of finished
+trials the study should reach, so several workers can share one target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.evaluation import evaluate
+from recsys.experiment import Experiment, load_experiment
+from recsys.models.base import _REGISTRY, Recommender, _json_params
+from recsys.tuning.spaces import FIXED, SPACES, suggest
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "optuna-journal.log"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+_PARENT_TAG = "recsys.study"
+
+
+@dataclass
+class SweepResult:
+    """What :func:`sweep` returns."""
+
+    study: Any
+    best_params: dict[str, Any]
+    best_value: float
+    test_metrics: dict[str, float]
+    parent_run_id: str
+    model_path: Path | None
+
+
+def model_class(name: str | type) -> type[Recommender]:
+    """A model class from its name, case-insensitively (``"ease"`` -> ``EASE``)."""
+    if isinstance(name, type):
+        return name
+    by_lower = {cls_name.lower(): cls for cls_name, cls in _REGISTRY.items()
+                if not cls_name.startswith("_")}
+    cls = by_lower.get(name.lower())
+    if cls is None:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(by_lower)}")
+    return cls
+
+
+def trial_seed(study_seed: int, params: dict[str, Any]) -> int:
+    """The seed of a trial, derived from the study seed and its parameters, so a trial is
+    reproducible from its logged parameters alone."""
+    blob = json.dumps([study_seed, sorted(params.items())], default=str).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def make_model(cls: type[Recommender], params: dict[str, Any], seed: int) -> Recommender:
+    """``cls`` with the sweep's fixed values, ``params`` and ``seed`` (when it takes one)."""
+    names = cls._param_names()
+    kwargs = {**FIXED.get(cls.__name__, {}), **params}
+    if "random_state" in names:
+        kwargs["random_state"] = seed
+    if "show_progress" in names:
+        kwargs["show_progress"] = False
+    return cls(**kwargs)
+
+
+def open_storage(storage: str | None):
+    """Optuna storage: a journal file path (default) or an SQLAlchemy URL (with heartbeats)."""
+    import optuna
+
+    storage = storage or DEFAULT_STORAGE
+    if "://" in storage:
+        return optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90)
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
+
+
+def sweep(model: str | type, data: str | Experiment = "ml-100k", n_trials: int = 20,
+          metric: str = "ndcg_at_10", k=(10, 20), storage: str | None = None,
+          study_name: str | None = None, tracking_uri: str | None = None,
+          experiment_name: str | None = None, seed: int = 0, timeout: float | None = None,
+          data_home=None, model_dir=None, show_progress: bool = True) -> SweepResult:
+    """Tune ``model`` on ``data`` and log everything to MLflow (see the module docstring).
+
+    Parameters
+    ----------
+    model : str or Recommender subclass
+        e.g. ``"ease"``; its search space is ``recsys.tuning.SPACES[class name]``.
+    data : str or Experiment
+        A data set name for :func:`recsys.experiment.load_experiment`, or a prepared one.
+    n_trials : int
+        Finished (complete or pruned) trials the study should have; 0 only creates the study
+        and the parent run (do that once before starting several workers).
+    metric : str
+        Validation metric to maximise, an ``evaluate`` key such as ``"ndcg_at_10"``.
+    storage : str, optional
+        Journal file path (default ``optuna-journal.log``) or SQLAlchemy URL.
+    study_name : str, optional
+        Default ``"<data>-<model>"``; also the MLflow experiment name unless given.
+    tracking_uri : str, optional
+        Default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``.
+    seed : int
+        Seeds the sampler and, with the parameters, every trial's model.
+    model_dir : path, optional
+        Also save the refitted best model there (it is always logged to the parent run).
+    """
+    import mlflow
+    import optuna
+
+    cls = model_class(model)
+    if cls.__name__ not in SPACES:
+        raise ValueError(f"no search space for {cls.__name__}")
+    exp = data if isinstance(data, Experiment) else load_experiment(data, data_home=data_home)
+    study_name = study_name or f"{exp.name}-{cls.__name__.lower()}"
+    ks = (k,) if isinstance(k, int) else tuple(k)
+    tune = exp.tuning(random_state=seed)
+    if not show_progress:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    store = open_storage(storage)
+    study = optuna.create_study(
+        study_name=study_name, storage=store, direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    _fail_orphaned_trials(study)
+
+    mlflow.set_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                            or DEFAULT_TRACKING_URI)
+    experiment = mlflow.set_experiment(experiment_name or study_name)
+    client = mlflow.MlflowClient()
+    parent_id = _parent_run(client, experiment.experiment_id, study_name, exp, cls, seed)
+    _fail_orphaned_runs(client, experiment.experiment_id, parent_id, study)
+
+    def objective(trial):
+        params = suggest(trial, SPACES[cls.__name__])
+        seed_t = trial_seed(seed, params)
+        estimator = make_model(cls, params, seed_t)
+        trial.set_user_attr("seed", seed_t)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        tags = {"mlflow.parentRunId": parent_id, _PARENT_TAG: study_name,
+                "recsys.trial": str(trial.number), "recsys.role": "trial"}
+        with mlflow.start_run(run_name=f"trial-{trial.number}", tags=tags,
+                              experiment_id=experiment.experiment_id) as run:
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            mlflow.log_params({**_json_params(estimator.get_params()), "seed": seed_t})
+            train = tune.training(estimator)
+            start = time.perf_counter()
+            pruned = False
+            try:
+                _fit(estimator, train, tune, trial, metric, ks)
+            except optuna.TrialPruned:
+                pruned = True
+            mlflow.log_metric("fit_time_s", time.perf_counter() - start)
+            if pruned:
+                mlflow.set_tag("recsys.state", "PRUNED")
+        if pruned:
+            raise optuna.TrialPruned()
+        metrics = evaluate(estimator, tune.history, tune.test, k=ks)
+        with mlflow.start_run(run_id=trial.user_attrs["mlflow_run_id"]):
+            mlflow.log_metrics(_scalars(metrics))
+            mlflow.set_tag("recsys.state", "COMPLETE")
+        return metrics[metric]
+
+    finished = _finished(study)
+    if n_trials > finished:
+        # a trial whose parameters make the model fail numerically is recorded as FAIL and the
+        # sweep goes on; anything else (a bug) stops it
+        study.optimize(objective, timeout=timeout, show_progress_bar=show_progress,
+                       catch=(ValueError, ArithmeticError, np.linalg.LinAlgError, MemoryError),
+                       callbacks=[optuna.study.MaxTrialsCallback(
+                           n_trials, states=(optuna.trial.TrialState.COMPLETE,
+                                             optuna.trial.TrialState.PRUNED))])
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        return SweepResult(study, {}, float("nan"), {}, parent_id, None)
+    return _summarise(study, cls, exp, seed, ks, client, parent_id, model_dir)
+
+
+def _fit(estimator, train, tune: Experiment, trial, metric: str, ks) -> None:
+    """Fit; iterative models report the validation metric after every epoch (pruning)."""
+    import inspect
+
+    import mlflow
+    import optuna
+
+    if "callback" not in inspect.signature(estimator.fit).parameters:
+        estimator.fit(train)
+        return
+    at = int(metric.rsplit("_", 1)[-1]) if metric[-1].isdigit() else ks[0]
+
+    def callback(epoch, fitted):
+        value = evaluate(fitted, tune.history, tune.test, k=at, metrics=(metric.rsplit(
+            "_at_", 1)[0],))[metric]
+        mlflow.log_metric(f"epoch_{metric}", value, step=epoch)
+        trial.report(value, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+
+    estimator.fit(train, callback=callback)
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    return {key: float(value) for key, value in metrics.items()
+            if np.isscalar(value) and np.isfinite(value)}
+
+
+def _finished(study) -> int:
+    import optuna
+
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return sum(t.state in done for t in study.trials)
+
+
+def _parent_run(client, experiment_id: str, study_name: str, exp: Experiment, cls,
+                seed: int) -> str:
+    """The study's parent run: found by tag (resumed sweeps reuse it) or created."""
+    runs = client.search_runs([experiment_id], filter_string=(
+        f"tags.`{_PARENT_TAG}` = '{study_name}' and tags.`recsys.role` = 'parent'"),
+        max_results=1, order_by=["attributes.start_time ASC"])
+    if runs:
+        return runs[0].info.run_id
+    run = client.create_run(experiment_id, run_name=study_name, tags={
+        _PARENT_TAG: study_name, "recsys.role": "parent", "recsys.model": cls.__name__,
+        "recsys.data": exp.name})
+    client.log_param(run.info.run_id, "model", cls.__name__)
+    client.log_param(run.info.run_id, "data", exp.name)
+    client.log_param(run.info.run_id, "study_seed", seed)
+    return run.info.run_id
+
+
+def _fail_orphaned_trials(study) -> None:
+    """Mark RUNNING trials of dead processes on this host as FAIL (journal storage has no
+    heartbeat; RDB storages fail stale trials by heartbeat themselves)."""
+    import optuna
+
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        name, _, pid = worker.rpartition(":")
+        if name == host and pid.isdigit() and not _alive(int(pid)):
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            logger.warning("trial %d of a dead worker (pid %s) marked FAIL", t.number, pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fail_orphaned_runs(client, experiment_id: str, parent_id: str, study) -> None:
+    """MLflow trial runs still RUNNING whose Optuna trial failed (a killed worker) -> FAILED."""
+    import optuna
+
+    failed = {str(t.number) for t in study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
+    if not failed:
+        return
+    runs = client.search_runs([experiment_id], filter_string=(
+        f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"))
+    for run in runs:
+        if run.data.tags.get("recsys.trial") in failed:
+            client.set_terminated(run.info.run_id, status="FAILED")
+            logger.warning("MLflow run of failed trial %s marked FAILED",
+                           run.data.tags["recsys.trial"])
+
+
+def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: str,
+               model_dir) -> SweepResult:
+    """Refit the best parameters on the whole training data, test, log to the parent run."""
+    best = study.best_trial
+    seed_t = trial_seed(seed, best.params)
+    model = make_model(cls, best.params, seed_t)
+    full = exp.full()
+    model.fit(full.training(model))
+    test_metrics = evaluate(model, full.history, full.test, k=ks)
+    finished = _finished(study)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = model.save(Path(tmp) / f"{cls.__name__.lower()}-best.npz")
+        best_file = Path(tmp) / "best_params.json"
+        best_file.write_text(json.dumps({"params": best.params, "seed": seed_t,
+                                         "trial": best.number, "value": best.value},
+                                        indent=2))
+        plot = _history_plot(study, Path(tmp) / "optimization_history.png")
+        for path in (model_path, best_file, plot):
+            client.log_artifact(parent_id, str(path))
+    for name, value in best.params.items():
+        client.set_tag(parent_id, f"best.{name}", str(value))
+    client.set_tag(parent_id, "best.trial", str(best.number))
+    client.log_metric(parent_id, "best_validation", best.value, step=finished)
+    for name, value in _scalars(test_metrics).items():
+        client.log_metric(parent_id, f"test_{name}", value, step=finished)
+    client.set_terminated(parent_id, status="FINISHED")  # a later worker may reopen it
+    saved = model.save(Path(model_dir) / f"{study.study_name}-best.npz") if model_dir else None
+    return SweepResult(study, dict(best.params), float(best.value), _scalars(test_metrics),
+                       parent_id, saved)
+
+
+def _history_plot(study, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    numbers = [t.number for t in done]
+    values = [t.value for t in done]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(numbers, values, "o", alpha=0.6, label="trial")
+    ax.plot(numbers, np.maximum.accumulate(values), "-", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation metric")
+    ax.set_title(study.study_name)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["SweepResult", "make_model", "model_class", "open_storage", "sweep", "trial_seed"]

@@ -1,0 +1,166 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pytest
+
+from recsys.evaluation import evaluate
+from recsys.experiment import load_experiment
+from recsys.tuning import SPACES, make_model, model_class, suggest, trial_seed
+
+
+def cli(args, cwd, data_home, **kwargs):
+    env = {**os.environ, "RECSYS_DATA_HOME": str(data_home), "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "recsys.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, **kwargs)
+
+
+def runs(tracking_uri, experiment):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.search_runs(experiment_names=[experiment])
+
+
+def test_spaces_cover_every_model_and_suggest_inside_them():
+    from recsys.models.base import _REGISTRY
+
+    for name, cls in _REGISTRY.items():
+        if not cls.__module__.startswith("recsys.models") or name.startswith("_"):
+            continue  # classes defined by tests, private bases
+        assert name in SPACES, f"{name} has no search space"
+        assert set(SPACES[name]) <= set(cls._param_names())
+    trial = optuna.trial.FixedTrial({"l2": 30.0})
+    assert suggest(trial, SPACES["EASE"]) == {"l2": 30.0}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        params = suggest(study.ask(), SPACES["ALS"])
+        assert 8 <= params["factors"] <= 256 and 1e-3 <= params["regularization"] <= 10
+    assert trial_seed(0, {"a": 1}) == trial_seed(0, {"a": 1}) != trial_seed(1, {"a": 1})
+    assert model_class("ease").__name__ == "EASE"
+    with pytest.raises(ValueError, match="unknown model"):
+        model_class("svd++")
+
+
+def test_sweep_logs_a_parent_and_nested_trial_runs(tmp_path, data_home):
+    """The issue's bar: 5 nested runs with metrics.ndcg_at_10 under one parent run; any trial
+    can be reproduced from its MLflow run (parameters + seed)."""
+    uri = f"sqlite:///{tmp_path}/X.db"
+    out = cli(["sweep", "--model", "ease", "--dataset", "ml-100k", "--trials", "5",
+               "--tracking-uri", uri, "--storage", str(tmp_path / "journal.log"), "--quiet"],
+              tmp_path, data_home, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    df = runs(uri, "ml-100k-ease")
+    parent = df[df["tags.recsys.role"] == "parent"]
+    trials = df[df["tags.mlflow.parentRunId"] == result["parent_run_id"]]
+    assert len(parent) == 1 and len(trials) == 5
+    assert trials["metrics.ndcg_at_10"].notna().all()
+    assert {"metrics.recall_at_20", "metrics.fit_time_s", "params.l2", "params.seed"} <= set(df)
+    assert parent["metrics.test_ndcg_at_10"].iloc[0] == pytest.approx(result["test"][
+        "ndcg_at_10"])
+    import mlflow
+
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result["parent_run_id"])}
+    assert {"ease-best.npz", "best_params.json", "optimization_history.png"} <= artifacts
+    # reproduce the best trial from its logged parameters and seed
+    best = trials.sort_values("metrics.ndcg_at_10").iloc[-1]
+    model = make_model(model_class("ease"), {"l2": float(best["params.l2"])},
+                       int(best["params.seed"]))
+    tune = load_experiment("ml-100k", data_home=data_home).tuning(random_state=0)
+    again = evaluate(model.fit(tune.training(model)), tune.history, tune.test, k=10)
+    assert again["ndcg_at_10"] == pytest.approx(best["metrics.ndcg_at_10"], rel=1e-6)
+
+
+def test_iterative_models_log_per_epoch_metrics(tmp_path, data_home):
+    import mlflow
+
+    from recsys.tuning import sweep
+
+    uri = f"sqlite:///{tmp_path}/X.db"
+    result = sweep("maskednmf", "ml-100k", n_trials=2, storage=str(tmp_path / "j.log"),
+                   tracking_uri=uri, data_home=data_home, show_progress=False)
+    client = mlflow.MlflowClient()
+    trial_runs = client.search_runs(
+        [client.get_experiment_by_name("ml-100k-maskednmf").experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+    assert len(trial_runs) == 2
+    for run in trial_runs:
+        history = client.get_metric_history(run.info.run_id, "epoch_ndcg_at_10")
+        assert [m.step for m in history] == list(range(int(run.data.params["iterations"])))
+        # the last epoch's validation NDCG is the trial's final metric
+        assert history[-1].value == pytest.approx(run.data.metrics["ndcg_at_10"], rel=1e-9)
+
+
+def test_killed_sweep_resumes_and_marks_the_killed_trial_failed(tmp_path, data_home):
+    """Kill a worker mid-trial; rerunning the same command continues the same study."""
+    uri = f"sqlite:///{tmp_path}/X.db"
+    journal = str(tmp_path / "journal.log")
+    args = ["sweep", "--model", "nbmf", "--dataset", "ml-100k", "--trials", "3",
+            "--tracking-uri", uri, "--storage", journal, "--quiet"]
+    env = {**os.environ, "RECSYS_DATA_HOME": str(data_home), "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "recsys.cli", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(journal))
+    killed_at = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            trials = optuna.load_study(study_name="ml-100k-nbmf", storage=storage).trials
+        except KeyError:
+            trials = []
+        states = [t.state for t in trials]
+        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING
+                   and "mlflow_run_id" in t.user_attrs]
+        if states.count(optuna.trial.TrialState.COMPLETE) >= 1 and running:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed_at = running[0].number
+            break
+        time.sleep(0.05)
+    assert killed_at is not None, "the worker finished before it could be killed mid-trial"
+    before = len(trials)
+    out = cli(args, tmp_path, data_home, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    study = optuna.load_study(study_name="ml-100k-nbmf", storage=storage)
+    assert len(study.trials) > before
+    assert study.trials[killed_at].state == optuna.trial.TrialState.FAIL
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,
+                                                       optuna.trial.TrialState.PRUNED)]
+    assert len(finished) == 3
+    df = runs(uri, "ml-100k-nbmf")
+    killed_run = df[df["tags.recsys.trial"] == str(killed_at)]
+    assert list(killed_run["status"]) == ["FAILED"]
+    assert (df[df["tags.recsys.role"] == "parent"].shape[0]) == 1  # the same parent run
+
+
+def test_two_workers_share_one_postgresql_study(tmp_path, data_home, postgres_url):
+    """Many-machine sweeps: the study is created once, then two workers run concurrently."""
+    uri = f"sqlite:///{tmp_path}/X.db"
+    base = ["sweep", "--model", "ease", "--dataset", "ml-100k", "--storage", postgres_url,
+            "--study-name", "shared", "--tracking-uri", uri, "--quiet"]
+    created = cli(base + ["--trials", "0"], tmp_path, data_home, timeout=300)
+    assert created.returncode == 0, created.stderr[-2000:]
+    env = {**os.environ, "RECSYS_DATA_HOME": str(data_home), "OPENBLAS_NUM_THREADS": "1"}
+    workers = [subprocess.Popen([sys.executable, "-m", "recsys.cli", *base, "--trials", "6"],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for w in workers:
+        _, err = w.communicate(timeout=600)
+        assert w.returncode == 0, err[-2000:]
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) >= 6
+    assert len({t.user_attrs["worker"] for t in complete}) == 2  # both workers ran trials
+    df = runs(uri, "shared")
+    parents = df[df["tags.recsys.role"] == "parent"]
+    assert len(parents) == 1
+    assert (df["tags.mlflow.parentRunId"] == parents["run_id"].iloc[0]).sum() == len(
+        study.trials)
+    assert np.isfinite(parents["metrics.test_ndcg_at_10"].iloc[0])
