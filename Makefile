@@ -30,6 +30,7 @@ demo: install
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbmake --nbmake-timeout=600 notebooks/
 
 test-slow: install
 	$(PY) -m pytest -q --runslow

@@ -1,70 +1,112 @@
-"""Main job: baselines on MovieLens 100K (official u1 fold, ratings >= 4 as positives).
+"""Main job: a short sweep of every model on MovieLens 100K, logged to a local MLflow store.
 
-Loads the data through ``recsys.datasets.load`` (cache in $RECSYS_DATA_HOME, downloaded when
-missing), fits MostPopular, ItemKNN, ALS and BPR on the training positives, evaluates full
-rankings with training items excluded and prints NDCG@10 / Recall@10 (and more) per model.
+For each model, ``recsys.tuning.sweep`` runs a few Optuna trials on a validation split carved
+from the official u1 training fold (ratings >= 4 are the positives; rating models fit the
+ratings themselves), refits the best parameters on the whole training fold and evaluates the
+full ranking on the test fold, training items excluded. Everything goes to ``runs/``:
+``mlflow.db`` (one parent run per model with its trials nested), ``optuna-journal.log``
+(rerunning continues the studies), ``results.csv`` and ``comparison.png``. Browse with
 
-    python pipelines/demo.py [--split u1] [--threshold 4] [--seed 0] [--quiet]
+    mlflow ui --backend-store-uri sqlite:///runs/mlflow.db
+
+    python pipelines/demo.py [--trials 5] [--models ease als ...] [--out runs] [--quiet]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
+import os
 import time
+from pathlib import Path
 
-from threadpoolctl import threadpool_limits
-
-from recsys.datasets import load
-from recsys.evaluation import evaluate
-from recsys.models import ALS, BPR, ItemKNN, MostPopular
+from recsys.experiment import load_experiment
+from recsys.tuning import sweep
 
 logger = logging.getLogger("recsys.demo")
 
+MODELS = ["mostpopular", "itemknn", "ease", "als", "bpr", "altmin", "maskednmf", "nbmf"]
+
+
+def comparison_plot(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = [r["model"] for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(8, 3.8), dpi=100)
+    for offset, key, label in ((-0.2, "test_ndcg_at_10", "NDCG@10"),
+                               (0.2, "test_recall_at_20", "Recall@20")):
+        ax.bar(x + offset, [r[key] for r in rows], width=0.4, label=label)
+    ax.set_xticks(x, names, rotation=20)
+    ax.set_ylabel("test (u1, ratings >= 4)")
+    ax.set_title("MovieLens 100K: tuned models, full ranking")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Baselines on MovieLens 100K")
-    parser.add_argument("--split", default="u1", help="official fold: u1..u5, ua, ub")
-    parser.add_argument("--threshold", type=float, default=4.0, help="ratings >= this count")
+    parser = argparse.ArgumentParser(description="Sweep every model on MovieLens 100K")
+    parser.add_argument("--trials", type=int, default=5, help="trials per model")
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--out", default="runs", help="folder for MLflow, Optuna and results")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="only the results table")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("mlflow", "alembic", "optuna"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    split = load("ml-100k", split=args.split)
-    train, test = split.train.binarize(args.threshold), split.test.binarize(args.threshold)
-    logger.info("ml-100k %s: %d train / %d test positives (ratings >= %g), %d users x %d items",
-                args.split, train.nnz, test.nnz, args.threshold, *train.shape)
-    models = [
-        MostPopular(),
-        ItemKNN(neighbors=100),
-        ALS(factors=64, regularization=0.05, iterations=15, random_state=args.seed),
-        BPR(factors=64, learning_rate=0.01, iterations=100, random_state=args.seed),
-    ]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    exp = load_experiment("ml-100k")
     rows = []
-    with threadpool_limits(1, "blas"):
-        for model in models:
-            start = time.perf_counter()
-            model.fit(train)
-            fit_s = time.perf_counter() - start
-            start = time.perf_counter()
-            metrics = evaluate(model, train, test, k=(10,))
-            eval_s = time.perf_counter() - start
-            logger.info("%s fitted in %.2fs, evaluated in %.3fs", type(model).__name__, fit_s,
-                        eval_s)
-            rows.append((type(model).__name__, metrics, fit_s))
+    for name in args.models:
+        start = time.perf_counter()
+        result = sweep(name, exp, n_trials=args.trials, storage=str(out / "optuna-journal.log"),
+                       study_name=f"demo-ml-100k-{name}", experiment_name="recsys-demo",
+                       tracking_uri=f"sqlite:///{out / 'mlflow.db'}", seed=args.seed,
+                       show_progress=not args.quiet)
+        seconds = time.perf_counter() - start
+        logger.info("%s: best %s, validation NDCG@10 %.4f, test NDCG@10 %.4f (%.1fs)", name,
+                    result.best_params, result.best_value, result.test_metrics["ndcg_at_10"],
+                    seconds)
+        rows.append({"model": name, "trials": len(result.study.trials),
+                     "validation_ndcg_at_10": result.best_value,
+                     **{f"test_{m}": result.test_metrics[m] for m in (
+                         "ndcg_at_10", "recall_at_10", "ndcg_at_20", "recall_at_20",
+                         "coverage_at_10")},
+                     "seconds": seconds, "best_params": result.best_params})
 
-    print(f"\nMovieLens 100K, fold {args.split}, ratings >= {args.threshold:g} as positives; "
-          f"full ranking, training items excluded, {rows[0][1]['n_users']} test users")
-    header = f"{'model':<12}{'NDCG@10':>9}{'Recall@10':>11}{'Prec@10':>9}{'MAP@10':>8}" \
-             f"{'MRR@10':>8}{'Cover@10':>10}{'fit s':>8}"
-    print(header)
-    print("-" * len(header))
-    for name, m, fit_s in rows:
-        print(f"{name:<12}{m['ndcg_at_10']:>9.4f}{m['recall_at_10']:>11.4f}"
-              f"{m['precision_at_10']:>9.4f}{m['map_at_10']:>8.4f}{m['mrr_at_10']:>8.4f}"
-              f"{m['coverage_at_10']:>10.4f}{fit_s:>8.2f}")
+    with open(out / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot = comparison_plot(rows, out / "comparison.png")
+    print(f"\nMovieLens 100K, fold u1 (ratings >= 4 as positives), {args.trials} trials per "
+          "model tuned on a validation split of the training fold; test = full ranking, "
+          "training items excluded")
+    print(f"{'model':<12}{'trials':>7}{'val NDCG@10':>13}{'NDCG@10':>9}{'Recall@10':>11}"
+          f"{'NDCG@20':>9}{'Recall@20':>11}{'cov@10':>8}{'time s':>8}  best params")
+    for r in rows:
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in r["best_params"].items())
+        print(f"{r['model']:<12}{r['trials']:>7}{r['validation_ndcg_at_10']:>13.4f}"
+              f"{r['test_ndcg_at_10']:>9.4f}{r['test_recall_at_10']:>11.4f}"
+              f"{r['test_ndcg_at_20']:>9.4f}{r['test_recall_at_20']:>11.4f}"
+              f"{r['test_coverage_at_10']:>8.3f}{r['seconds']:>8.1f}  {params}")
+    print(f"\nresults: {out / 'results.csv'}, plot: {plot}\n"
+          f"MLflow: mlflow ui --backend-store-uri sqlite:///{out / 'mlflow.db'}")
 
 
 if __name__ == "__main__":

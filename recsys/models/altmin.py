@@ -164,8 +164,8 @@ class AltMin(Recommender):
         failed = solve_rows(X.indptr, X.indices, targets.astype(dtype), design, reg, rows,
                             _SOLVERS[solver or self.solver], self.cg_steps, threads, seed)
         if failed:
-            logger.warning("%d rows had a singular system (l2 = 0 and too few observations); "
-                           "their factors were set to zero", failed)
+            logger.warning("%d rows had a singular system (no observations, or l2 = 0 with "
+                           "too few); their factors were set to zero", failed)
 
     def _store(self, U, V) -> None:
         k = self.factors

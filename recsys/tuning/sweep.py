@@ -181,6 +181,8 @@ def sweep(model: str | type, data: str | Experiment = "ml-100k", n_trials: int =
             mlflow.set_tag("recsys.state", "COMPLETE")
         return metrics[metric]
 
+    if not SPACES[cls.__name__]:
+        n_trials = min(n_trials, 1)  # nothing to tune: one trial records the model
     finished = _finished(study)
     if n_trials > finished:
         # a trial whose parameters make the model fail numerically is recorded as FAIL and the
