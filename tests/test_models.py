@@ -200,3 +200,18 @@ def test_negative_values_rejected_where_needed():
     X = sp.csr_matrix(np.array([[1, -1], [1, 1]], dtype=np.float32))
     with pytest.raises(ValueError, match="negative"):
         ALS(factors=2, iterations=1).fit(X)
+
+
+@pytest.mark.parametrize("make", [lambda: ALS(factors=8, iterations=4, random_state=0,
+                                              num_threads=1),
+                                  lambda: BPR(factors=8, iterations=4, random_state=0,
+                                              num_threads=1)])
+def test_implicit_models_call_back_after_every_epoch(make):
+    X = checkerboard()
+    seen = []
+    model = make().fit(X, callback=lambda it, m: seen.append((it, m.item_factors_.copy())))
+    assert [it for it, _ in seen] == [0, 1, 2, 3]
+    np.testing.assert_array_equal(seen[-1][1], model.item_factors_)  # the final state
+    assert not np.array_equal(seen[0][1], seen[-1][1])
+    plain = make().fit(X)  # the callback does not change the training
+    np.testing.assert_array_equal(plain.item_factors_, model.item_factors_)

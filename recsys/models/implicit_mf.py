@@ -29,14 +29,24 @@ class _ImplicitFactors(Recommender):
     def _make(self):
         raise NotImplementedError
 
-    def fit(self, X):
+    def fit(self, X, callback=None):
+        """Fit on ``X``; ``callback(iteration, model)`` is called after every epoch."""
         X = self._prepare_fit(X, nonnegative=True)
+        model = self._make()
+
+        def epoch_done(iteration, *_):
+            self._store(model)
+            callback(iteration, self)
+
         with blas_limit(1):  # implicit's OpenMP loops must not fight BLAS threads
-            model = self._make()
-            model.fit(X, show_progress=self.show_progress)
+            model.fit(X, show_progress=self.show_progress,
+                      callback=epoch_done if callback is not None else None)
+        self._store(model)
+        return self
+
+    def _store(self, model) -> None:
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-        return self
 
     def _factors(self, users, X):
         return self.user_factors_[users], self.item_factors_
