@@ -163,22 +163,21 @@ def sweep(model: str | type, data: str | Experiment = "ml-100k", n_trials: int =
                               experiment_id=experiment.experiment_id) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             mlflow.log_params({**_json_params(estimator.get_params()), "seed": seed_t})
-            train = tune.training(estimator)
             start = time.perf_counter()
-            pruned = False
             try:
-                _fit(estimator, train, tune, trial, metric, ks)
+                _fit(estimator, tune.training(estimator), tune, trial, metric, ks)
             except optuna.TrialPruned:
-                pruned = True
-            mlflow.log_metric("fit_time_s", time.perf_counter() - start)
-            if pruned:
+                mlflow.log_metric("fit_time_s", time.perf_counter() - start)
                 mlflow.set_tag("recsys.state", "PRUNED")
-        if pruned:
+                pruned = True
+            else:
+                mlflow.log_metric("fit_time_s", time.perf_counter() - start)
+                metrics = evaluate(estimator, tune.history, tune.test, k=ks)
+                mlflow.log_metrics(_scalars(metrics))
+                mlflow.set_tag("recsys.state", "COMPLETE")
+                pruned = False
+        if pruned:  # raised outside the run, so that MLflow records it as finished
             raise optuna.TrialPruned()
-        metrics = evaluate(estimator, tune.history, tune.test, k=ks)
-        with mlflow.start_run(run_id=trial.user_attrs["mlflow_run_id"]):
-            mlflow.log_metrics(_scalars(metrics))
-            mlflow.set_tag("recsys.state", "COMPLETE")
         return metrics[metric]
 
     if not SPACES[cls.__name__]:
