@@ -8,8 +8,9 @@ from recsys.models.knn import ItemKNN
 from recsys.models.nbmf import NBMF
 from recsys.models.nmf import MaskedNMF
 from recsys.models.popularity import MostPopular
+from recsys.models.simplex import SimpleX
 
 __all__ = [
     "ALS", "AltMin", "BPR", "EASE", "ItemKNN", "MaskedNMF", "MostPopular", "NBMF", "NotFittedError",
-    "Recommender",
+    "Recommender", "SimpleX",
 ]

@@ -25,10 +25,15 @@ SPACES: dict[str, dict[str, tuple]] = {
                   "frequency_scaling": ("float", 0.0, 1.0)},
     "NBMF": {"factors": ("int", 4, 48), "l2": ("float", 0.01, 10.0, "log"),
              "frequency_scaling": ("float", 0.0, 1.0)},
+    "SimpleX": {"negatives": ("int", 100, 2000, "log"), "margin": ("float", 0.3, 0.95),
+                "negative_weight": ("float", 1.0, 300.0, "log"),
+                "gamma": ("float", 0.5, 1.0), "learning_rate": ("float", 0.005, 0.5, "log"),
+                "l2": ("float", 1e-8, 1e-3, "log"), "dropout": ("float", 0.0, 0.5)},
 }
 
 FIXED: dict[str, dict[str, Any]] = {
     "NBMF": {"iterations": 10},
+    "SimpleX": {"epochs": 10},
 }
 
 

@@ -1,0 +1,404 @@
+"""SimpleX training epoch: cosine contrastive loss (CCL), mean history aggregation, Adagrad.
+
+Model (Mao et al., CIKM 2021; the official RecZoo/RecBox implementation's choices):
+    h_ui = mean of q_k over the user's history k != i (the target is left out, as officially)
+    p_ui = g e_u + (1 - g) W h_ui,     z = xi o p_ui / |p_ui|   (dropout xi after normalising)
+    s_t  = z . q_t / |q_t|
+    L_ui = relu(1 - s_i) + (w / N) sum_{j in negatives} relu(s_j - m)          (CCL, eq. 3)
+Gradients (only negatives with s_j > m contribute):
+    G_z = -[s_i < 1] q^_i + (w / N) sum_{active j} q^_j
+    G_q_t = c_t (z - s_t q^_t) / |q_t|,   G_p = (G_p^ - (p^ . G_p^) p^) / |p|,  G_p^ = xi o G_z
+    G_e = g G_p,   G_W = (1 - g) G_p h^T,   G_h = (1 - g) W^T G_p,   G_q_k += G_h / (n - 1)
+Per user (users in parallel, dynamic schedule): the N negatives are drawn once per user and
+epoch and shared by the user's positives (uniform with replacement or by popularity, from the
+row's own splitmix64 stream), so all the user's scores are one SGEMM (positives x negatives).
+Updates: Adagrad with l2 added to the gradient of every touched row. Item rows and the user's
+row are updated lock-free (Hogwild, as implicit's BPR): two threads may update one item row at
+the same time; everything else is exact. W's gradient is summed per thread and applied once at
+the end of the epoch. With one thread an epoch is bit-reproducible.
+"""
+
+from cython.parallel cimport parallel, prange, threadid
+from libc.math cimport powf, sqrtf
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+from scipy.linalg.cython_blas cimport sdot, sgemm
+
+from _random cimport mix, next_u64, next_uniform
+
+cdef float EPS = 1e-8  # guards the norms of all-zero rows
+
+
+cdef inline float _dot(int d, const float* x, const float* y) noexcept nogil:
+    cdef int one = 1
+    return sdot(&d, <float*>x, &one, <float*>y, &one)
+
+
+cdef struct Table:
+    float* m    # Adam's first moments (NULL: Adagrad)
+    float* v    # Adam's second moments, or Adagrad's sums of squares
+    int* t      # Adam's per-row step counts (bias correction)
+
+
+cdef inline void _update(float* w, Table* st, Py_ssize_t row, int d, float* g, float lr,
+                         float l2) noexcept nogil:
+    """Row ``row`` of a table: lazy Adam (moments of touched rows only) or Adagrad, with l2
+    added to the gradient."""
+    cdef int c, t
+    cdef float gc, c1, c2
+    cdef float* v = st.v + row * d
+    cdef float* m
+    if st.m == NULL:
+        for c in range(d):
+            gc = g[c] + l2 * w[c]
+            v[c] += gc * gc
+            w[c] -= lr * gc / (sqrtf(v[c]) + 1e-10)
+        return
+    m = st.m + row * d
+    st.t[row] += 1
+    t = st.t[row]
+    c1 = 1 - powf(0.9, t)
+    c2 = 1 - powf(0.999, t)
+    for c in range(d):
+        gc = g[c] + l2 * w[c]
+        m[c] = 0.9 * m[c] + 0.1 * gc
+        v[c] = 0.999 * v[c] + 0.001 * gc * gc
+        w[c] -= lr * (m[c] / c1) / (sqrtf(v[c] / c2) + 1e-8)
+
+
+cdef inline int _sample(uint64_t* rng, int n_items, const double* cdf) noexcept nogil:
+    """Uniform item (cdf NULL) or one drawn from the cumulative popularity ``cdf``."""
+    cdef int lo, hi, mid
+    cdef double u
+    if cdf == NULL:
+        return <int>(next_u64(rng) % <uint64_t>n_items)
+    u = next_uniform(rng) * cdf[n_items - 1]
+    lo = 0
+    hi = n_items - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cdf[mid] <= u:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef struct Scratch:
+    float* S        # d: sum of the history's item vectors
+    float* WH       # chunk x d: W h for each positive
+    float* GP       # chunk x d: gradients of the unnormalised user vectors
+    float* p        # d
+    float* gz       # d
+    float* ge       # d: the user's gradient
+    float* gt       # d: one item's gradient
+    float* Z        # chunk x d: dropped-out normalised user vectors
+    float* P        # chunk x d: normalised user vectors (before dropout)
+    float* H        # chunk x d: history means
+    float* Xi       # chunk x d: dropout masks
+    float* norm_p   # chunk
+    float* GH       # n_max x d: history gradients G_h per positive
+    float* T        # d: sum of G_h
+    float* Qn       # N x d: normalised negatives
+    float* norm_n   # N
+    int* neg        # N
+    float* Sc       # chunk x N scores, then active weights
+    float* GZ       # chunk x d: negative parts of G_z
+    float* GQn      # N x d: the negatives' gradients (before the normalisation's Jacobian)
+    float* colw     # N: sum over positives of A_aj s_aj
+    char* active    # N
+
+
+cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, float* W,
+               Table* AE, Table* AQ, Table* AW, float* GW, float* gE, int d, int N, float g,
+               float margin, float weight, float rho, float lr, float l2, uint64_t seed,
+               const double* cdf, Scratch* s, int chunk, bint apply, float* gQ,
+               double* loss) noexcept nogil:
+    """One user's CCL terms over blocks of ``chunk`` positives. With ``apply``, every block
+    ends with an optimiser step on its active negatives, the user's row and W (``GW`` is the
+    thread's W-gradient buffer); otherwise the gradients are summed into ``gE``, ``GW``, ``gQ``
+    (dense) and nothing changes. Returns 0."""
+    cdef uint64_t rng = mix(seed ^ mix(<uint64_t>u + <uint64_t>0x51ed270b27fd3a45))
+    cdef int a, b, c, j, t, start, m, one = 1
+    cdef float* q
+    cdef float* z
+    cdef float nq, sc, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0
+    cdef float hist_w = 1 - g
+    cdef float inv_hist = 1.0 / (n - 1) if n > 1 else 0.0
+    cdef char ta = b'T', tb = b'N'
+    cdef double total = 0
+    # negatives: drawn once for this user and epoch, normalised once
+    for j in range(N):
+        s.neg[j] = _sample(&rng, n_items, cdf)
+        q = Q + <Py_ssize_t>s.neg[j] * d
+        nq = sqrtf(_dot(d, q, q)) + EPS
+        s.norm_n[j] = nq
+        for c in range(d):
+            s.Qn[j * d + c] = q[c] / nq
+    coef = weight / N
+    if g < 1:
+        memset(s.S, 0, d * sizeof(float))
+        memset(s.T, 0, d * sizeof(float))
+        for a in range(n):
+            q = Q + <Py_ssize_t>cols[a] * d
+            for c in range(d):
+                s.S[c] += q[c]
+    start = 0
+    while start < n:
+        m = min(chunk, n - start)
+        memset(s.ge, 0, d * sizeof(float))
+        memset(s.GQn, 0, N * d * sizeof(float))
+        memset(s.colw, 0, N * sizeof(float))
+        memset(s.active, 0, N * sizeof(char))
+        if g < 1:  # history means of the chunk and W h for all of them (one SGEMM)
+            for a in range(m):
+                q = Q + <Py_ssize_t>cols[start + a] * d
+                for c in range(d):
+                    s.H[a * d + c] = (s.S[c] - q[c]) * inv_hist
+            # WH (m x d, row-major) = H W^T
+            sgemm(&ta, &tb, &d, &m, &d, &one_f, W, &d, s.H, &d, &zero_f, s.WH, &d)
+        # user vectors of this chunk of positives
+        for a in range(m):
+            z = s.Z + a * d
+            if g < 1:
+                for c in range(d):
+                    s.p[c] = g * E[<Py_ssize_t>u * d + c] + (1 - g) * s.WH[a * d + c]
+            else:
+                for c in range(d):
+                    s.p[c] = E[<Py_ssize_t>u * d + c]
+            nq = sqrtf(_dot(d, s.p, s.p)) + EPS
+            s.norm_p[a] = nq
+            for c in range(d):
+                s.P[a * d + c] = s.p[c] / nq
+                if rho > 0:
+                    s.Xi[a * d + c] = (1.0 / keep) if next_uniform(&rng) < keep else 0.0
+                else:
+                    s.Xi[a * d + c] = 1.0
+                z[c] = s.P[a * d + c] * s.Xi[a * d + c]
+        # scores against the shared negatives: Sc (m x N) = Z Qn^T, one SGEMM; then Sc becomes
+        # the matrix A of the active negatives' weights (w / N where s > m, else 0)
+        sgemm(&ta, &tb, &N, &m, &d, &one_f, s.Qn, &d, s.Z, &d, &zero_f, s.Sc, &N)
+        for a in range(m):
+            for j in range(N):
+                sc = s.Sc[a * N + j]
+                if sc > margin:
+                    total += coef * (sc - margin)
+                    s.colw[j] += coef * sc
+                    s.active[j] = 1
+                    s.Sc[a * N + j] = coef
+                else:
+                    s.Sc[a * N + j] = 0
+        # negative parts of G_z (m x d) = A Qn, and the negatives' G (N x d) += A^T Z
+        sgemm(&tb, &tb, &d, &m, &N, &one_f, s.Qn, &d, s.Sc, &N, &zero_f, s.GZ, &d)
+        sgemm(&tb, &ta, &d, &N, &m, &one_f, s.Z, &d, s.Sc, &N, &one_f, s.GQn, &d)
+        for a in range(m):
+            z = s.Z + a * d
+            for c in range(d):
+                s.gz[c] = s.GZ[a * d + c]
+            # positive
+            t = cols[start + a]
+            q = Q + <Py_ssize_t>t * d
+            nq = sqrtf(_dot(d, q, q)) + EPS
+            sc = _dot(d, z, q) / nq
+            if sc < 1:
+                total += 1 - sc
+                for c in range(d):
+                    s.gz[c] -= q[c] / nq
+                    s.gt[c] = -(z[c] - sc * q[c] / nq) / nq
+                if apply:
+                    _update(q, AQ, t, d, s.gt, lr, l2)
+                else:
+                    for c in range(d):
+                        gQ[<Py_ssize_t>t * d + c] += s.gt[c]
+            # back through dropout and the normalisation
+            dot_pg = 0
+            for c in range(d):
+                s.gz[c] *= s.Xi[a * d + c]
+                dot_pg += s.P[a * d + c] * s.gz[c]
+            for c in range(d):
+                s.GP[a * d + c] = (s.gz[c] - dot_pg * s.P[a * d + c]) / s.norm_p[a]
+                s.ge[c] += g * s.GP[a * d + c]
+        if g < 1:
+            # G_W += (1 - g) G_P^T H  (d x d, row-major)
+            sgemm(&tb, &ta, &d, &d, &m, &hist_w, s.H, &d, s.GP, &d, &one_f, GW, &d)
+            # G_H (m x d) = (1 - g) G_P W
+            sgemm(&tb, &tb, &d, &m, &d, &hist_w, W, &d, s.GP, &d, &zero_f,
+                  s.GH + <Py_ssize_t>start * d, &d)
+            for a in range(m):
+                for c in range(d):
+                    s.T[c] += s.GH[(start + a) * d + c]
+        # one optimiser step per block of positives: the active negatives, the user, W
+        # each active negative: G_q_j = (sum_a A_aj z_a - (sum_a A_aj s_aj) q^_j) / |q_j|
+        for j in range(N):
+            if not s.active[j]:
+                continue
+            t = s.neg[j]
+            for c in range(d):
+                s.gt[c] = (s.GQn[j * d + c] - s.colw[j] * s.Qn[j * d + c]) / s.norm_n[j]
+            if apply:
+                _update(Q + <Py_ssize_t>t * d, AQ, t, d, s.gt, lr, l2)
+            else:
+                for c in range(d):
+                    gQ[<Py_ssize_t>t * d + c] += s.gt[c]
+        if apply:
+            _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr, l2)
+            if g < 1:  # Hogwild on W too: threads may overlap
+                _update(W, AW, 0, d * d, GW, lr, l2)
+                memset(GW, 0, d * d * sizeof(float))
+        else:
+            for c in range(d):
+                gE[c] += s.ge[c]
+        start += m
+    # history items: item k gets sum over the other positives of G_h / (n - 1)
+    if g < 1 and n > 1:
+        for a in range(n):
+            t = cols[a]
+            for c in range(d):
+                s.gt[c] = (s.T[c] - s.GH[a * d + c]) * inv_hist
+            if apply:
+                _update(Q + <Py_ssize_t>t * d, AQ, t, d, s.gt, lr, l2)
+            else:
+                for c in range(d):
+                    gQ[<Py_ssize_t>t * d + c] += s.gt[c]
+    loss[0] += total
+    return 0
+
+
+cdef Scratch _alloc(int d, int N, int chunk, int n_max) noexcept nogil:
+    cdef Scratch s
+    s.S = <float*>malloc(d * sizeof(float))
+    s.WH = <float*>malloc(chunk * d * sizeof(float))
+    s.GP = <float*>malloc(chunk * d * sizeof(float))
+    s.p = <float*>malloc(d * sizeof(float))
+    s.gz = <float*>malloc(d * sizeof(float))
+    s.ge = <float*>malloc(d * sizeof(float))
+    s.gt = <float*>malloc(d * sizeof(float))
+    s.T = <float*>malloc(d * sizeof(float))
+    s.Z = <float*>malloc(chunk * d * sizeof(float))
+    s.P = <float*>malloc(chunk * d * sizeof(float))
+    s.H = <float*>malloc(chunk * d * sizeof(float))
+    s.Xi = <float*>malloc(chunk * d * sizeof(float))
+    s.norm_p = <float*>malloc(chunk * sizeof(float))
+    s.GH = <float*>malloc(max(n_max, 1) * d * sizeof(float))
+    s.Qn = <float*>malloc(N * d * sizeof(float))
+    s.norm_n = <float*>malloc(N * sizeof(float))
+    s.neg = <int*>malloc(N * sizeof(int))
+    s.Sc = <float*>malloc(chunk * N * sizeof(float))
+    s.GZ = <float*>malloc(chunk * d * sizeof(float))
+    s.GQn = <float*>malloc(N * d * sizeof(float))
+    s.colw = <float*>malloc(N * sizeof(float))
+    s.active = <char*>malloc(N * sizeof(char))
+    return s
+
+
+cdef void _free(Scratch* s) noexcept nogil:
+    free(s.S); free(s.WH); free(s.GP); free(s.p); free(s.gz); free(s.ge)
+    free(s.gt); free(s.T); free(s.Z); free(s.P); free(s.H); free(s.Xi); free(s.norm_p)
+    free(s.GH); free(s.Qn); free(s.norm_n); free(s.neg); free(s.Sc)
+    free(s.GZ); free(s.GQn); free(s.colw); free(s.active)
+
+
+cdef Table _table(m, v, t, Py_ssize_t size):
+    """Views of one table's optimiser state, checked (m None: Adagrad)."""
+    cdef Table tab
+    cdef float[::1] mv
+    cdef float[::1] vv = v.reshape(-1)
+    cdef int[::1] tv = t
+    if vv.shape[0] != size or (m is not None and m.size != size):
+        raise ValueError("optimiser state does not match its table")
+    tab.v = &vv[0]
+    tab.t = &tv[0]
+    tab.m = NULL
+    if m is not None:
+        mv = m.reshape(-1)
+        tab.m = &mv[0]
+    return tab
+
+
+def _check(indptr, indices, E, Q, W, int N):
+    if E.shape[1] != Q.shape[1] or W.shape[0] != W.shape[1] or W.shape[0] != E.shape[1]:
+        raise ValueError("inconsistent embedding shapes")
+    if indptr.shape[0] != E.shape[0] + 1:
+        raise ValueError("indptr does not match the user embeddings")
+    if N < 1:
+        raise ValueError("negatives must be >= 1")
+
+
+def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
+                float[:, ::1] Q, float[:, ::1] W, state, int negatives, float gamma,
+                float margin, float weight, float dropout, float lr, float l2,
+                unsigned long long seed, cdf, int block, int num_threads) -> float:
+    """One epoch over every user (see the module docstring); returns the mean CCL per
+    positive. ``block`` positives of a user share one optimiser step. ``state``: optimiser arrays ``(mE, vE, tE, mQ, vQ, tQ, mW, vW, tW)`` (Adam) with
+    the m arrays None for Adagrad; ``cdf`` is None (uniform negatives) or the float64
+    cumulative popularity."""
+    _check(indptr, indices, E, Q, W, negatives)
+    if block < 1:
+        raise ValueError("block must be >= 1")
+    cdef Py_ssize_t n_users = E.shape[0]
+    cdef int d = <int>E.shape[1], n_items = <int>Q.shape[0], N = negatives, chunk = block
+    cdef int u, n, n_max = 0, tid, c, n_threads = max(num_threads, 1)
+    cdef const double* cdf_ptr = NULL
+    cdef const double[::1] cdf_view
+    cdef Scratch s
+    cdef Table te = _table(state[0], state[1], state[2], E.shape[0] * E.shape[1])
+    cdef Table tq = _table(state[3], state[4], state[5], Q.shape[0] * Q.shape[1])
+    cdef Table tw = _table(state[6], state[7], state[8], W.shape[0] * W.shape[1])
+    cdef double loss = 0
+    cdef double* losses
+    cdef float* GW_all
+    if cdf is not None:
+        cdf_view = cdf
+        if cdf_view.shape[0] != n_items:
+            raise ValueError("cdf must have one entry per item")
+        cdf_ptr = &cdf_view[0]
+    for u in range(n_users):
+        n_max = max(n_max, indptr[u + 1] - indptr[u])
+    GW_all = <float*>malloc(n_threads * d * d * sizeof(float))
+    losses = <double*>malloc(n_threads * sizeof(double))
+    memset(GW_all, 0, n_threads * d * d * sizeof(float))
+    memset(losses, 0, n_threads * sizeof(double))
+    try:
+        with nogil, parallel(num_threads=n_threads):
+            tid = threadid()
+            s = _alloc(d, N, chunk, n_max)
+            try:
+                for u in prange(n_users, schedule="dynamic", chunksize=8):
+                    n = indptr[u + 1] - indptr[u]
+                    if n == 0:
+                        continue
+                    _user(u, &indices[indptr[u]], n, n_items, &E[0, 0], &Q[0, 0], &W[0, 0],
+                          &te, &tq, &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin,
+                          weight, dropout, lr, l2, seed, cdf_ptr, &s, chunk, True, NULL,
+                          &losses[tid])
+            finally:
+                _free(&s)
+        for tid in range(n_threads):
+            loss += losses[tid]
+    finally:
+        free(GW_all)
+        free(losses)
+    return loss / max(indices.shape[0], 1)
+
+
+def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
+                   float[:, ::1] W, int negatives, float gamma, float margin, float weight,
+                   unsigned long long seed, float[::1] gE, float[:, ::1] gQ,
+                   float[:, ::1] gW) -> tuple:
+    """The CCL of user ``u`` (positives ``cols``, no dropout) and its gradients, without
+    updating anything (for tests). Returns ``(loss, negatives drawn)``."""
+    cdef int d = <int>E.shape[1], n = <int>cols.shape[0], N = negatives, c
+    cdef Scratch s
+    cdef double loss = 0
+    if n < 1:
+        raise ValueError("the user needs at least one positive")
+    s = _alloc(d, N, 256, n)
+    try:
+        _user(u, &cols[0], n, <int>Q.shape[0], &E[0, 0], &Q[0, 0], &W[0, 0], NULL, NULL,
+              NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, NULL,
+              &s, 256, False, &gQ[0, 0], &loss)
+        drawn = [s.neg[c] for c in range(N)]
+    finally:
+        _free(&s)
+    return loss, drawn

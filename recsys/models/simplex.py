@@ -1,0 +1,215 @@
+"""SimpleX: cosine contrastive loss with a mean-aggregated history (Mao et al., CIKM 2021).
+
+Scores are cosines between the user vector ``p_u = gamma e_u + (1 - gamma) W mean(q_k, k in
+H_u)`` and the item embeddings ``q_i``; training minimises the CCL (eq. 3 of the paper)
+
+    L = sum_{(u,i)} (1 - cos(p_u, q_i)) + (w / N) sum_{j in N_u} max(0, cos(p_u, q_j) - m)
+
+with N uniformly (or popularity-) sampled negatives, in the Cython kernel ``ext/_simplex.pyx``
+(gradients derived there, users in parallel). Choices that follow the official RecZoo code: the
+target item is left out of its own history, dropout acts after normalisation. Documented
+deviations: a user's N negatives are drawn once per epoch and shared by all its positives (one
+SGEMM per user instead of one pass per positive; the loss has the same expectation); per-user
+updates (a user's gradient is summed over its positives, like a batch per user);
+or lazy Adam with per-row state and l2 on touched rows instead of Adam over whole tables
+with full-table L2; initial embeddings N(0, init_std^2) instead of N(0, 1e-8).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from recsys._ext._simplex import train_epoch
+from recsys._threads import blas_limit, resolve_num_threads
+from recsys._validation import as_csr, check_random_state
+from recsys.models.base import Recommender
+
+logger = logging.getLogger(__name__)
+
+
+class SimpleX(Recommender):
+    """SimpleX / MF-CCL (``gamma=1``) trained with the cosine contrastive loss.
+
+    Parameters
+    ----------
+    factors : int
+        Embedding size d.
+    negatives : int
+        N, negatives per positive (shared by a user's positives within an epoch).
+    margin : float
+        m: negatives with cosine above m are penalised.
+    negative_weight : float
+        w: weight of the averaged negative term.
+    gamma : float
+        Weight of the user's own embedding; 1 gives MF-CCL (no history branch).
+    l2 : float
+        Penalty on touched rows (and on W).
+    learning_rate : float
+        Step size of the optimiser.
+    epochs : int
+        Maximum epochs.
+    dropout : float
+        Dropout rate on the normalised user vector during training.
+    optimizer : {"adam", "adagrad"}
+        Per-row state: lazy Adam (moments and bias correction of touched rows only) or
+        Adagrad.
+    block_size : int
+        Positives of one user per optimiser step (the CPU analogue of a mini-batch): their
+        scores are one SGEMM, then the active negatives, the user and W take one step.
+    sampling : {"uniform", "popularity"}
+        Negative distribution (with replacement; popularity: proportional to item counts).
+    init_std : float
+        Standard deviation of the initial embeddings.
+    eval_every, patience : int
+        With ``fit(..., validation=...)``: evaluate ``metric`` every ``eval_every`` epochs and
+        stop after ``patience`` evaluations without improvement, keeping the best epoch.
+    metric : str
+        Validation metric (an ``evaluate`` key), e.g. ``"recall_at_20"``.
+    random_state : int, Generator or None
+    num_threads : int
+        0 for all cores. One thread: bit-reproducible epochs; more: Hogwild item updates.
+    show_progress : bool
+
+    Attributes
+    ----------
+    user_factors_, item_factors_ : ndarray (float32)
+    W_ : ndarray (d, d)
+    history_ : list of dict
+        Per epoch: ``epoch``, ``elapsed`` (seconds since fit started), ``loss`` and the
+        validation metrics when evaluated. ``callback(epoch, model)`` can read the last entry.
+    """
+
+    uses_user_state = True
+
+    def __init__(self, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
+                 negative_weight: float = 150.0, gamma: float = 1.0, l2: float = 1e-6,
+                 learning_rate: float = 1e-3, epochs: int = 30, dropout: float = 0.1,
+                 optimizer: str = "adam", block_size: int = 16, sampling: str = "uniform",
+                 init_std: float = 0.1, eval_every: int = 1,
+                 patience: int = 3, metric: str = "recall_at_20", random_state=None,
+                 num_threads: int = 0, show_progress: bool = False):
+        self.factors = factors
+        self.negatives = negatives
+        self.margin = margin
+        self.negative_weight = negative_weight
+        self.gamma = gamma
+        self.l2 = l2
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.dropout = dropout
+        self.optimizer = optimizer
+        self.block_size = block_size
+        self.sampling = sampling
+        self.init_std = init_std
+        self.eval_every = eval_every
+        self.patience = patience
+        self.metric = metric
+        self.random_state = random_state
+        self.num_threads = num_threads
+        self.show_progress = show_progress
+
+    def _check_params(self) -> None:
+        if self.factors < 1 or self.negatives < 1 or self.epochs < 0 or self.block_size < 1:
+            raise ValueError("factors, negatives and block_size must be >= 1, epochs >= 0")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if not -1 <= self.margin <= 1:
+            raise ValueError(f"margin is a cosine and must lie in [-1, 1], got {self.margin}")
+        if self.optimizer not in ("adam", "adagrad"):
+            raise ValueError(f"optimizer must be 'adam' or 'adagrad', got {self.optimizer!r}")
+        if self.sampling not in ("uniform", "popularity"):
+            raise ValueError(f"sampling must be 'uniform' or 'popularity', got "
+                             f"{self.sampling!r}")
+        if self.learning_rate <= 0 or self.l2 < 0 or self.negative_weight < 0:
+            raise ValueError("learning_rate must be > 0, l2 and negative_weight >= 0")
+
+    def fit(self, X, callback=None, validation=None) -> SimpleX:
+        """Fit on positives ``X`` (CSR users x items; every stored entry is a positive).
+
+        ``validation``: held-out positives (same shape) for early stopping on ``metric``.
+        ``callback(epoch, model)`` after every epoch (``model.history_[-1]`` holds the
+        epoch's loss, elapsed time and validation metrics).
+        """
+        from recsys.evaluation import evaluate
+
+        self._check_params()
+        X = self._prepare_fit(X, nonnegative=True)
+        if validation is not None:
+            validation = as_csr(validation, "validation", allow_empty=True,
+                                n_items=X.shape[1])
+        rng = check_random_state(self.random_state)
+        threads = resolve_num_threads(self.num_threads)
+        d = self.factors
+        E = (rng.standard_normal((X.shape[0], d)) * self.init_std).astype(np.float32)
+        Q = (rng.standard_normal((X.shape[1], d)) * self.init_std).astype(np.float32)
+        W = np.eye(d, dtype=np.float32)
+        adam = self.optimizer == "adam"
+        state = []
+        for table in (E, Q, W):
+            state += [np.zeros_like(table) if adam else None, np.zeros_like(table),
+                      np.zeros(max(len(table), 1) if table is not W else 1, dtype=np.int32)]
+        cdf = None
+        if self.sampling == "popularity":
+            cdf = np.cumsum(np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64))
+        self.history_ = []
+        best, best_state, waited = -np.inf, None, 0
+        start = time.perf_counter()
+        self._store(E, Q, W)
+        for epoch in tqdm(range(self.epochs), desc="SimpleX", disable=not self.show_progress):
+            with blas_limit(1):
+                loss = train_epoch(X.indptr, X.indices, E, Q, W, state, self.negatives,
+                                   self.gamma, self.margin, self.negative_weight,
+                                   self.dropout, self.learning_rate, self.l2,
+                                   int(rng.integers(2**63)), cdf, self.block_size, threads)
+            self._store(E, Q, W)
+            entry = {"epoch": epoch, "elapsed": time.perf_counter() - start, "loss": loss}
+            if validation is not None and (epoch + 1) % self.eval_every == 0:
+                metrics = evaluate(self, X, validation, k=(10, 20))
+                entry.update({k: v for k, v in metrics.items() if np.isscalar(v)})
+                if metrics[self.metric] > best:
+                    best, waited = metrics[self.metric], 0
+                    best_state = (E.copy(), Q.copy(), W.copy(), epoch)
+                else:
+                    waited += 1
+            self.history_.append(entry)
+            logger.info("SimpleX epoch %d: loss %.5f%s (%.1fs)", epoch, loss,
+                        f", {self.metric} {entry[self.metric]:.4f}" if self.metric in entry
+                        else "", entry["elapsed"])
+            if callback is not None:
+                callback(epoch, self)
+            if validation is not None and waited >= self.patience:
+                break
+        if best_state is not None:
+            self._store(*best_state[:3])
+            self.best_epoch_ = best_state[3]
+        return self
+
+    def _store(self, E, Q, W) -> None:
+        self.user_factors_ = E.copy()
+        self.item_factors_ = Q.copy()
+        self.W_ = W.copy()
+
+    def _factors(self, users, X):
+        """Normalised user vectors (own embedding + history branch) and normalised items."""
+        P = self.gamma * self.user_factors_[users].astype(np.float64)
+        if self.gamma < 1:
+            rows = X[users]
+            counts = np.maximum(np.diff(rows.indptr), 1)[:, None]
+            binary = sp.csr_matrix((np.ones_like(rows.data), rows.indices, rows.indptr),
+                                   shape=rows.shape)
+            mean = (binary @ self.item_factors_) / counts
+            P += (1 - self.gamma) * mean @ self.W_.T
+        P /= np.linalg.norm(P, axis=1, keepdims=True) + 1e-8
+        Q = self.item_factors_ / (np.linalg.norm(self.item_factors_, axis=1, keepdims=True)
+                                  + 1e-8)
+        return P.astype(np.float32), Q.astype(np.float32)
+
+
+__all__ = ["SimpleX"]

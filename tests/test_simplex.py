@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+
+from recsys._ext._simplex import user_gradients
+
+
+def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight):
+    """The user's CCL in float64 NumPy (no dropout), negatives shared by its positives."""
+    E, Q, W = (np.asarray(a, dtype=np.float64) for a in (E, Q, W))
+    n = len(cols)
+    qhat = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    total = 0.0
+    for i in cols:
+        h = (Q[cols].sum(0) - Q[i]) / (n - 1) if n > 1 else np.zeros(Q.shape[1])
+        p = gamma * E[u] + (1 - gamma) * W @ h
+        z = p / np.linalg.norm(p)
+        total += max(0.0, 1 - z @ qhat[i])
+        total += weight / len(negatives) * np.maximum(0, qhat[negatives] @ z - margin).sum()
+    return total
+
+
+@pytest.mark.parametrize("gamma, n_pos", [(1.0, 4), (0.6, 4), (0.6, 300)])
+def test_gradients_match_finite_differences(gamma, n_pos):
+    """n_pos = 300 spans two chunks of positives (256 per SGEMM) in the kernel."""
+    rng = np.random.default_rng(0)
+    n_users, n_items, d, N = 3, 400, 6, 25
+    E = rng.normal(0, 1, (n_users, d)).astype(np.float32)
+    Q = rng.normal(0, 1, (n_items, d)).astype(np.float32)
+    W = (np.eye(d) + rng.normal(0, 0.3, (d, d))).astype(np.float32)
+    cols = np.sort(rng.choice(n_items, n_pos, replace=False)).astype(np.int32)
+    u, margin, weight = 1, 0.1, 4.0  # a low margin: many active negatives
+    gE = np.zeros(d, np.float32)
+    gQ = np.zeros_like(Q)
+    gW = np.zeros_like(W)
+    loss, negatives = user_gradients(cols, u, E, Q, W, N, gamma, margin, weight, 5, gE, gQ, gW)
+    negatives = np.asarray(negatives)
+    ref = ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight)
+    assert loss == pytest.approx(ref, rel=1e-4)
+
+    def numeric(array, index):
+        step = 1e-3
+        hi, lo = array.astype(np.float64), array.astype(np.float64)
+        hi[index] += step
+        lo[index] -= step
+        args = {"E": E, "Q": Q, "W": W}
+        name = next(k for k, v in args.items() if v is array)
+        f = [ccl_reference(**{**args, name: x}, u=u, cols=cols, negatives=negatives,
+                           gamma=gamma, margin=margin, weight=weight) for x in (hi, lo)]
+        return (f[0] - f[1]) / (2 * step)
+
+    for c in range(d):
+        assert gE[c] == pytest.approx(numeric(E, (u, c)), abs=2e-3)
+    touched = np.unique(np.concatenate([cols, negatives]))
+    for item in touched[:12]:
+        for c in range(d):
+            assert gQ[item, c] == pytest.approx(numeric(Q, (item, c)), abs=2e-3)
+    untouched = np.setdiff1d(np.arange(n_items), touched)
+    assert (gQ[untouched] == 0).all()
+    if gamma < 1:
+        for r in range(d):
+            for c in range(d):
+                assert gW[r, c] == pytest.approx(numeric(W, (r, c)), abs=2e-3)
+    else:
+        assert (gW == 0).all()
+
+
+def planted(n_users=120, n_items=90, groups=3, per_user=12, seed=0):
+    """Users of group g interact with items of group g only (random ones)."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    size = n_items // groups
+    for u in range(n_users):
+        g = u % groups
+        items = rng.choice(np.arange(g * size, (g + 1) * size), per_user, replace=False)
+        rows += [u] * per_user
+        cols += list(items)
+    X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    X.sort_indices()
+    return X
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.7])
+def test_learns_planted_groups_and_is_reproducible(gamma, tmp_path):
+    from recsys.evaluation import evaluate
+    from recsys.models import SimpleX
+
+    X = planted()
+    model = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
+                    learning_rate=0.05, epochs=15, dropout=0.0, random_state=0,
+                    num_threads=1).fit(X)
+    losses = [h["loss"] for h in model.history_]
+    assert losses[-1] < 0.8 * losses[0]
+    ids, _ = model.recommend(np.arange(120), X, k=5)
+    size = 30
+    same_group = (ids // size) == (np.arange(120) % 3)[:, None]
+    assert same_group.mean() > 0.95  # recommends unseen items of the user's own group
+    again = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
+                    learning_rate=0.05, epochs=15, dropout=0.0, random_state=0,
+                    num_threads=1).fit(X)
+    np.testing.assert_array_equal(again.item_factors_, model.item_factors_)  # 1 thread: exact
+    loaded = SimpleX.load(model.save(tmp_path / "simplex"))
+    np.testing.assert_array_equal(loaded.recommend(np.arange(120), X, k=5)[0], ids)
+    assert evaluate(model, X, X, k=5, exclude_seen=False)["hit_rate_at_5"] > 0.9
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    from recsys.models import SimpleX
+
+    X = planted(seed=1)
+    held_out = planted(seed=2)
+    held_out = held_out - held_out.multiply(X)  # unseen positives of the same groups
+    held_out.eliminate_zeros()
+    seen = []
+    model = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, learning_rate=0.05,
+                    epochs=40, patience=2, metric="recall_at_10", dropout=0.0, random_state=0,
+                    num_threads=1).fit(X, validation=held_out,
+                                       callback=lambda e, m: seen.append(e))
+    scores = [h["recall_at_10"] for h in model.history_]
+    assert seen == [h["epoch"] for h in model.history_]
+    assert model.best_epoch_ == int(np.argmax(scores))
+    assert len(scores) < 40 or scores[-1] == max(scores)  # stopped, or still improving
+    assert all("elapsed" in h and "loss" in h for h in model.history_)
+
+
+def test_bad_parameters():
+    from recsys.models import SimpleX
+
+    X = planted()
+    for kwargs, match in [({"gamma": 1.5}, "gamma"), ({"dropout": 1.0}, "dropout"),
+                          ({"margin": 2.0}, "margin"), ({"sampling": "hard"}, "sampling"),
+                          ({"optimizer": "sgd"}, "optimizer"), ({"negatives": 0}, "negatives")]:
+        with pytest.raises(ValueError, match=match):
+            SimpleX(**kwargs).fit(X)
