@@ -191,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:
         for noisy in ("mlflow", "alembic", "optuna", "distributed"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    result = args.run(args)
+    try:
+        result = args.run(args)
+    except (ValueError, FileNotFoundError) as exc:  # bad input: a message, not a traceback
+        logger.debug("failed", exc_info=True)
+        print(f"recsys {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -164,3 +164,13 @@ def test_two_workers_share_one_postgresql_study(tmp_path, data_home, postgres_ur
     assert (df["tags.mlflow.parentRunId"] == parents["run_id"].iloc[0]).sum() == len(
         study.trials)
     assert np.isfinite(parents["metrics.test_ndcg_at_10"].iloc[0])
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path, data_home):
+    out = cli(["fit", "--model", "nosuch", "--out", str(tmp_path / "m.npz"), "--quiet"],
+              tmp_path, data_home, timeout=120)
+    assert out.returncode == 2
+    assert "unknown model 'nosuch'" in out.stderr and "Traceback" not in out.stderr
+    out = cli(["evaluate", "--model-path", str(tmp_path / "missing.npz"), "--quiet"], tmp_path,
+              data_home, timeout=120)
+    assert out.returncode == 2 and "missing.npz" in out.stderr
