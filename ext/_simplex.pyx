@@ -11,11 +11,13 @@ Gradients (only negatives with s_j > m contribute):
     G_e = g G_p,   G_W = (1 - g) G_p h^T,   G_h = (1 - g) W^T G_p,   G_q_k += G_h / (n - 1)
 Per user (users in parallel, dynamic schedule): the N negatives are drawn once per user and
 epoch and shared by the user's positives (uniform with replacement or by popularity, from the
-row's own splitmix64 stream), so all the user's scores are one SGEMM (positives x negatives).
-Updates: Adagrad with l2 added to the gradient of every touched row. Item rows and the user's
-row are updated lock-free (Hogwild, as implicit's BPR): two threads may update one item row at
-the same time; everything else is exact. W's gradient is summed per thread and applied once at
-the end of the epoch. With one thread an epoch is bit-reproducible.
+row's own splitmix64 stream). Positives are taken in blocks: a block's scores against the
+negatives are one SGEMM (block x N), the active negatives' summed gradients two more, and the
+block ends with one optimiser step (lazy Adam or Adagrad, l2 on touched rows) for its active
+negatives and the user; positive items step as they are met; W steps once per 1024 positives
+of a thread (the official mini-batch), from the gradient summed meanwhile. Item rows and W are
+updated lock-free (Hogwild, as implicit's BPR): two threads may update one item row at the same
+time; everything else is exact. With one thread an epoch is bit-reproducible.
 """
 
 from cython.parallel cimport parallel, prange, threadid
@@ -28,6 +30,7 @@ from scipy.linalg.cython_blas cimport sdot, sgemm
 from _random cimport mix, next_u64, next_uniform
 
 cdef float EPS = 1e-8  # guards the norms of all-zero rows
+cdef int W_BATCH = 1024  # positives per step of the shared matrix W
 
 
 cdef inline float _dot(int d, const float* x, const float* y) noexcept nogil:
@@ -114,7 +117,7 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
                Table* AE, Table* AQ, Table* AW, float* GW, float* gE, int d, int N, float g,
                float margin, float weight, float rho, float lr, float l2, uint64_t seed,
                const double* cdf, Scratch* s, int chunk, bint apply, float* gQ,
-               double* loss) noexcept nogil:
+               double* loss, int* w_count) noexcept nogil:
     """One user's CCL terms over blocks of ``chunk`` positives. With ``apply``, every block
     ends with an optimiser step on its active negatives, the user's row and W (``GW`` is the
     thread's W-gradient buffer); otherwise the gradients are summed into ``gE``, ``GW``, ``gQ``
@@ -243,9 +246,13 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
                     gQ[<Py_ssize_t>t * d + c] += s.gt[c]
         if apply:
             _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr, l2)
-            if g < 1:  # Hogwild on W too: threads may overlap
+            w_count[0] += m
+            if g < 1 and w_count[0] >= W_BATCH:
+                # W is shared by every user: one step per W_BATCH positives of this thread
+                # (the official mini-batch size), Hogwild across threads
                 _update(W, AW, 0, d * d, GW, lr, l2)
                 memset(GW, 0, d * d * sizeof(float))
+                w_count[0] = 0
         else:
             for c in range(d):
                 gE[c] += s.ge[c]
@@ -347,6 +354,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
     cdef Table tw = _table(state[6], state[7], state[8], W.shape[0] * W.shape[1])
     cdef double loss = 0
     cdef double* losses
+    cdef int* counts
     cdef float* GW_all
     if cdf is not None:
         cdf_view = cdf
@@ -357,6 +365,8 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
         n_max = max(n_max, indptr[u + 1] - indptr[u])
     GW_all = <float*>malloc(n_threads * d * d * sizeof(float))
     losses = <double*>malloc(n_threads * sizeof(double))
+    counts = <int*>malloc(n_threads * sizeof(int))
+    memset(counts, 0, n_threads * sizeof(int))
     memset(GW_all, 0, n_threads * d * d * sizeof(float))
     memset(losses, 0, n_threads * sizeof(double))
     try:
@@ -371,14 +381,17 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
                     _user(u, &indices[indptr[u]], n, n_items, &E[0, 0], &Q[0, 0], &W[0, 0],
                           &te, &tq, &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin,
                           weight, dropout, lr, l2, seed, cdf_ptr, &s, chunk, True, NULL,
-                          &losses[tid])
+                          &losses[tid], &counts[tid])
             finally:
                 _free(&s)
         for tid in range(n_threads):
             loss += losses[tid]
+            if gamma < 1 and counts[tid] > 0:  # the threads' last partial W batches
+                _update(&W[0, 0], &tw, 0, d * d, GW_all + tid * d * d, lr, l2)
     finally:
         free(GW_all)
         free(losses)
+        free(counts)
     return loss / max(indices.shape[0], 1)
 
 
@@ -397,7 +410,7 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     try:
         _user(u, &cols[0], n, <int>Q.shape[0], &E[0, 0], &Q[0, 0], &W[0, 0], NULL, NULL,
               NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, NULL,
-              &s, 256, False, &gQ[0, 0], &loss)
+              &s, 256, False, &gQ[0, 0], &loss, NULL)
         drawn = [s.neg[c] for c in range(N)]
     finally:
         _free(&s)
