@@ -23,7 +23,7 @@ time; everything else is exact. With one thread an epoch is bit-reproducible.
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport powf, sqrtf
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sdot, sgemm
 
@@ -68,6 +68,43 @@ cdef inline void _update(float* w, Table* st, Py_ssize_t row, int d, float* g, f
         m[c] = 0.9 * m[c] + 0.1 * gc
         v[c] = 0.999 * v[c] + 0.001 * gc * gc
         w[c] -= lr * (m[c] / c1) / (sqrtf(v[c] / c2) + 1e-8)
+
+
+cdef struct Sink:
+    float* acc      # n_items x d: item gradients summed since the last step
+    char* mark      # n_items: row has a pending gradient
+    int* touched    # rows with a pending gradient
+    int n_touched
+    int count       # positives since the last step
+
+
+cdef inline void _sink_add(Sink* k, int row, const float* g, int d) noexcept nogil:
+    cdef int c
+    cdef float* a = k.acc + <Py_ssize_t>row * d
+    if not k.mark[row]:
+        k.mark[row] = 1
+        k.touched[k.n_touched] = row
+        k.n_touched += 1
+    for c in range(d):
+        a[c] += g[c]
+
+
+cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, int d, float g,
+                 float lr, float l2) noexcept nogil:
+    """One optimiser step for every item row with a pending gradient (and W), then reset."""
+    cdef int i, row
+    cdef float* a
+    for i in range(k.n_touched):
+        row = k.touched[i]
+        a = k.acc + <Py_ssize_t>row * d
+        _update(Q + <Py_ssize_t>row * d, AQ, row, d, a, lr, l2)
+        memset(a, 0, d * sizeof(float))
+        k.mark[row] = 0
+    k.n_touched = 0
+    k.count = 0
+    if g < 1:
+        _update(W, AW, 0, d * d, GW, lr, l2)
+        memset(GW, 0, d * d * sizeof(float))
 
 
 cdef inline int _sample(uint64_t* rng, int n_items, const double* cdf) noexcept nogil:
@@ -116,12 +153,12 @@ cdef struct Scratch:
 cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, float* W,
                Table* AE, Table* AQ, Table* AW, float* GW, float* gE, int d, int N, float g,
                float margin, float weight, float rho, float lr, float l2, uint64_t seed,
-               const double* cdf, Scratch* s, int chunk, bint apply, float* gQ,
-               double* loss, int* w_count) noexcept nogil:
+               const double* cdf, Scratch* s, int chunk, bint apply, Sink* sink,
+               double* loss) noexcept nogil:
     """One user's CCL terms over blocks of ``chunk`` positives. With ``apply``, every block
-    ends with an optimiser step on its active negatives, the user's row and W (``GW`` is the
-    thread's W-gradient buffer); otherwise the gradients are summed into ``gE``, ``GW``, ``gQ``
-    (dense) and nothing changes. Returns 0."""
+    ends with an optimiser step on the user's row; item gradients go to ``sink`` and W's to
+    ``GW``, stepped every W_BATCH positives. Without ``apply`` the gradients are only summed
+    (into ``gE``, ``GW`` and the sink) and nothing changes. Returns 0."""
     cdef uint64_t rng = mix(seed ^ mix(<uint64_t>u + <uint64_t>0x51ed270b27fd3a45))
     cdef int a, b, c, j, t, start, m, one = 1
     cdef float* q
@@ -209,11 +246,7 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
                 for c in range(d):
                     s.gz[c] -= q[c] / nq
                     s.gt[c] = -(z[c] - sc * q[c] / nq) / nq
-                if apply:
-                    _update(q, AQ, t, d, s.gt, lr, l2)
-                else:
-                    for c in range(d):
-                        gQ[<Py_ssize_t>t * d + c] += s.gt[c]
+                _sink_add(sink, t, s.gt, d)
             # back through dropout and the normalisation
             dot_pg = 0
             for c in range(d):
@@ -239,20 +272,14 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
             t = s.neg[j]
             for c in range(d):
                 s.gt[c] = (s.GQn[j * d + c] - s.colw[j] * s.Qn[j * d + c]) / s.norm_n[j]
-            if apply:
-                _update(Q + <Py_ssize_t>t * d, AQ, t, d, s.gt, lr, l2)
-            else:
-                for c in range(d):
-                    gQ[<Py_ssize_t>t * d + c] += s.gt[c]
+            _sink_add(sink, t, s.gt, d)
         if apply:
             _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr, l2)
-            w_count[0] += m
-            if g < 1 and w_count[0] >= W_BATCH:
-                # W is shared by every user: one step per W_BATCH positives of this thread
-                # (the official mini-batch size), Hogwild across threads
-                _update(W, AW, 0, d * d, GW, lr, l2)
-                memset(GW, 0, d * d * sizeof(float))
-                w_count[0] = 0
+            sink.count += m
+            if sink.count >= W_BATCH:
+                # items and W step once per W_BATCH positives of this thread (the official
+                # mini-batch size) with the gradients summed meanwhile; Hogwild across threads
+                _flush(sink, Q, AQ, W, AW, GW, d, g, lr, l2)
         else:
             for c in range(d):
                 gE[c] += s.ge[c]
@@ -263,13 +290,19 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
             t = cols[a]
             for c in range(d):
                 s.gt[c] = (s.T[c] - s.GH[a * d + c]) * inv_hist
-            if apply:
-                _update(Q + <Py_ssize_t>t * d, AQ, t, d, s.gt, lr, l2)
-            else:
-                for c in range(d):
-                    gQ[<Py_ssize_t>t * d + c] += s.gt[c]
+            _sink_add(sink, t, s.gt, d)
     loss[0] += total
     return 0
+
+
+cdef Sink _sink(int n_items, int d) noexcept nogil:
+    cdef Sink k
+    k.acc = <float*>calloc(<size_t>n_items * d, sizeof(float))
+    k.mark = <char*>calloc(n_items, sizeof(char))
+    k.touched = <int*>malloc(n_items * sizeof(int))
+    k.n_touched = 0
+    k.count = 0
+    return k
 
 
 cdef Scratch _alloc(int d, int N, int chunk, int n_max) noexcept nogil:
@@ -354,7 +387,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
     cdef Table tw = _table(state[6], state[7], state[8], W.shape[0] * W.shape[1])
     cdef double loss = 0
     cdef double* losses
-    cdef int* counts
+    cdef Sink sink
     cdef float* GW_all
     if cdf is not None:
         cdf_view = cdf
@@ -365,14 +398,13 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
         n_max = max(n_max, indptr[u + 1] - indptr[u])
     GW_all = <float*>malloc(n_threads * d * d * sizeof(float))
     losses = <double*>malloc(n_threads * sizeof(double))
-    counts = <int*>malloc(n_threads * sizeof(int))
-    memset(counts, 0, n_threads * sizeof(int))
     memset(GW_all, 0, n_threads * d * d * sizeof(float))
     memset(losses, 0, n_threads * sizeof(double))
     try:
         with nogil, parallel(num_threads=n_threads):
             tid = threadid()
             s = _alloc(d, N, chunk, n_max)
+            sink = _sink(n_items, d)
             try:
                 for u in prange(n_users, schedule="dynamic", chunksize=8):
                     n = indptr[u + 1] - indptr[u]
@@ -380,18 +412,21 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
                         continue
                     _user(u, &indices[indptr[u]], n, n_items, &E[0, 0], &Q[0, 0], &W[0, 0],
                           &te, &tq, &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin,
-                          weight, dropout, lr, l2, seed, cdf_ptr, &s, chunk, True, NULL,
-                          &losses[tid], &counts[tid])
+                          weight, dropout, lr, l2, seed, cdf_ptr, &s, chunk, True, &sink,
+                          &losses[tid])
+                if sink.count > 0:  # this thread's last partial batch
+                    _flush(&sink, &Q[0, 0], &tq, &W[0, 0], &tw, GW_all + tid * d * d, d,
+                           gamma, lr, l2)
             finally:
                 _free(&s)
+                free(sink.acc)
+                free(sink.mark)
+                free(sink.touched)
         for tid in range(n_threads):
             loss += losses[tid]
-            if gamma < 1 and counts[tid] > 0:  # the threads' last partial W batches
-                _update(&W[0, 0], &tw, 0, d * d, GW_all + tid * d * d, lr, l2)
     finally:
         free(GW_all)
         free(losses)
-        free(counts)
     return loss / max(indices.shape[0], 1)
 
 
@@ -406,12 +441,18 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     cdef double loss = 0
     if n < 1:
         raise ValueError("the user needs at least one positive")
+    cdef Sink sink
     s = _alloc(d, N, 256, n)
+    sink = _sink(<int>Q.shape[0], d)
+    free(sink.acc)
+    sink.acc = &gQ[0, 0]  # summed straight into the caller's dense gradient
     try:
         _user(u, &cols[0], n, <int>Q.shape[0], &E[0, 0], &Q[0, 0], &W[0, 0], NULL, NULL,
               NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, NULL,
-              &s, 256, False, &gQ[0, 0], &loss, NULL)
+              &s, 256, False, &sink, &loss)
         drawn = [s.neg[c] for c in range(N)]
     finally:
         _free(&s)
+        free(sink.mark)
+        free(sink.touched)
     return loss, drawn
