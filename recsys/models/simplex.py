@@ -8,11 +8,12 @@ H_u)`` and the item embeddings ``q_i``; training minimises the CCL (eq. 3 of the
 with N uniformly (or popularity-) sampled negatives, in the Cython kernel ``ext/_simplex.pyx``
 (gradients derived there, users in parallel). Choices that follow the official RecZoo code: the
 target item is left out of its own history, dropout acts after normalisation. Documented
-deviations: a user's N negatives are drawn once per epoch and shared by all its positives (one
-SGEMM per user instead of one pass per positive; the loss has the same expectation); per-user
-updates (a user's gradient is summed over its positives, like a batch per user);
-or lazy Adam with per-row state and l2 on touched rows instead of Adam over whole tables
-with full-table L2; initial embeddings N(0, init_std^2) instead of N(0, 1e-8).
+deviations: a user's N negatives are drawn once per epoch and shared by all its positives
+(scored by SGEMM per block of positives; the loss has the same expectation); mini-batch steps
+emulated per thread: the user row steps once per block of ``block_size`` positives, item rows
+and W once per 1024 positives of a thread with their summed gradients (the official batch
+size); lazy Adam (or Adagrad) with per-row state and l2 on touched rows instead of Adam over
+whole tables with full-table L2; initial embeddings N(0, init_std^2) instead of N(0, 1e-8).
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class SimpleX(Recommender):
         Per-row state: lazy Adam (moments and bias correction of touched rows only) or
         Adagrad.
     block_size : int
-        Positives of one user per optimiser step (the CPU analogue of a mini-batch): their
-        scores are one SGEMM, then the active negatives, the user and W take one step.
+        Positives of one user per step of its row: their scores against the negatives are
+        one SGEMM (items and W step every 1024 positives of a thread).
     sampling : {"uniform", "popularity"}
         Negative distribution (with replacement; popularity: proportional to item counts).
     init_std : float
@@ -88,7 +89,7 @@ class SimpleX(Recommender):
 
     def __init__(self, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
                  negative_weight: float = 150.0, gamma: float = 1.0, l2: float = 1e-6,
-                 learning_rate: float = 1e-3, epochs: int = 30, dropout: float = 0.1,
+                 learning_rate: float = 0.01, epochs: int = 30, dropout: float = 0.1,
                  optimizer: str = "adam", block_size: int = 16, sampling: str = "uniform",
                  init_std: float = 0.1, eval_every: int = 1,
                  patience: int = 3, metric: str = "recall_at_20", random_state=None,
