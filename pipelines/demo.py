@@ -26,7 +26,7 @@ from recsys.tuning import sweep
 
 logger = logging.getLogger("recsys.demo")
 
-MODELS = ["mostpopular", "itemknn", "ease", "als", "bpr", "altmin", "maskednmf", "nbmf"]
+MODELS = ["mostpopular", "itemknn", "ease", "als", "bpr", "simplex", "altmin", "maskednmf", "nbmf"]
 
 
 def comparison_plot(rows: list[dict], path: Path) -> Path:
