@@ -142,7 +142,7 @@ def sweep(model: str | type, data: str | Experiment = "ml-100k", n_trials: int =
         study_name=study_name, storage=store, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
-    _fail_orphaned_trials(study)
+    _fail_orphaned_trials(study, store)
 
     mlflow.set_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                             or DEFAULT_TRACKING_URI)
@@ -248,17 +248,19 @@ def _parent_run(client, experiment_id: str, study_name: str, exp: Experiment, cl
     return run.info.run_id
 
 
-def _fail_orphaned_trials(study) -> None:
+def _fail_orphaned_trials(study, storage) -> None:
     """Mark RUNNING trials of dead processes on this host as FAIL (journal storage has no
     heartbeat; RDB storages fail stale trials by heartbeat themselves)."""
     import optuna
 
     host = socket.gethostname()
+    study_id = storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker", "")
         name, _, pid = worker.rpartition(":")
         if name == host and pid.isdigit() and not _alive(int(pid)):
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
             logger.warning("trial %d of a dead worker (pid %s) marked FAIL", t.number, pid)
 
 
