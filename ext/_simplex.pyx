@@ -160,7 +160,7 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
     ``GW``, stepped every W_BATCH positives. Without ``apply`` the gradients are only summed
     (into ``gE``, ``GW`` and the sink) and nothing changes. Returns 0."""
     cdef uint64_t rng = mix(seed ^ mix(<uint64_t>u + <uint64_t>0x51ed270b27fd3a45))
-    cdef int a, b, c, j, t, start, m, one = 1
+    cdef int a, c, j, t, start, m
     cdef float* q
     cdef float* z
     cdef float nq, sc, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0

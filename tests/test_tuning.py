@@ -14,10 +14,13 @@ from recsys.experiment import load_experiment
 from recsys.tuning import SPACES, make_model, model_class, suggest, trial_seed
 
 
+def cli_env(data_home) -> dict:
+    return {**os.environ, "RECSYS_DATA_HOME": str(data_home), "OPENBLAS_NUM_THREADS": "1"}
+
+
 def cli(args, cwd, data_home, **kwargs):
-    env = {**os.environ, "RECSYS_DATA_HOME": str(data_home), "OPENBLAS_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "recsys.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, **kwargs)
+    return subprocess.run([sys.executable, "-m", "recsys.cli", *args], cwd=cwd,
+                          env=cli_env(data_home), capture_output=True, text=True, **kwargs)
 
 
 def runs(tracking_uri, experiment):
@@ -103,7 +106,7 @@ def test_killed_sweep_resumes_and_marks_the_killed_trial_failed(tmp_path, data_h
     journal = str(tmp_path / "journal.log")
     args = ["sweep", "--model", "nbmf", "--dataset", "ml-100k", "--trials", "3",
             "--tracking-uri", uri, "--storage", journal, "--quiet"]
-    env = {**os.environ, "RECSYS_DATA_HOME": str(data_home), "OPENBLAS_NUM_THREADS": "1"}
+    env = cli_env(data_home)
     proc = subprocess.Popen([sys.executable, "-m", "recsys.cli", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = optuna.storages.JournalStorage(
@@ -147,7 +150,7 @@ def test_two_workers_share_one_postgresql_study(tmp_path, data_home, postgres_ur
             "--study-name", "shared", "--tracking-uri", uri, "--quiet"]
     created = cli(base + ["--trials", "0"], tmp_path, data_home, timeout=300)
     assert created.returncode == 0, created.stderr[-2000:]
-    env = {**os.environ, "RECSYS_DATA_HOME": str(data_home), "OPENBLAS_NUM_THREADS": "1"}
+    env = cli_env(data_home)
     workers = [subprocess.Popen([sys.executable, "-m", "recsys.cli", *base, "--trials", "6"],
                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]

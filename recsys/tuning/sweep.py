@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -310,6 +311,11 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
         plot = _history_plot(study, Path(tmp) / "optimization_history.png")
         for path in (model_path, best_file, plot):
             client.log_artifact(parent_id, str(path))
+        saved = None
+        if model_dir:
+            saved = Path(model_dir) / f"{study.study_name}-best.npz"
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(model_path, saved)
     for name, value in best.params.items():
         client.set_tag(parent_id, f"best.{name}", str(value))
     client.set_tag(parent_id, "best.trial", str(best.number))
@@ -317,7 +323,6 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
     for name, value in _scalars(test_metrics).items():
         client.log_metric(parent_id, f"test_{name}", value, step=finished)
     client.set_terminated(parent_id, status="FINISHED")  # a later worker may reopen it
-    saved = model.save(Path(model_dir) / f"{study.study_name}-best.npz") if model_dir else None
     return SweepResult(study, dict(best.params), float(best.value), _scalars(test_metrics),
                        parent_id, saved)
 
