@@ -14,7 +14,7 @@ endif
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-slow bench bench-quick bench-peers clean
+.PHONY: install demo test test-slow bench bench-quick bench-peers bench-peers-torch clean
 
 $(VENV)/.installed: setup.py pyproject.toml $(wildcard ext/*.pyx)
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ $(PEERS)/.installed: benchmarks/peers/requirements.txt
 	-$(PYTHON) -m venv $(PEERS) && $(PEERS)/bin/python -m pip install --quiet -r $< && touch $@
 
 bench-peers: $(PEERS)/.installed
+
+# RecBole + CPU torch (bench_simplex.py): a separate virtualenv, installed by hand (not in CI:
+# off these machines pip may fetch a CUDA torch of several GB)
+TORCH_PEERS := benchmarks/.peers-torch
+$(TORCH_PEERS)/.installed: benchmarks/peers/requirements-torch.txt
+	-$(PYTHON) -m venv $(TORCH_PEERS) && $(TORCH_PEERS)/bin/python -m pip install --quiet -r $< && touch $@
+
+bench-peers-torch: $(TORCH_PEERS)/.installed
 
 bench-quick: install bench-peers
 	$(PY) benchmarks/bench_topk.py --quick

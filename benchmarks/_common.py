@@ -58,24 +58,30 @@ def _fmt(value) -> str:
     return str(value)
 
 
-PEERS_PYTHON = Path(__file__).parent / ".peers" / "bin" / "python"
+PEERS = Path(__file__).parent / ".peers"  # make bench-peers
+TORCH_PEERS = Path(__file__).parent / ".peers-torch"  # make bench-peers-torch
 
 
-def run_peer(script: str, *args: str, timeout: float = 3600) -> dict:
-    """Run ``benchmarks/peers/<script>`` in the peers' virtualenv and parse its JSON output.
+def run_peer(script: str, *args: str, timeout: float = 3600, venv: Path = PEERS) -> dict:
+    """Run ``benchmarks/peers/<script>`` in a peers' virtualenv and parse its JSON output.
 
     Returns ``{"error": "..."}`` (the exact reason) when the virtualenv is missing (create it
-    with ``make bench-peers``) or the peer fails, so a table can list the peer as not run.
+    with ``make bench-peers`` or ``make bench-peers-torch``) or the peer fails, so a table can
+    list the peer as not run.
     """
     import json
     import subprocess
 
-    if not PEERS_PYTHON.exists():
-        return {"error": f"no peers virtualenv at {PEERS_PYTHON.parent.parent} "
-                         "(make bench-peers)"}
+    python = venv / "bin" / "python"
+    if not python.exists():
+        target = "bench-peers-torch" if venv == TORCH_PEERS else "bench-peers"
+        return {"error": f"no peers virtualenv at {venv} (make {target})"}
     path = Path(__file__).parent / "peers" / script
-    proc = subprocess.run([str(PEERS_PYTHON), str(path), *args], capture_output=True,
-                          text=True, timeout=timeout)
+    try:
+        proc = subprocess.run([str(python), str(path), *args], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"{script} ran past {timeout:.0f} s"}
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}

@@ -9,16 +9,19 @@ Gradients (only negatives with s_j > m contribute):
     G_z = -[s_i < 1] q^_i + (w / N) sum_{active j} q^_j
     G_q_t = c_t (z - s_t q^_t) / |q_t|,   G_p = (G_p^ - (p^ . G_p^) p^) / |p|,  G_p^ = xi o G_z
     G_e = g G_p,   G_W = (1 - g) G_p h^T,   G_h = (1 - g) W^T G_p,   G_q_k += G_h / (n - 1)
-Per user (users in parallel, dynamic schedule): the N negatives are drawn once per user and
-epoch and shared by the user's positives (uniform with replacement or by popularity, from the
-row's own splitmix64 stream). Positives are taken in blocks: a block's scores against the
-negatives are one SGEMM (block x N), the active negatives' summed gradients two more, and the
-block ends with one optimiser step (lazy Adam or Adagrad, l2 on touched rows) for its active
-negatives and the user; positive items step as they are met; W steps once per 1024 positives
-of a thread (the official mini-batch), from the gradient summed meanwhile. Item rows and W are
+Per user (users in parallel, dynamic schedule), positives are taken in blocks. Each block
+draws N fresh negatives from the user's own splitmix64 stream (uniform with replacement or by
+popularity; with ``exclude``, a draw that is one of the user's positives is redrawn, up to 32
+times) and shares them among its positives: the block's scores against them are one SGEMM
+(block x N), the active negatives' summed gradients two more. The block ends with one
+optimiser step (lazy Adam or Adagrad, l2 on touched rows) for the user's row; item rows and W
+step once per 1024 positives of a thread (the official mini-batch), from the gradients summed
+meanwhile. Item rows and W are
 updated lock-free (Hogwild, as implicit's BPR): two threads may update one item row at the same
 time; everything else is exact. With one thread an epoch is bit-reproducible.
 """
+
+import numpy as np
 
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport powf, sqrtf
@@ -31,6 +34,7 @@ from _random cimport mix, next_u64, next_uniform
 
 cdef float EPS = 1e-8  # guards the norms of all-zero rows
 cdef int W_BATCH = 1024  # positives per step of the shared matrix W
+cdef int MAX_REJECT = 32  # redraws of a negative that is one of the user's positives
 
 
 cdef inline float _dot(int d, const float* x, const float* y) noexcept nogil:
@@ -125,6 +129,18 @@ cdef inline int _sample(uint64_t* rng, int n_items, const double* cdf) noexcept 
     return lo
 
 
+cdef inline bint _contains(const int* cols, int n, int t) noexcept nogil:
+    """Whether the sorted row ``cols`` holds ``t`` (binary search)."""
+    cdef int lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cols[mid] < t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < n and cols[lo] == t
+
+
 cdef struct Scratch:
     float* S        # d: sum of the history's item vectors
     float* WH       # chunk x d: W h for each positive
@@ -153,8 +169,8 @@ cdef struct Scratch:
 cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, float* W,
                Table* AE, Table* AQ, Table* AW, float* GW, float* gE, int d, int N, float g,
                float margin, float weight, float rho, float lr, float l2, uint64_t seed,
-               const double* cdf, Scratch* s, int chunk, bint apply, Sink* sink,
-               double* loss) noexcept nogil:
+               const double* cdf, bint exclude, Scratch* s, int chunk, bint apply, Sink* sink,
+               double* loss, int* negs_out) noexcept nogil:
     """One user's CCL terms over blocks of ``chunk`` positives. With ``apply``, every block
     ends with an optimiser step on the user's row; item gradients go to ``sink`` and W's to
     ``GW``, stepped every W_BATCH positives. Without ``apply`` the gradients are only summed
@@ -168,14 +184,6 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
     cdef float inv_hist = 1.0 / (n - 1) if n > 1 else 0.0
     cdef char ta = b'T', tb = b'N'
     cdef double total = 0
-    # negatives: drawn once for this user and epoch, normalised once
-    for j in range(N):
-        s.neg[j] = _sample(&rng, n_items, cdf)
-        q = Q + <Py_ssize_t>s.neg[j] * d
-        nq = sqrtf(_dot(d, q, q)) + EPS
-        s.norm_n[j] = nq
-        for c in range(d):
-            s.Qn[j * d + c] = q[c] / nq
     coef = weight / N
     if g < 1:
         memset(s.S, 0, d * sizeof(float))
@@ -187,6 +195,23 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
     start = 0
     while start < n:
         m = min(chunk, n - start)
+        # this block's negatives, drawn from the user's stream and normalised once
+        for j in range(N):
+            t = _sample(&rng, n_items, cdf)
+            if exclude:
+                for a in range(MAX_REJECT):
+                    if not _contains(cols, n, t):
+                        break
+                    t = _sample(&rng, n_items, cdf)
+            s.neg[j] = t
+            q = Q + <Py_ssize_t>t * d
+            nq = sqrtf(_dot(d, q, q)) + EPS
+            s.norm_n[j] = nq
+            for c in range(d):
+                s.Qn[j * d + c] = q[c] / nq
+        if negs_out != NULL:
+            for j in range(N):
+                negs_out[(start // chunk) * N + j] = s.neg[j]
         memset(s.ge, 0, d * sizeof(float))
         memset(s.GQn, 0, N * d * sizeof(float))
         memset(s.colw, 0, N * sizeof(float))
@@ -368,7 +393,7 @@ def _check(indptr, indices, E, Q, W, int N):
 def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
                 float[:, ::1] Q, float[:, ::1] W, state, int negatives, float gamma,
                 float margin, float weight, float dropout, float lr, float l2,
-                unsigned long long seed, cdf, int block, int num_threads) -> float:
+                unsigned long long seed, cdf, int block, bint exclude, int num_threads) -> float:
     """One epoch over every user (see the module docstring); returns the mean CCL per
     positive. ``block`` positives of a user share one optimiser step. ``state``: optimiser arrays ``(mE, vE, tE, mQ, vQ, tQ, mW, vW, tW)`` (Adam) with
     the m arrays None for Adagrad; ``cdf`` is None (uniform negatives) or the float64
@@ -412,8 +437,8 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
                         continue
                     _user(u, &indices[indptr[u]], n, n_items, &E[0, 0], &Q[0, 0], &W[0, 0],
                           &te, &tq, &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin,
-                          weight, dropout, lr, l2, seed, cdf_ptr, &s, chunk, True, &sink,
-                          &losses[tid])
+                          weight, dropout, lr, l2, seed, cdf_ptr, exclude, &s, chunk, True,
+                          &sink, &losses[tid], NULL)
                 if sink.count > 0:  # this thread's last partial batch
                     _flush(&sink, &Q[0, 0], &tq, &W[0, 0], &tw, GW_all + tid * d * d, d,
                            gamma, lr, l2)
@@ -433,24 +458,27 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
 def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
                    float[:, ::1] W, int negatives, float gamma, float margin, float weight,
                    unsigned long long seed, float[::1] gE, float[:, ::1] gQ,
-                   float[:, ::1] gW) -> tuple:
-    """The CCL of user ``u`` (positives ``cols``, no dropout) and its gradients, without
-    updating anything (for tests). Returns ``(loss, negatives drawn)``."""
-    cdef int d = <int>E.shape[1], n = <int>cols.shape[0], N = negatives, c
+                   float[:, ::1] gW, int block=256, bint exclude=False) -> tuple:
+    """The CCL of user ``u`` (positives ``cols``, sorted; no dropout) and its gradients,
+    without updating anything (for tests). Returns ``(loss, negatives)``, the negatives
+    drawn for each block of ``block`` positives as an int32 array (blocks x N)."""
+    cdef int d = <int>E.shape[1], n = <int>cols.shape[0], N = negatives
     cdef Scratch s
     cdef double loss = 0
-    if n < 1:
-        raise ValueError("the user needs at least one positive")
+    if n < 1 or block < 1:
+        raise ValueError("the user needs at least one positive, block >= 1")
+    _check(np.zeros(2, np.int32), cols, E[:1], Q, W, N)
+    drawn = np.empty(((n + block - 1) // block, N), dtype=np.int32)
+    cdef int[:, ::1] dv = drawn
     cdef Sink sink
-    s = _alloc(d, N, 256, n)
+    s = _alloc(d, N, block, n)
     sink = _sink(<int>Q.shape[0], d)
     free(sink.acc)
     sink.acc = &gQ[0, 0]  # summed straight into the caller's dense gradient
     try:
         _user(u, &cols[0], n, <int>Q.shape[0], &E[0, 0], &Q[0, 0], &W[0, 0], NULL, NULL,
               NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, NULL,
-              &s, 256, False, &sink, &loss)
-        drawn = [s.neg[c] for c in range(N)]
+              exclude, &s, block, False, &sink, &loss, &dv[0, 0])
     finally:
         _free(&s)
         free(sink.mark)

@@ -4,24 +4,28 @@ import pytest
 from recsys._ext._simplex import user_gradients
 
 
-def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight):
-    """The user's CCL in float64 NumPy (no dropout), negatives shared by its positives."""
+def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block):
+    """The user's CCL in float64 NumPy (no dropout); ``negatives[b]`` are shared by the
+    positives of block b (``block`` positives each)."""
     E, Q, W = (np.asarray(a, dtype=np.float64) for a in (E, Q, W))
     n = len(cols)
     qhat = Q / np.linalg.norm(Q, axis=1, keepdims=True)
     total = 0.0
-    for i in cols:
+    for a, i in enumerate(cols):
+        neg = negatives[a // block]
         h = (Q[cols].sum(0) - Q[i]) / (n - 1) if n > 1 else np.zeros(Q.shape[1])
         p = gamma * E[u] + (1 - gamma) * W @ h
         z = p / np.linalg.norm(p)
         total += max(0.0, 1 - z @ qhat[i])
-        total += weight / len(negatives) * np.maximum(0, qhat[negatives] @ z - margin).sum()
+        total += weight / len(neg) * np.maximum(0, qhat[neg] @ z - margin).sum()
     return total
 
 
-@pytest.mark.parametrize("gamma, n_pos", [(1.0, 4), (0.6, 4), (0.6, 300)])
-def test_gradients_match_finite_differences(gamma, n_pos):
-    """n_pos = 300 spans two chunks of positives (256 per SGEMM) in the kernel."""
+@pytest.mark.parametrize("gamma, n_pos, block", [(1.0, 4, 256), (0.6, 4, 256), (0.6, 300, 256),
+                                                 (0.6, 7, 3)])
+def test_gradients_match_finite_differences(gamma, n_pos, block):
+    """Blocks of positives share their negatives: n_pos = 300 spans two blocks of 256 (two
+    SGEMMs), 7 positives three blocks of 3."""
     rng = np.random.default_rng(0)
     n_users, n_items, d, N = 3, 400, 6, 25
     E = rng.normal(0, 1, (n_users, d)).astype(np.float32)
@@ -32,9 +36,12 @@ def test_gradients_match_finite_differences(gamma, n_pos):
     gE = np.zeros(d, np.float32)
     gQ = np.zeros_like(Q)
     gW = np.zeros_like(W)
-    loss, negatives = user_gradients(cols, u, E, Q, W, N, gamma, margin, weight, 5, gE, gQ, gW)
-    negatives = np.asarray(negatives)
-    ref = ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight)
+    loss, negatives = user_gradients(cols, u, E, Q, W, N, gamma, margin, weight, 5, gE, gQ, gW,
+                                     block)
+    assert negatives.shape == (-(-n_pos // block), N)
+    if len(negatives) > 1:
+        assert not np.array_equal(negatives[0], negatives[1])  # fresh draws per block
+    ref = ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block)
     assert loss == pytest.approx(ref, rel=1e-4)
 
     def numeric(array, index):
@@ -45,12 +52,13 @@ def test_gradients_match_finite_differences(gamma, n_pos):
         args = {"E": E, "Q": Q, "W": W}
         name = next(k for k, v in args.items() if v is array)
         f = [ccl_reference(**{**args, name: x}, u=u, cols=cols, negatives=negatives,
-                           gamma=gamma, margin=margin, weight=weight) for x in (hi, lo)]
+                           gamma=gamma, margin=margin, weight=weight, block=block)
+             for x in (hi, lo)]
         return (f[0] - f[1]) / (2 * step)
 
     for c in range(d):
         assert gE[c] == pytest.approx(numeric(E, (u, c)), abs=2e-3)
-    touched = np.unique(np.concatenate([cols, negatives]))
+    touched = np.unique(np.concatenate([cols, negatives.ravel()]))
     for item in touched[:12]:
         for c in range(d):
             assert gQ[item, c] == pytest.approx(numeric(Q, (item, c)), abs=2e-3)
@@ -62,6 +70,24 @@ def test_gradients_match_finite_differences(gamma, n_pos):
                 assert gW[r, c] == pytest.approx(numeric(W, (r, c)), abs=2e-3)
     else:
         assert (gW == 0).all()
+
+
+def test_excluded_positives_are_never_negatives():
+    """With ``exclude`` a user's positives are redrawn: here 300 of 400 items are positives,
+    so uniform draws hit them three times in four."""
+    rng = np.random.default_rng(1)
+    n_items, d, N = 400, 4, 200
+    E = rng.normal(0, 1, (1, d)).astype(np.float32)
+    Q = rng.normal(0, 1, (n_items, d)).astype(np.float32)
+    W = np.eye(d, dtype=np.float32)
+    cols = np.sort(rng.choice(n_items, 300, replace=False)).astype(np.int32)
+    args = (cols, 0, E, Q, W, N, 1.0, 0.5, 1.0, 3, np.zeros(d, np.float32), np.zeros_like(Q),
+            np.zeros_like(W), 100)
+    _, plain = user_gradients(*args, False)
+    _, excluded = user_gradients(*args, True)
+    assert np.isin(plain, cols).mean() > 0.6
+    assert not np.isin(excluded, cols).any()
+    assert excluded.min() >= 0 and excluded.max() < n_items
 
 
 def planted(n_users=120, n_items=90, groups=3, per_user=12, seed=0):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 from tqdm.auto import tqdm
 
@@ -52,6 +53,13 @@ class AltMin(Recommender):
         Learn b_u and b_i (and centre on the global mean).
     frequency_scaling : float
         nu in ``l2 * |Omega_u|^nu``; 0 gives a plain ridge.
+    sample_splitting : bool
+        JNS13's Algorithm 2 as analysed: the observed entries are split at random into
+        2 * iterations + 1 disjoint parts; the spectral start uses part 0 and half-step t of
+        sweep s (users, then items) only part 2s + 1 + t, so every least-squares step sees
+        fresh samples. Needs several times more observations than the default (which reuses
+        all of them every step, as practitioners do); rows with no entry in a part keep their
+        factors through that half-step.
     init : {"svd", "random"}
         Spectral start (top-k SVD of the centred observed matrix rescaled by 1/p, with JNS13's
         clipping for incoherence) or small Gaussian noise.
@@ -70,7 +78,7 @@ class AltMin(Recommender):
     def __init__(self, factors: int = 32, l2: float = 0.05, iterations: int = 15,
                  solver: str = "cholesky", cg_steps: int = 3, biases: bool = True,
                  frequency_scaling: float = 1.0, init: str = "svd", incoherence: float = 4.0,
-                 random_state=None,
+                 sample_splitting: bool = False, random_state=None,
                  num_threads: int = 0, dtype: str = "float64", show_progress: bool = False):
         self.factors = factors
         self.l2 = l2
@@ -81,6 +89,7 @@ class AltMin(Recommender):
         self.frequency_scaling = frequency_scaling
         self.init = init
         self.incoherence = incoherence
+        self.sample_splitting = sample_splitting
         self.random_state = random_state
         self.num_threads = num_threads
         self.dtype = dtype
@@ -110,11 +119,15 @@ class AltMin(Recommender):
         dtype = np.dtype(self.dtype)
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
-        XT = X.T.tocsr()
         self.global_mean_ = float(X.data.mean()) if self.biases else 0.0
         k = self.factors
+        if self.sample_splitting:  # part 0: the start; 2 s + 1, 2 s + 2: sweep s
+            parts = split_entries(X, 2 * self.iterations + 1, rng)
+            start, steps = parts[0], parts[1:]
+        else:
+            start, steps = X, [X] * (2 * self.iterations)
         if self.init == "svd":
-            users, items = self._spectral_init(X, k, rng)
+            users, items = self._spectral_init(start, k, rng)
         else:
             users = rng.normal(0, 0.01, (X.shape[0], k))
             items = rng.normal(0, 0.01, (X.shape[1], k))
@@ -122,12 +135,23 @@ class AltMin(Recommender):
         U = np.zeros((X.shape[0], d), dtype=dtype)
         V = np.zeros((X.shape[1], d), dtype=dtype)
         U[:, :k], V[:, :k] = users, items
-        user_reg = self._row_reg(X, dtype)
-        item_reg = self._row_reg(XT, dtype)
+        XT = X.T.tocsr()
+        regs = (self._row_reg(X, dtype), self._row_reg(XT, dtype))
         for it in tqdm(range(self.iterations), desc="AltMin", disable=not self.show_progress):
             with blas_limit(1):
-                self._half_step(X, U, V, user_reg, threads, int(rng.integers(2**63)))
-                self._half_step(XT, V, U, item_reg, threads, int(rng.integers(2**63)))
+                for side, (rows, other) in enumerate(((U, V), (V, U))):
+                    seed = int(rng.integers(2**63))
+                    if not self.sample_splitting:
+                        self._half_step((X, XT)[side], rows, other, regs[side], threads, seed)
+                        continue
+                    part = steps[2 * it + side]
+                    part = part if side == 0 else part.T.tocsr()
+                    reg = self._row_reg(part, dtype)
+                    empty = np.diff(part.indptr) == 0
+                    reg[empty] = 1  # solved to zero, then restored: no entry, no update
+                    kept = rows[empty].copy()
+                    self._half_step(part, rows, other, reg, threads, seed)
+                    rows[empty] = kept
             if callback is not None:
                 self._store(U, V)
                 callback(it, self)
@@ -213,6 +237,20 @@ class AltMin(Recommender):
                 + self.item_bias_[items] + self.global_mean_)
 
 
+def split_entries(X, n_parts: int, rng: np.random.Generator) -> list:
+    """Split the stored entries of CSR ``X`` uniformly at random into ``n_parts`` disjoint
+    CSR matrices of X's shape (JNS13's sample splitting)."""
+    label = rng.integers(0, n_parts, X.nnz)
+    rows = np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
+    out = []
+    for p in range(n_parts):
+        mask = label == p
+        indptr = np.zeros(X.shape[0] + 1, dtype=np.int32)
+        np.cumsum(np.bincount(rows[mask], minlength=X.shape[0]), out=indptr[1:])
+        out.append(sp.csr_matrix((X.data[mask], X.indices[mask], indptr), shape=X.shape))
+    return out
+
+
 def clip_incoherent(Q: np.ndarray, mu: float) -> np.ndarray:
     """JNS13's clipping: zero entries of orthonormal ``Q`` (m x k) above ``2 mu sqrt(k / m)``,
     then re-orthonormalise (QR), so no row dominates the start (incoherence)."""
@@ -225,4 +263,4 @@ def clip_incoherent(Q: np.ndarray, mu: float) -> np.ndarray:
     return q * np.sign(np.where(np.diag(r) == 0, 1.0, np.diag(r)))  # keep column signs
 
 
-__all__ = ["AltMin", "clip_incoherent"]
+__all__ = ["AltMin", "clip_incoherent", "split_entries"]

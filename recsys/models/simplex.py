@@ -8,8 +8,8 @@ H_u)`` and the item embeddings ``q_i``; training minimises the CCL (eq. 3 of the
 with N uniformly (or popularity-) sampled negatives, in the Cython kernel ``ext/_simplex.pyx``
 (gradients derived there, users in parallel). Choices that follow the official RecZoo code: the
 target item is left out of its own history, dropout acts after normalisation. Documented
-deviations: a user's N negatives are drawn once per epoch and shared by all its positives
-(scored by SGEMM per block of positives; the loss has the same expectation); mini-batch steps
+deviations: N negatives are drawn for each block of ``block_size`` positives of a user and
+shared by them (scored by one SGEMM; the loss has the same expectation); mini-batch steps
 emulated per thread: the user row steps once per block of ``block_size`` positives, item rows
 and W once per 1024 positives of a thread with their summed gradients (the official batch
 size); lazy Adam (or Adagrad) with per-row state and l2 on touched rows instead of Adam over
@@ -41,7 +41,8 @@ class SimpleX(Recommender):
     factors : int
         Embedding size d.
     negatives : int
-        N, negatives per positive (shared by a user's positives within an epoch).
+        N, negatives per positive (drawn afresh for every block of ``block_size`` positives
+        of a user and shared within it).
     margin : float
         m: negatives with cosine above m are penalised.
     negative_weight : float
@@ -60,10 +61,14 @@ class SimpleX(Recommender):
         Per-row state: lazy Adam (moments and bias correction of touched rows only) or
         Adagrad.
     block_size : int
-        Positives of one user per step of its row: their scores against the negatives are
-        one SGEMM (items and W step every 1024 positives of a thread).
+        Positives of one user that share their N negatives and one step of the user's row:
+        their scores against the negatives are one SGEMM (items and W step every 1024
+        positives of a thread). 1 gives every positive its own negatives, as officially.
     sampling : {"uniform", "popularity"}
         Negative distribution (with replacement; popularity: proportional to item counts).
+    exclude_positives : bool
+        Redraw a negative that is one of the user's training positives (the official
+        ``ignore_pos_items``, used in its ML-1M setting).
     init_std : float
         Standard deviation of the initial embeddings.
     eval_every, patience : int
@@ -91,7 +96,7 @@ class SimpleX(Recommender):
                  negative_weight: float = 150.0, gamma: float = 1.0, l2: float = 1e-6,
                  learning_rate: float = 0.01, epochs: int = 30, dropout: float = 0.1,
                  optimizer: str = "adam", block_size: int = 16, sampling: str = "uniform",
-                 init_std: float = 0.1, eval_every: int = 1,
+                 exclude_positives: bool = False, init_std: float = 0.1, eval_every: int = 1,
                  patience: int = 3, metric: str = "recall_at_20", random_state=None,
                  num_threads: int = 0, show_progress: bool = False):
         self.factors = factors
@@ -106,6 +111,7 @@ class SimpleX(Recommender):
         self.optimizer = optimizer
         self.block_size = block_size
         self.sampling = sampling
+        self.exclude_positives = exclude_positives
         self.init_std = init_std
         self.eval_every = eval_every
         self.patience = patience
@@ -168,7 +174,8 @@ class SimpleX(Recommender):
                 loss = train_epoch(X.indptr, X.indices, E, Q, W, state, self.negatives,
                                    self.gamma, self.margin, self.negative_weight,
                                    self.dropout, self.learning_rate, self.l2,
-                                   int(rng.integers(2**63)), cdf, self.block_size, threads)
+                                   int(rng.integers(2**63)), cdf, self.block_size,
+                                   bool(self.exclude_positives), threads)
             self._store(E, Q, W)
             entry = {"epoch": epoch, "elapsed": time.perf_counter() - start, "loss": loss}
             if validation is not None and (epoch + 1) % self.eval_every == 0:
