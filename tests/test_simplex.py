@@ -141,7 +141,7 @@ def test_early_stopping_keeps_the_best_epoch():
     seen = []
     model = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, learning_rate=0.05,
                     epochs=40, patience=2, metric="recall_at_10", dropout=0.0, random_state=0,
-                    num_threads=1).fit(X, validation=held_out,
+                    lr_decay=1.0, num_threads=1).fit(X, validation=held_out,
                                        callback=lambda e, m: seen.append(e))
     scores = [h["recall_at_10"] for h in model.history_]
     assert seen == [h["epoch"] for h in model.history_]
@@ -150,12 +150,34 @@ def test_early_stopping_keeps_the_best_epoch():
     assert all("elapsed" in h and "loss" in h for h in model.history_)
 
 
+def test_learning_rate_decays_on_plateau():
+    """Every evaluation without improvement (but the last) divides the rate by 10."""
+    from recsys.models import SimpleX
+
+    X = planted(seed=1)
+    held_out = planted(seed=2)
+    held_out = held_out - held_out.multiply(X)
+    held_out.eliminate_zeros()
+    model = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, learning_rate=0.05,
+                    epochs=40, patience=3, lr_decay=0.1, metric="recall_at_10", dropout=0.0,
+                    random_state=0, num_threads=1).fit(X, validation=held_out)
+    history, best = model.history_, -np.inf
+    for now, after in zip(history, history[1:]):
+        improved = now["recall_at_10"] > best
+        best = max(best, now["recall_at_10"])
+        expected = now["learning_rate"] * (1 if improved else 0.1)
+        assert after["learning_rate"] == pytest.approx(max(expected, 1e-6))
+    assert history[-1]["learning_rate"] < 0.05  # it did reach a plateau
+    assert model.best_epoch_ == int(np.argmax([h["recall_at_10"] for h in history]))
+
+
 def test_bad_parameters():
     from recsys.models import SimpleX
 
     X = planted()
     for kwargs, match in [({"gamma": 1.5}, "gamma"), ({"dropout": 1.0}, "dropout"),
                           ({"margin": 2.0}, "margin"), ({"sampling": "hard"}, "sampling"),
-                          ({"optimizer": "sgd"}, "optimizer"), ({"negatives": 0}, "negatives")]:
+                          ({"optimizer": "sgd"}, "optimizer"), ({"negatives": 0}, "negatives"),
+                          ({"lr_decay": 0.0}, "lr_decay")]:
         with pytest.raises(ValueError, match=match):
             SimpleX(**kwargs).fit(X)
