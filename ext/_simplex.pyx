@@ -14,10 +14,12 @@ draws N fresh negatives from the user's own splitmix64 stream (uniform with repl
 popularity; with ``exclude``, a draw that is one of the user's positives is redrawn, up to 32
 times) and shares them among its positives: the block's scores against them are one SGEMM
 (block x N), the active negatives' summed gradients two more. The block ends with one
-optimiser step (lazy Adam or Adagrad, l2 on touched rows) for the user's row; item rows and W
-step once per 1024 positives of a thread (the official mini-batch), from the gradients summed
-meanwhile. Item rows and W are
-updated lock-free (Hogwild, as implicit's BPR): two threads may update one item row at the same
+optimiser step (lazy Adam or Adagrad, l2 on touched rows) for the user's row, of length lr x
+the block's positives: the official trainer gives a user one step per positive (each positive
+sits in its own mini-batch), and a single step of lr per block left users far behind the items
+(ML-1M Recall@20 0.16 -> 0.20 after 8 epochs with the longer step). Item rows and W step once
+per 1024 positives of a thread (the official mini-batch), from the gradients summed
+meanwhile. Item rows and W are updated lock-free (Hogwild, as implicit's BPR): two threads may update one item row at the same
 time; everything else is exact. With one thread an epoch is bit-reproducible.
 """
 
@@ -299,7 +301,7 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
                 s.gt[c] = (s.GQn[j * d + c] - s.colw[j] * s.Qn[j * d + c]) / s.norm_n[j]
             _sink_add(sink, t, s.gt, d)
         if apply:
-            _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr, l2)
+            _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr * m, l2)  # one step per positive
             sink.count += m
             if sink.count >= W_BATCH:
                 # items and W step once per W_BATCH positives of this thread (the official

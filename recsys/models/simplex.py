@@ -10,7 +10,8 @@ with N uniformly (or popularity-) sampled negatives, in the Cython kernel ``ext/
 target item is left out of its own history, dropout acts after normalisation. Documented
 deviations: N negatives are drawn for each block of ``block_size`` positives of a user and
 shared by them (scored by one SGEMM; the loss has the same expectation); mini-batch steps
-emulated per thread: the user row steps once per block of ``block_size`` positives, item rows
+emulated per thread: the user row steps once per block of ``block_size`` positives (a step of
+learning_rate x the block's positives, as one step per positive officially), item rows
 and W once per 1024 positives of a thread with their summed gradients (the official batch
 size); lazy Adam (or Adagrad) with per-row state and l2 on touched rows instead of Adam over
 whole tables with full-table L2; initial embeddings N(0, init_std^2) instead of N(0, 1e-8).
@@ -61,9 +62,10 @@ class SimpleX(Recommender):
         Per-row state: lazy Adam (moments and bias correction of touched rows only) or
         Adagrad.
     block_size : int
-        Positives of one user that share their N negatives and one step of the user's row:
-        their scores against the negatives are one SGEMM (items and W step every 1024
-        positives of a thread). 1 gives every positive its own negatives, as officially.
+        Positives of one user that share their N negatives and one step of the user's row
+        (of length ``learning_rate`` x positives): their scores against the negatives are one
+        SGEMM (items and W step every 1024 positives of a thread). 1 gives every positive its
+        own negatives and step, as officially.
     sampling : {"uniform", "popularity"}
         Negative distribution (with replacement; popularity: proportional to item counts).
     exclude_positives : bool
