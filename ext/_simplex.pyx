@@ -156,7 +156,8 @@ cdef struct Scratch:
     float* H        # chunk x d: history means
     float* Xi       # chunk x d: dropout masks
     float* norm_p   # chunk
-    float* GH       # n_max x d: history gradients G_h per positive
+    float* GH       # n_max x d: history gradients G_h per positive / |its history|
+    float* inv      # n_max: 1 / |history of each positive|
     float* T        # d: sum of G_h
     float* Qn       # N x d: normalised negatives
     float* norm_n   # N
@@ -168,7 +169,8 @@ cdef struct Scratch:
     char* active    # N
 
 
-cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, float* W,
+cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_items,
+               float* E, float* Q, float* W,
                Table* AE, Table* AQ, Table* AW, float* GW, float* gE, int d, int N, float g,
                float margin, float weight, float rho, float lr, float l2, uint64_t seed,
                const double* cdf, bint exclude, Scratch* s, int chunk, bint apply, Sink* sink,
@@ -183,15 +185,16 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
     cdef float* z
     cdef float nq, sc, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0
     cdef float hist_w = 1 - g
-    cdef float inv_hist = 1.0 / (n - 1) if n > 1 else 0.0
+    cdef float inv_hist
+    cdef bint capped = nh < n  # the history is a subset of the positives
     cdef char ta = b'T', tb = b'N'
     cdef double total = 0
     coef = weight / N
     if g < 1:
         memset(s.S, 0, d * sizeof(float))
         memset(s.T, 0, d * sizeof(float))
-        for a in range(n):
-            q = Q + <Py_ssize_t>cols[a] * d
+        for a in range(nh):
+            q = Q + <Py_ssize_t>hcols[a] * d
             for c in range(d):
                 s.S[c] += q[c]
     start = 0
@@ -220,9 +223,14 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
         memset(s.active, 0, N * sizeof(char))
         if g < 1:  # history means of the chunk and W h for all of them (one SGEMM)
             for a in range(m):
-                q = Q + <Py_ssize_t>cols[start + a] * d
+                # the target leaves its own history: h = (S - [i in H] q_i) / (|H| - [i in H])
+                t = cols[start + a]
+                j = 1 if not capped or _contains(hcols, nh, t) else 0
+                inv_hist = 1.0 / (nh - j) if nh > j else 0.0
+                s.inv[start + a] = inv_hist
+                q = Q + <Py_ssize_t>t * d
                 for c in range(d):
-                    s.H[a * d + c] = (s.S[c] - q[c]) * inv_hist
+                    s.H[a * d + c] = (s.S[c] - j * q[c]) * inv_hist
             # WH (m x d, row-major) = H W^T
             sgemm(&ta, &tb, &d, &m, &d, &one_f, W, &d, s.H, &d, &zero_f, s.WH, &d)
         # user vectors of this chunk of positives
@@ -290,6 +298,7 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
                   s.GH + <Py_ssize_t>start * d, &d)
             for a in range(m):
                 for c in range(d):
+                    s.GH[(start + a) * d + c] *= s.inv[start + a]
                     s.T[c] += s.GH[(start + a) * d + c]
         # one optimiser step per block of positives: the active negatives, the user, W
         # each active negative: G_q_j = (sum_a A_aj z_a - (sum_a A_aj s_aj) q^_j) / |q_j|
@@ -311,12 +320,16 @@ cdef int _user(int u, const int* cols, int n, int n_items, float* E, float* Q, f
             for c in range(d):
                 gE[c] += s.ge[c]
         start += m
-    # history items: item k gets sum over the other positives of G_h / (n - 1)
-    if g < 1 and n > 1:
-        for a in range(n):
-            t = cols[a]
+    # history items: item k gets G_h / |H minus target| summed over the positives other than
+    # k itself (GH rows are already divided); H is sorted and a subset of the sorted cols
+    if g < 1 and nh > 1:
+        a = 0
+        for j in range(nh):
+            t = hcols[j]
+            while cols[a] < t:
+                a += 1
             for c in range(d):
-                s.gt[c] = (s.T[c] - s.GH[a * d + c]) * inv_hist
+                s.gt[c] = s.T[c] - s.GH[a * d + c]
             _sink_add(sink, t, s.gt, d)
     loss[0] += total
     return 0
@@ -348,6 +361,7 @@ cdef Scratch _alloc(int d, int N, int chunk, int n_max) noexcept nogil:
     s.Xi = <float*>malloc(chunk * d * sizeof(float))
     s.norm_p = <float*>malloc(chunk * sizeof(float))
     s.GH = <float*>malloc(max(n_max, 1) * d * sizeof(float))
+    s.inv = <float*>malloc(max(n_max, 1) * sizeof(float))
     s.Qn = <float*>malloc(N * d * sizeof(float))
     s.norm_n = <float*>malloc(N * sizeof(float))
     s.neg = <int*>malloc(N * sizeof(int))
@@ -362,7 +376,7 @@ cdef Scratch _alloc(int d, int N, int chunk, int n_max) noexcept nogil:
 cdef void _free(Scratch* s) noexcept nogil:
     free(s.S); free(s.WH); free(s.GP); free(s.p); free(s.gz); free(s.ge)
     free(s.gt); free(s.T); free(s.Z); free(s.P); free(s.H); free(s.Xi); free(s.norm_p)
-    free(s.GH); free(s.Qn); free(s.norm_n); free(s.neg); free(s.Sc)
+    free(s.GH); free(s.inv); free(s.Qn); free(s.norm_n); free(s.neg); free(s.Sc)
     free(s.GZ); free(s.GQn); free(s.colw); free(s.active)
 
 
@@ -392,15 +406,38 @@ def _check(indptr, indices, E, Q, W, int N):
         raise ValueError("negatives must be >= 1")
 
 
-def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
+def _check_history(const int[::1] indptr, const int[::1] indices, const int[::1] hptr,
+                   const int[::1] hidx):
+    """Each history row must be a sorted, nonempty subset of the (sorted) positives row."""
+    cdef Py_ssize_t u, a, j
+    if hptr.shape[0] != indptr.shape[0]:
+        raise ValueError("the history does not have one row per user")
+    for u in range(indptr.shape[0] - 1):
+        a = indptr[u]
+        if hptr[u + 1] == hptr[u] and indptr[u + 1] > indptr[u]:
+            raise ValueError(f"history row {u} is empty but the user has positives")
+        for j in range(hptr[u], hptr[u + 1]):
+            if j > hptr[u] and hidx[j] <= hidx[j - 1]:
+                raise ValueError(f"history row {u} is not sorted")
+            while a < indptr[u + 1] and indices[a] < hidx[j]:
+                a += 1
+            if a == indptr[u + 1] or indices[a] != hidx[j]:
+                raise ValueError(f"history row {u} holds an item that is not a positive")
+
+
+def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hist_indptr,
+                const int[::1] hist_indices, float[:, ::1] E,
                 float[:, ::1] Q, float[:, ::1] W, state, int negatives, float gamma,
                 float margin, float weight, float dropout, float lr, float l2,
                 unsigned long long seed, cdf, int block, bint exclude, int num_threads) -> float:
     """One epoch over every user (see the module docstring); returns the mean CCL per
-    positive. ``block`` positives of a user share one optimiser step. ``state``: optimiser arrays ``(mE, vE, tE, mQ, vQ, tQ, mW, vW, tW)`` (Adam) with
-    the m arrays None for Adagrad; ``cdf`` is None (uniform negatives) or the float64
-    cumulative popularity."""
+    positive. ``block`` positives of a user share their negatives and one optimiser step.
+    ``hist_indptr, hist_indices``: each user's history (a sorted subset of its positives; the
+    positives themselves when uncapped). ``state``: optimiser arrays ``(mE, vE, tE, mQ, vQ,
+    tQ, mW, vW, tW)`` (Adam) with the m arrays None for Adagrad; ``cdf`` is None (uniform
+    negatives) or the float64 cumulative popularity."""
     _check(indptr, indices, E, Q, W, negatives)
+    _check_history(indptr, indices, hist_indptr, hist_indices)
     if block < 1:
         raise ValueError("block must be >= 1")
     cdef Py_ssize_t n_users = E.shape[0]
@@ -437,7 +474,9 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
                     n = indptr[u + 1] - indptr[u]
                     if n == 0:
                         continue
-                    _user(u, &indices[indptr[u]], n, n_items, &E[0, 0], &Q[0, 0], &W[0, 0],
+                    _user(u, &indices[indptr[u]], n, &hist_indices[hist_indptr[u]],
+                          hist_indptr[u + 1] - hist_indptr[u], n_items, &E[0, 0], &Q[0, 0],
+                          &W[0, 0],
                           &te, &tq, &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin,
                           weight, dropout, lr, l2, seed, cdf_ptr, exclude, &s, chunk, True,
                           &sink, &losses[tid], NULL)
@@ -460,16 +499,22 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, float[:, ::1] E,
 def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
                    float[:, ::1] W, int negatives, float gamma, float margin, float weight,
                    unsigned long long seed, float[::1] gE, float[:, ::1] gQ,
-                   float[:, ::1] gW, int block=256, bint exclude=False) -> tuple:
-    """The CCL of user ``u`` (positives ``cols``, sorted; no dropout) and its gradients,
-    without updating anything (for tests). Returns ``(loss, negatives)``, the negatives
-    drawn for each block of ``block`` positives as an int32 array (blocks x N)."""
+                   float[:, ::1] gW, int block=256, bint exclude=False,
+                   history=None) -> tuple:
+    """The CCL of user ``u`` (positives ``cols``, sorted; no dropout; ``history`` a sorted
+    subset of them, all when None) and its gradients, without updating anything (for
+    tests). Returns ``(loss, negatives)``, the negatives drawn for each block of ``block``
+    positives as an int32 array (blocks x N)."""
     cdef int d = <int>E.shape[1], n = <int>cols.shape[0], N = negatives
     cdef Scratch s
     cdef double loss = 0
+    cdef const int[::1] hv
     if n < 1 or block < 1:
         raise ValueError("the user needs at least one positive, block >= 1")
     _check(np.zeros(2, np.int32), cols, E[:1], Q, W, N)
+    hist = np.asarray(cols if history is None else history, dtype=np.int32)
+    _check_history(np.array([0, n], np.int32), cols, np.array([0, len(hist)], np.int32), hist)
+    hv = hist
     drawn = np.empty(((n + block - 1) // block, N), dtype=np.int32)
     cdef int[:, ::1] dv = drawn
     cdef Sink sink
@@ -478,7 +523,8 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     free(sink.acc)
     sink.acc = &gQ[0, 0]  # summed straight into the caller's dense gradient
     try:
-        _user(u, &cols[0], n, <int>Q.shape[0], &E[0, 0], &Q[0, 0], &W[0, 0], NULL, NULL,
+        _user(u, &cols[0], n, &hv[0], <int>hv.shape[0], <int>Q.shape[0], &E[0, 0], &Q[0, 0],
+              &W[0, 0], NULL, NULL,
               NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, NULL,
               exclude, &s, block, False, &sink, &loss, &dv[0, 0])
     finally:

@@ -4,16 +4,18 @@ import pytest
 from recsys._ext._simplex import user_gradients
 
 
-def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block):
+def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, history=None):
     """The user's CCL in float64 NumPy (no dropout); ``negatives[b]`` are shared by the
-    positives of block b (``block`` positives each)."""
+    positives of block b (``block`` positives each); the history mean runs over ``history``
+    (default: all positives) minus the target."""
     E, Q, W = (np.asarray(a, dtype=np.float64) for a in (E, Q, W))
-    n = len(cols)
+    history = list(cols if history is None else history)
     qhat = Q / np.linalg.norm(Q, axis=1, keepdims=True)
     total = 0.0
     for a, i in enumerate(cols):
         neg = negatives[a // block]
-        h = (Q[cols].sum(0) - Q[i]) / (n - 1) if n > 1 else np.zeros(Q.shape[1])
+        rest = [k for k in history if k != i]
+        h = Q[rest].mean(0) if rest else np.zeros(Q.shape[1])
         p = gamma * E[u] + (1 - gamma) * W @ h
         z = p / np.linalg.norm(p)
         total += max(0.0, 1 - z @ qhat[i])
@@ -21,11 +23,13 @@ def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block):
     return total
 
 
-@pytest.mark.parametrize("gamma, n_pos, block", [(1.0, 4, 256), (0.6, 4, 256), (0.6, 300, 256),
-                                                 (0.6, 7, 3)])
-def test_gradients_match_finite_differences(gamma, n_pos, block):
+@pytest.mark.parametrize("gamma, n_pos, block, cap", [
+    (1.0, 4, 256, None), (0.6, 4, 256, None), (0.6, 300, 256, None), (0.6, 7, 3, None),
+    (0.6, 9, 4, 5), (0.6, 300, 256, 40)])
+def test_gradients_match_finite_differences(gamma, n_pos, block, cap):
     """Blocks of positives share their negatives: n_pos = 300 spans two blocks of 256 (two
-    SGEMMs), 7 positives three blocks of 3."""
+    SGEMMs), 7 positives three blocks of 3; ``cap``: the history is a subset of the
+    positives (targets inside and outside it)."""
     rng = np.random.default_rng(0)
     n_users, n_items, d, N = 3, 400, 6, 25
     E = rng.normal(0, 1, (n_users, d)).astype(np.float32)
@@ -36,24 +40,25 @@ def test_gradients_match_finite_differences(gamma, n_pos, block):
     gE = np.zeros(d, np.float32)
     gQ = np.zeros_like(Q)
     gW = np.zeros_like(W)
+    history = None if cap is None else np.sort(rng.choice(cols, cap, replace=False))
     loss, negatives = user_gradients(cols, u, E, Q, W, N, gamma, margin, weight, 5, gE, gQ, gW,
-                                     block)
+                                     block, history=history)
     assert negatives.shape == (-(-n_pos // block), N)
     if len(negatives) > 1:
         assert not np.array_equal(negatives[0], negatives[1])  # fresh draws per block
-    ref = ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block)
+    ref = ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, history)
     assert loss == pytest.approx(ref, rel=1e-4)
 
     def numeric(array, index):
-        step = 1e-3
+        step = 1e-4  # small: a larger one can cross a relu kink of the 300 terms
         hi, lo = array.astype(np.float64), array.astype(np.float64)
         hi[index] += step
         lo[index] -= step
         args = {"E": E, "Q": Q, "W": W}
         name = next(k for k, v in args.items() if v is array)
         f = [ccl_reference(**{**args, name: x}, u=u, cols=cols, negatives=negatives,
-                           gamma=gamma, margin=margin, weight=weight, block=block)
-             for x in (hi, lo)]
+                           gamma=gamma, margin=margin, weight=weight, block=block,
+                           history=history) for x in (hi, lo)]
         return (f[0] - f[1]) / (2 * step)
 
     for c in range(d):
@@ -88,6 +93,29 @@ def test_excluded_positives_are_never_negatives():
     assert np.isin(plain, cols).mean() > 0.6
     assert not np.isin(excluded, cols).any()
     assert excluded.min() >= 0 and excluded.max() < n_items
+
+
+def test_capped_history_is_a_fixed_sorted_subset():
+    import scipy.sparse as sp
+
+    from recsys.models.simplex import capped_history
+
+    rng = np.random.default_rng(0)
+    X = sp.random(50, 400, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    H = capped_history(X, 30)
+    counts = np.diff(X.indptr)
+    assert (np.diff(H.indptr) == np.minimum(counts, 30)).all()
+    assert (H.multiply(X) != 0).sum() == H.nnz  # a subset
+    assert H.has_sorted_indices
+    rows = rng.choice(50, 10, replace=False)  # the same subset when scored from a slice
+    np.testing.assert_array_equal(capped_history(X[rows], 30, rows).toarray(),
+                                  H[rows].toarray())
+    assert capped_history(X, None) is X
+    with pytest.raises(ValueError, match="not a positive"):
+        user_gradients(np.array([1, 2], np.int32), 0, np.ones((1, 2), np.float32),
+                       np.ones((5, 2), np.float32), np.eye(2, dtype=np.float32), 3, 0.5, 0.5,
+                       1.0, 0, np.zeros(2, np.float32), np.zeros((5, 2), np.float32),
+                       np.zeros((2, 2), np.float32), history=np.array([3], np.int32))
 
 
 def planted(n_users=120, n_items=90, groups=3, per_user=12, seed=0):
@@ -178,6 +206,6 @@ def test_bad_parameters():
     for kwargs, match in [({"gamma": 1.5}, "gamma"), ({"dropout": 1.0}, "dropout"),
                           ({"margin": 2.0}, "margin"), ({"sampling": "hard"}, "sampling"),
                           ({"optimizer": "sgd"}, "optimizer"), ({"negatives": 0}, "negatives"),
-                          ({"lr_decay": 0.0}, "lr_decay")]:
+                          ({"lr_decay": 0.0}, "lr_decay"), ({"max_history": 0}, "max_history")]:
         with pytest.raises(ValueError, match=match):
             SimpleX(**kwargs).fit(X)

@@ -50,6 +50,11 @@ class SimpleX(Recommender):
         w: weight of the averaged negative term.
     gamma : float
         Weight of the user's own embedding; 1 gives MF-CCL (no history branch).
+    max_history : int or None
+        Cap on the history behind the mean (the official ``max_len``, 500): a user with more
+        positives averages a fixed pseudo-random subset of that many (seeded by the user's
+        row, the same in training and scoring; the official code keeps the last ones of its
+        ordered lists, which a CSR matrix does not have). None: no cap.
     l2 : float
         Penalty on touched rows (and on W).
     learning_rate : float
@@ -102,7 +107,8 @@ class SimpleX(Recommender):
     uses_user_state = True
 
     def __init__(self, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
-                 negative_weight: float = 150.0, gamma: float = 1.0, l2: float = 1e-6,
+                 negative_weight: float = 150.0, gamma: float = 1.0,
+                 max_history: int | None = 500, l2: float = 1e-6,
                  learning_rate: float = 0.01, epochs: int = 30, dropout: float = 0.1,
                  optimizer: str = "adam", block_size: int = 16, sampling: str = "uniform",
                  exclude_positives: bool = False, init_std: float = 0.1, eval_every: int = 1,
@@ -114,6 +120,7 @@ class SimpleX(Recommender):
         self.margin = margin
         self.negative_weight = negative_weight
         self.gamma = gamma
+        self.max_history = max_history
         self.l2 = l2
         self.learning_rate = learning_rate
         self.epochs = epochs
@@ -137,6 +144,8 @@ class SimpleX(Recommender):
             raise ValueError("factors, negatives and block_size must be >= 1, epochs >= 0")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
+        if self.max_history is not None and self.max_history < 1:
+            raise ValueError(f"max_history must be >= 1 or None, got {self.max_history}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not -1 <= self.margin <= 1:
@@ -179,6 +188,7 @@ class SimpleX(Recommender):
         cdf = None
         if self.sampling == "popularity":
             cdf = np.cumsum(np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64))
+        H = capped_history(X, self.max_history)
         self.history_ = []
         best, best_state, waited = -np.inf, None, 0
         lr = self.learning_rate
@@ -186,7 +196,8 @@ class SimpleX(Recommender):
         self._store(E, Q, W)
         for epoch in tqdm(range(self.epochs), desc="SimpleX", disable=not self.show_progress):
             with blas_limit(1):
-                loss = train_epoch(X.indptr, X.indices, E, Q, W, state, self.negatives,
+                loss = train_epoch(X.indptr, X.indices, H.indptr, H.indices, E, Q, W, state,
+                                   self.negatives,
                                    self.gamma, self.margin, self.negative_weight,
                                    self.dropout, lr, self.l2,
                                    int(rng.integers(2**63)), cdf, self.block_size,
@@ -228,7 +239,7 @@ class SimpleX(Recommender):
         """Normalised user vectors (own embedding + history branch) and normalised items."""
         P = self.gamma * self.user_factors_[users].astype(np.float64)
         if self.gamma < 1:
-            rows = X[users]
+            rows = capped_history(X[users], self.max_history, users)
             counts = np.maximum(np.diff(rows.indptr), 1)[:, None]
             binary = sp.csr_matrix((np.ones_like(rows.data), rows.indices, rows.indptr),
                                    shape=rows.shape)
@@ -240,4 +251,23 @@ class SimpleX(Recommender):
         return P.astype(np.float32), Q.astype(np.float32)
 
 
-__all__ = ["SimpleX"]
+def capped_history(X: sp.csr_matrix, max_history: int | None,
+                   row_ids: np.ndarray | None = None) -> sp.csr_matrix:
+    """Rows of ``X`` with more than ``max_history`` entries cut to a pseudo-random subset of
+    that size, fixed by the row's id (``row_ids[r]``, else r); indices stay sorted."""
+    counts = np.diff(X.indptr)
+    long = np.flatnonzero(counts > max_history) if max_history is not None else []
+    if len(long) == 0:
+        return X
+    ids = np.arange(X.shape[0]) if row_ids is None else np.asarray(row_ids)
+    keep = np.ones(X.nnz, dtype=bool)
+    for r in long:
+        drop = np.random.default_rng([0x51, int(ids[r])]).choice(
+            counts[r], counts[r] - max_history, replace=False)
+        keep[X.indptr[r] + drop] = False
+    indptr = np.zeros(X.shape[0] + 1, dtype=np.int32)
+    np.cumsum(np.minimum(counts, max_history), out=indptr[1:])
+    return sp.csr_matrix((X.data[keep], X.indices[keep], indptr), shape=X.shape)
+
+
+__all__ = ["SimpleX", "capped_history"]
