@@ -54,6 +54,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--recovery-only", action="store_true",
                         help="only the recovery race, with the sizes below")
+    parser.add_argument("--epoch-only", action="store_true",
+                        help="only the epoch table (at --factors)")
+    parser.add_argument("--factors", type=int, nargs="*", default=None,
+                        help="epoch table: ranks (default 32 64 128 256)")
     parser.add_argument("--n", type=int, default=None, help="recovery: matrix size")
     parser.add_argument("--density", type=float, default=0.3, help="recovery: observed share")
     parser.add_argument("--ranks", type=int, nargs="*", default=None)
@@ -65,7 +69,7 @@ def main() -> None:
         return recovery_race(args)
     threads = os.cpu_count() or 1
     X = ratings(5_000, 2_000, 40) if args.quick else ratings(50_000, 10_000, 40)
-    ks = (16, 64) if args.quick else (32, 64, 128, 256)
+    ks = args.factors or ((16, 64) if args.quick else (32, 64, 128, 256))
     rows = []
     with threadpool_limits(1, "blas"):
         for k in ks:
@@ -85,8 +89,12 @@ def main() -> None:
     print_table(rows, ["nnz", "factors", "threads", "implicit_cg_s", "altmin_cg_s",
                        "altmin_cholesky_s", "altmin_sketch_s", "cg_speedup_vs_implicit",
                        "cg_speedup_vs_cholesky"])
-    write_csv("altmin_quick" if args.quick else "altmin", rows)
-    recovery_race(args)
+    name = "altmin_quick" if args.quick else "altmin"
+    if args.factors:
+        name += "_k" + "_".join(map(str, args.factors))
+    write_csv(name, rows)
+    if not args.epoch_only:
+        recovery_race(args)
 
 
 def recovery_race(args) -> None:

@@ -78,13 +78,14 @@ cdef inline void _update(float* w, Table* st, Py_ssize_t row, int d, float* g, f
 
 cdef struct Sink:
     float* acc      # n_items x d: item gradients summed since the last step
+    float* bacc     # n_items: item-bias gradients (NULL: no biases)
     char* mark      # n_items: row has a pending gradient
     int* touched    # rows with a pending gradient
     int n_touched
     int count       # positives since the last step
 
 
-cdef inline void _sink_add(Sink* k, int row, const float* g, int d) noexcept nogil:
+cdef inline void _sink_add(Sink* k, int row, const float* g, int d, float gb) noexcept nogil:
     cdef int c
     cdef float* a = k.acc + <Py_ssize_t>row * d
     if not k.mark[row]:
@@ -93,11 +94,14 @@ cdef inline void _sink_add(Sink* k, int row, const float* g, int d) noexcept nog
         k.n_touched += 1
     for c in range(d):
         a[c] += g[c]
+    if k.bacc != NULL:
+        k.bacc[row] += gb
 
 
-cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, int d, float g,
-                 float lr, float l2) noexcept nogil:
-    """One optimiser step for every item row with a pending gradient (and W), then reset."""
+cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, float* bi,
+                 Table* ABI, int d, float g, float lr, float l2) noexcept nogil:
+    """One optimiser step for every item row (and bias) with a pending gradient (and W), then
+    reset."""
     cdef int i, row
     cdef float* a
     for i in range(k.n_touched):
@@ -105,6 +109,9 @@ cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, i
         a = k.acc + <Py_ssize_t>row * d
         _update(Q + <Py_ssize_t>row * d, AQ, row, d, a, lr, l2)
         memset(a, 0, d * sizeof(float))
+        if bi != NULL:
+            _update(bi + row, ABI, row, 1, k.bacc + row, lr, l2)
+            k.bacc[row] = 0
         k.mark[row] = 0
     k.n_touched = 0
     k.count = 0
@@ -166,11 +173,13 @@ cdef struct Scratch:
     float* GZ       # chunk x d: negative parts of G_z
     float* GQn      # N x d: the negatives' gradients (before the normalisation's Jacobian)
     float* colw     # N: sum over positives of A_aj s_aj
+    float* gbn      # N: the negatives' item-bias gradients
+    float* xb       # chunk: dropout of the bias column
     char* active    # N
 
 
 cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_items,
-               float* E, float* Q, float* W,
+               float* E, float* Q, float* W, float* bu, float* bi, Table* ABU, Table* ABI,
                Table* AE, Table* AQ, Table* AW, float* GW, float* gE, int d, int N, float g,
                float margin, float weight, float rho, float lr, float l2, uint64_t seed,
                const double* cdf, bint exclude, Scratch* s, int chunk, bint apply, Sink* sink,
@@ -183,7 +192,8 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
     cdef int a, c, j, t, start, m
     cdef float* q
     cdef float* z
-    cdef float nq, sc, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0
+    cdef float nq, sc, cs, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0
+    cdef float gbu, ub = bu[u] if bu != NULL else 0
     cdef float hist_w = 1 - g
     cdef float inv_hist
     cdef bint capped = nh < n  # the history is a subset of the positives
@@ -220,6 +230,8 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
         memset(s.ge, 0, d * sizeof(float))
         memset(s.GQn, 0, N * d * sizeof(float))
         memset(s.colw, 0, N * sizeof(float))
+        memset(s.gbn, 0, N * sizeof(float))
+        gbu = 0
         memset(s.active, 0, N * sizeof(char))
         if g < 1:  # history means of the chunk and W h for all of them (one SGEMM)
             for a in range(m):
@@ -251,17 +263,23 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
                 else:
                     s.Xi[a * d + c] = 1.0
                 z[c] = s.P[a * d + c] * s.Xi[a * d + c]
+            s.xb[a] = 1.0  # the bias column [1, b_i] is dropped out like the others
+            if bi != NULL and rho > 0:
+                s.xb[a] = (1.0 / keep) if next_uniform(&rng) < keep else 0.0
         # scores against the shared negatives: Sc (m x N) = Z Qn^T, one SGEMM; then Sc becomes
         # the matrix A of the active negatives' weights (w / N where s > m, else 0)
         sgemm(&ta, &tb, &N, &m, &d, &one_f, s.Qn, &d, s.Z, &d, &zero_f, s.Sc, &N)
         for a in range(m):
             for j in range(N):
-                sc = s.Sc[a * N + j]
+                cs = s.Sc[a * N + j]  # the cosine; the score adds the biases
+                sc = cs + (s.xb[a] * bi[s.neg[j]] + ub if bi != NULL else 0)
                 if sc > margin:
                     total += coef * (sc - margin)
-                    s.colw[j] += coef * sc
+                    s.colw[j] += coef * cs
                     s.active[j] = 1
                     s.Sc[a * N + j] = coef
+                    s.gbn[j] += coef * s.xb[a]
+                    gbu += coef
                 else:
                     s.Sc[a * N + j] = 0
         # negative parts of G_z (m x d) = A Qn, and the negatives' G (N x d) += A^T Z
@@ -275,13 +293,15 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
             t = cols[start + a]
             q = Q + <Py_ssize_t>t * d
             nq = sqrtf(_dot(d, q, q)) + EPS
-            sc = _dot(d, z, q) / nq
+            cs = _dot(d, z, q) / nq
+            sc = cs + (s.xb[a] * bi[t] + ub if bi != NULL else 0)
             if sc < 1:
                 total += 1 - sc
                 for c in range(d):
                     s.gz[c] -= q[c] / nq
-                    s.gt[c] = -(z[c] - sc * q[c] / nq) / nq
-                _sink_add(sink, t, s.gt, d)
+                    s.gt[c] = -(z[c] - cs * q[c] / nq) / nq
+                _sink_add(sink, t, s.gt, d, -s.xb[a])
+                gbu -= 1
             # back through dropout and the normalisation
             dot_pg = 0
             for c in range(d):
@@ -308,17 +328,21 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
             t = s.neg[j]
             for c in range(d):
                 s.gt[c] = (s.GQn[j * d + c] - s.colw[j] * s.Qn[j * d + c]) / s.norm_n[j]
-            _sink_add(sink, t, s.gt, d)
+            _sink_add(sink, t, s.gt, d, s.gbn[j])
         if apply:
             _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr * m, l2)  # one step per positive
+            if bu != NULL:
+                _update(bu + u, ABU, u, 1, &gbu, lr * m, l2)
             sink.count += m
             if sink.count >= W_BATCH:
                 # items and W step once per W_BATCH positives of this thread (the official
                 # mini-batch size) with the gradients summed meanwhile; Hogwild across threads
-                _flush(sink, Q, AQ, W, AW, GW, d, g, lr, l2)
+                _flush(sink, Q, AQ, W, AW, GW, bi, ABI, d, g, lr, l2)
         else:
             for c in range(d):
                 gE[c] += s.ge[c]
+            if bu != NULL:
+                gE[d] += gbu  # the user bias's gradient after the row's
         start += m
     # history items: item k gets G_h / |H minus target| summed over the positives other than
     # k itself (GH rows are already divided); H is sorted and a subset of the sorted cols
@@ -330,14 +354,15 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
                 a += 1
             for c in range(d):
                 s.gt[c] = s.T[c] - s.GH[a * d + c]
-            _sink_add(sink, t, s.gt, d)
+            _sink_add(sink, t, s.gt, d, 0)
     loss[0] += total
     return 0
 
 
-cdef Sink _sink(int n_items, int d) noexcept nogil:
+cdef Sink _sink(int n_items, int d, bint biases) noexcept nogil:
     cdef Sink k
     k.acc = <float*>calloc(<size_t>n_items * d, sizeof(float))
+    k.bacc = <float*>calloc(n_items, sizeof(float)) if biases else NULL
     k.mark = <char*>calloc(n_items, sizeof(char))
     k.touched = <int*>malloc(n_items * sizeof(int))
     k.n_touched = 0
@@ -369,6 +394,8 @@ cdef Scratch _alloc(int d, int N, int chunk, int n_max) noexcept nogil:
     s.GZ = <float*>malloc(chunk * d * sizeof(float))
     s.GQn = <float*>malloc(N * d * sizeof(float))
     s.colw = <float*>malloc(N * sizeof(float))
+    s.gbn = <float*>malloc(N * sizeof(float))
+    s.xb = <float*>malloc(chunk * sizeof(float))
     s.active = <char*>malloc(N * sizeof(char))
     return s
 
@@ -377,7 +404,7 @@ cdef void _free(Scratch* s) noexcept nogil:
     free(s.S); free(s.WH); free(s.GP); free(s.p); free(s.gz); free(s.ge)
     free(s.gt); free(s.T); free(s.Z); free(s.P); free(s.H); free(s.Xi); free(s.norm_p)
     free(s.GH); free(s.inv); free(s.Qn); free(s.norm_n); free(s.neg); free(s.Sc)
-    free(s.GZ); free(s.GQn); free(s.colw); free(s.active)
+    free(s.GZ); free(s.GQn); free(s.colw); free(s.gbn); free(s.xb); free(s.active)
 
 
 cdef Table _table(m, v, t, Py_ssize_t size):
@@ -429,15 +456,29 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 const int[::1] hist_indices, float[:, ::1] E,
                 float[:, ::1] Q, float[:, ::1] W, state, int negatives, float gamma,
                 float margin, float weight, float dropout, float lr, float l2,
-                unsigned long long seed, cdf, int block, bint exclude, int num_threads) -> float:
+                unsigned long long seed, cdf, int block, bint exclude, int num_threads,
+                biases=None, bias_state=None) -> float:
     """One epoch over every user (see the module docstring); returns the mean CCL per
     positive. ``block`` positives of a user share their negatives and one optimiser step.
     ``hist_indptr, hist_indices``: each user's history (a sorted subset of its positives; the
     positives themselves when uncapped). ``state``: optimiser arrays ``(mE, vE, tE, mQ, vQ,
     tQ, mW, vW, tW)`` (Adam) with the m arrays None for Adagrad; ``cdf`` is None (uniform
-    negatives) or the float64 cumulative popularity."""
+    negatives) or the float64 cumulative popularity. ``biases``: None or float32
+    ``(user_bias, item_bias)`` (the item bias adds to every score, the user bias to training
+    scores only, as officially) with ``bias_state`` ``(m_u, v_u, t_u, m_i, v_i, t_i)``."""
     _check(indptr, indices, E, Q, W, negatives)
     _check_history(indptr, indices, hist_indptr, hist_indices)
+    cdef float[::1] bu_view, bi_view
+    cdef float* bu_ptr = NULL
+    cdef float* bi_ptr = NULL
+    cdef Table tbu, tbi
+    if biases is not None:
+        bu_view, bi_view = biases
+        if bu_view.shape[0] != E.shape[0] or bi_view.shape[0] != Q.shape[0]:
+            raise ValueError("biases must have one entry per user and per item")
+        bu_ptr, bi_ptr = &bu_view[0], &bi_view[0]
+        tbu = _table(bias_state[0], bias_state[1], bias_state[2], E.shape[0])
+        tbi = _table(bias_state[3], bias_state[4], bias_state[5], Q.shape[0])
     if block < 1:
         raise ValueError("block must be >= 1")
     cdef Py_ssize_t n_users = E.shape[0]
@@ -468,7 +509,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
         with nogil, parallel(num_threads=n_threads):
             tid = threadid()
             s = _alloc(d, N, chunk, n_max)
-            sink = _sink(n_items, d)
+            sink = _sink(n_items, d, bi_ptr != NULL)
             try:
                 for u in prange(n_users, schedule="dynamic", chunksize=8):
                     n = indptr[u + 1] - indptr[u]
@@ -476,16 +517,17 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                         continue
                     _user(u, &indices[indptr[u]], n, &hist_indices[hist_indptr[u]],
                           hist_indptr[u + 1] - hist_indptr[u], n_items, &E[0, 0], &Q[0, 0],
-                          &W[0, 0],
+                          &W[0, 0], bu_ptr, bi_ptr, &tbu, &tbi,
                           &te, &tq, &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin,
                           weight, dropout, lr, l2, seed, cdf_ptr, exclude, &s, chunk, True,
                           &sink, &losses[tid], NULL)
                 if sink.count > 0:  # this thread's last partial batch
-                    _flush(&sink, &Q[0, 0], &tq, &W[0, 0], &tw, GW_all + tid * d * d, d,
-                           gamma, lr, l2)
+                    _flush(&sink, &Q[0, 0], &tq, &W[0, 0], &tw, GW_all + tid * d * d, bi_ptr,
+                           &tbi, d, gamma, lr, l2)
             finally:
                 _free(&s)
                 free(sink.acc)
+                free(sink.bacc)
                 free(sink.mark)
                 free(sink.touched)
         for tid in range(n_threads):
@@ -500,15 +542,25 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
                    float[:, ::1] W, int negatives, float gamma, float margin, float weight,
                    unsigned long long seed, float[::1] gE, float[:, ::1] gQ,
                    float[:, ::1] gW, int block=256, bint exclude=False,
-                   history=None) -> tuple:
+                   history=None, biases=None, float[::1] gbi=None) -> tuple:
     """The CCL of user ``u`` (positives ``cols``, sorted; no dropout; ``history`` a sorted
     subset of them, all when None) and its gradients, without updating anything (for
     tests). Returns ``(loss, negatives)``, the negatives drawn for each block of ``block``
-    positives as an int32 array (blocks x N)."""
+    positives as an int32 array (blocks x N). With ``biases`` ``(user_bias, item_bias)``,
+    ``gE`` has d + 1 entries (the last: the user bias's gradient) and ``gbi`` receives the
+    item biases'."""
     cdef int d = <int>E.shape[1], n = <int>cols.shape[0], N = negatives
     cdef Scratch s
     cdef double loss = 0
     cdef const int[::1] hv
+    cdef float[::1] bu_view, bi_view
+    cdef float* bu_ptr = NULL
+    cdef float* bi_ptr = NULL
+    if biases is not None:
+        bu_view, bi_view = biases
+        bu_ptr, bi_ptr = &bu_view[0], &bi_view[0]
+        if gE.shape[0] != E.shape[1] + 1 or gbi is None or gbi.shape[0] != Q.shape[0]:
+            raise ValueError("with biases gE needs d + 1 entries and gbi one per item")
     if n < 1 or block < 1:
         raise ValueError("the user needs at least one positive, block >= 1")
     _check(np.zeros(2, np.int32), cols, E[:1], Q, W, N)
@@ -519,12 +571,14 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     cdef int[:, ::1] dv = drawn
     cdef Sink sink
     s = _alloc(d, N, block, n)
-    sink = _sink(<int>Q.shape[0], d)
+    sink = _sink(<int>Q.shape[0], d, False)
     free(sink.acc)
-    sink.acc = &gQ[0, 0]  # summed straight into the caller's dense gradient
+    sink.acc = &gQ[0, 0]  # summed straight into the caller's dense gradients
+    if bi_ptr != NULL:
+        sink.bacc = &gbi[0]
     try:
         _user(u, &cols[0], n, &hv[0], <int>hv.shape[0], <int>Q.shape[0], &E[0, 0], &Q[0, 0],
-              &W[0, 0], NULL, NULL,
+              &W[0, 0], bu_ptr, bi_ptr, NULL, NULL, NULL, NULL,
               NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, NULL,
               exclude, &s, block, False, &sink, &loss, &dv[0, 0])
     finally:

@@ -4,10 +4,11 @@ import pytest
 from recsys._ext._simplex import user_gradients
 
 
-def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, history=None):
+def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, history=None,
+                  bu=None, bi=None):
     """The user's CCL in float64 NumPy (no dropout); ``negatives[b]`` are shared by the
     positives of block b (``block`` positives each); the history mean runs over ``history``
-    (default: all positives) minus the target."""
+    (default: all positives) minus the target; ``bu, bi``: biases added to every score."""
     E, Q, W = (np.asarray(a, dtype=np.float64) for a in (E, Q, W))
     history = list(cols if history is None else history)
     qhat = Q / np.linalg.norm(Q, axis=1, keepdims=True)
@@ -18,8 +19,11 @@ def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, his
         h = Q[rest].mean(0) if rest else np.zeros(Q.shape[1])
         p = gamma * E[u] + (1 - gamma) * W @ h
         z = p / np.linalg.norm(p)
-        total += max(0.0, 1 - z @ qhat[i])
-        total += weight / len(neg) * np.maximum(0, qhat[neg] @ z - margin).sum()
+        shift_i = shift_n = 0.0
+        if bi is not None:
+            shift_i, shift_n = bi[i] + bu[u], bi[neg] + bu[u]
+        total += max(0.0, 1 - z @ qhat[i] - shift_i)
+        total += weight / len(neg) * np.maximum(0, qhat[neg] @ z + shift_n - margin).sum()
     return total
 
 
@@ -75,6 +79,41 @@ def test_gradients_match_finite_differences(gamma, n_pos, block, cap):
                 assert gW[r, c] == pytest.approx(numeric(W, (r, c)), abs=2e-3)
     else:
         assert (gW == 0).all()
+
+
+def test_bias_gradients_match_finite_differences():
+    """Item and user biases shift every score (here enough to flip which terms are active)."""
+    rng = np.random.default_rng(3)
+    n_items, d, N, n_pos = 200, 5, 30, 9
+    E = rng.normal(0, 1, (2, d)).astype(np.float32)
+    Q = rng.normal(0, 1, (n_items, d)).astype(np.float32)
+    W = (np.eye(d) + rng.normal(0, 0.3, (d, d))).astype(np.float32)
+    bu = rng.normal(0, 0.3, 2).astype(np.float32)
+    bi = rng.normal(0, 0.3, n_items).astype(np.float32)
+    cols = np.sort(rng.choice(n_items, n_pos, replace=False)).astype(np.int32)
+    u, gamma, margin, weight, block = 1, 0.7, 0.2, 3.0, 4
+    gE, gQ, gW = np.zeros(d + 1, np.float32), np.zeros_like(Q), np.zeros_like(W)
+    gbi = np.zeros(n_items, np.float32)
+    loss, negatives = user_gradients(cols, u, E, Q, W, N, gamma, margin, weight, 7, gE, gQ, gW,
+                                     block, biases=(bu, bi), gbi=gbi)
+    args = dict(E=E, Q=Q, W=W, u=u, cols=cols, negatives=negatives, gamma=gamma,
+                margin=margin, weight=weight, block=block, bu=bu, bi=bi)
+    assert loss == pytest.approx(ccl_reference(**args), rel=1e-4)
+
+    def numeric(name, index):
+        hi, lo = args[name].astype(np.float64), args[name].astype(np.float64)
+        hi[index] += 1e-4
+        lo[index] -= 1e-4
+        return (ccl_reference(**{**args, name: hi}) - ccl_reference(**{**args, name: lo})) / 2e-4
+
+    assert gE[d] == pytest.approx(numeric("bu", u), abs=2e-3)
+    for c in range(d):
+        assert gE[c] == pytest.approx(numeric("E", (u, c)), abs=2e-3)
+    touched = np.unique(np.concatenate([cols, negatives.ravel()]))
+    for item in touched:
+        assert gbi[item] == pytest.approx(numeric("bi", item), abs=2e-3)
+        assert gQ[item, 0] == pytest.approx(numeric("Q", (item, 0)), abs=2e-3)
+    assert (gbi[np.setdiff1d(np.arange(n_items), touched)] == 0).all()
 
 
 def test_excluded_positives_are_never_negatives():
@@ -135,15 +174,15 @@ def planted(n_users=120, n_items=90, groups=3, per_user=12, seed=0):
     return X
 
 
-@pytest.mark.parametrize("gamma", [1.0, 0.7])
-def test_learns_planted_groups_and_is_reproducible(gamma, tmp_path):
+@pytest.mark.parametrize("gamma, biases", [(1.0, False), (0.7, False), (0.7, True)])
+def test_learns_planted_groups_and_is_reproducible(gamma, biases, tmp_path):
     from recsys.evaluation import evaluate
     from recsys.models import SimpleX
 
     X = planted()
     model = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
                     learning_rate=0.05, epochs=15, dropout=0.0, random_state=0,
-                    num_threads=1).fit(X)
+                    biases=biases, num_threads=1).fit(X)
     losses = [h["loss"] for h in model.history_]
     assert losses[-1] < 0.8 * losses[0]
     ids, _ = model.recommend(np.arange(120), X, k=5)
@@ -152,8 +191,10 @@ def test_learns_planted_groups_and_is_reproducible(gamma, tmp_path):
     assert same_group.mean() > 0.95  # recommends unseen items of the user's own group
     again = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
                     learning_rate=0.05, epochs=15, dropout=0.0, random_state=0,
-                    num_threads=1).fit(X)
+                    biases=biases, num_threads=1).fit(X)
     np.testing.assert_array_equal(again.item_factors_, model.item_factors_)  # 1 thread: exact
+    np.testing.assert_array_equal(again.item_bias_, model.item_bias_)
+    assert (model.item_bias_ != 0).any() == biases
     loaded = SimpleX.load(model.save(tmp_path / "simplex"))
     np.testing.assert_array_equal(loaded.recommend(np.arange(120), X, k=5)[0], ids)
     assert evaluate(model, X, X, k=5, exclude_seen=False)["hit_rate_at_5"] > 0.9

@@ -50,6 +50,10 @@ class SimpleX(Recommender):
         w: weight of the averaged negative term.
     gamma : float
         Weight of the user's own embedding; 1 gives MF-CCL (no history branch).
+    biases : bool
+        The official ``enable_bias`` (used in its ML-1M setting): scores become
+        ``cos(p_u, q_i) + b_i`` (+ b_u in training only, where it shifts the user's scores
+        against the margin); the bias column is dropped out with the user vector.
     max_history : int or None
         Cap on the history behind the mean (the official ``max_len``, 500): a user with more
         positives averages a fixed pseudo-random subset of that many (seeded by the user's
@@ -108,7 +112,7 @@ class SimpleX(Recommender):
 
     def __init__(self, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
                  negative_weight: float = 150.0, gamma: float = 1.0,
-                 max_history: int | None = 500, l2: float = 1e-6,
+                 max_history: int | None = 500, biases: bool = False, l2: float = 1e-6,
                  learning_rate: float = 0.01, epochs: int = 30, dropout: float = 0.1,
                  optimizer: str = "adam", block_size: int = 16, sampling: str = "uniform",
                  exclude_positives: bool = False, init_std: float = 0.1, eval_every: int = 1,
@@ -121,6 +125,7 @@ class SimpleX(Recommender):
         self.negative_weight = negative_weight
         self.gamma = gamma
         self.max_history = max_history
+        self.biases = biases
         self.l2 = l2
         self.learning_rate = learning_rate
         self.epochs = epochs
@@ -180,11 +185,15 @@ class SimpleX(Recommender):
         E = (rng.standard_normal((X.shape[0], d)) * self.init_std).astype(np.float32)
         Q = (rng.standard_normal((X.shape[1], d)) * self.init_std).astype(np.float32)
         W = np.eye(d, dtype=np.float32)
+        bu = np.zeros(X.shape[0], dtype=np.float32)
+        bi = np.zeros(X.shape[1], dtype=np.float32)
         adam = self.optimizer == "adam"
         state = []
-        for table in (E, Q, W):
+        for table in (E, Q, W, bu, bi):
             state += [np.zeros_like(table) if adam else None, np.zeros_like(table),
                       np.zeros(max(len(table), 1) if table is not W else 1, dtype=np.int32)]
+        biases = (bu, bi) if self.biases else None
+        tables = (E, Q, W, bu, bi)
         cdf = None
         if self.sampling == "popularity":
             cdf = np.cumsum(np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64))
@@ -193,16 +202,15 @@ class SimpleX(Recommender):
         best, best_state, waited = -np.inf, None, 0
         lr = self.learning_rate
         start = time.perf_counter()
-        self._store(E, Q, W)
+        self._store(*tables)
         for epoch in tqdm(range(self.epochs), desc="SimpleX", disable=not self.show_progress):
             with blas_limit(1):
-                loss = train_epoch(X.indptr, X.indices, H.indptr, H.indices, E, Q, W, state,
-                                   self.negatives,
-                                   self.gamma, self.margin, self.negative_weight,
-                                   self.dropout, lr, self.l2,
+                loss = train_epoch(X.indptr, X.indices, H.indptr, H.indices, E, Q, W,
+                                   state[:9], self.negatives, self.gamma, self.margin,
+                                   self.negative_weight, self.dropout, lr, self.l2,
                                    int(rng.integers(2**63)), cdf, self.block_size,
-                                   bool(self.exclude_positives), threads)
-            self._store(E, Q, W)
+                                   bool(self.exclude_positives), threads, biases, state[9:])
+            self._store(*tables)
             entry = {"epoch": epoch, "elapsed": time.perf_counter() - start, "loss": loss,
                      "learning_rate": lr}
             if validation is not None and (epoch + 1) % self.eval_every == 0:
@@ -210,11 +218,11 @@ class SimpleX(Recommender):
                 entry.update({k: v for k, v in metrics.items() if np.isscalar(v)})
                 if metrics[self.metric] > best:
                     best, waited = metrics[self.metric], 0
-                    best_state = (E.copy(), Q.copy(), W.copy(), epoch)
+                    best_state = ([t.copy() for t in tables], epoch)
                 else:
                     waited += 1
                     if self.lr_decay < 1 and waited < self.patience:  # reduce on plateau
-                        for table, kept in zip((E, Q, W), best_state):
+                        for table, kept in zip(tables, best_state[0]):
                             table[...] = kept
                         lr = max(lr * self.lr_decay, self.min_learning_rate)
             self.history_.append(entry)
@@ -226,14 +234,15 @@ class SimpleX(Recommender):
             if validation is not None and waited >= self.patience:
                 break
         if best_state is not None:
-            self._store(*best_state[:3])
-            self.best_epoch_ = best_state[3]
+            self._store(*best_state[0])
+            self.best_epoch_ = best_state[1]
         return self
 
-    def _store(self, E, Q, W) -> None:
+    def _store(self, E, Q, W, bu, bi) -> None:
         self.user_factors_ = E.copy()
         self.item_factors_ = Q.copy()
         self.W_ = W.copy()
+        self.item_bias_ = bi.copy()  # zeros without biases; the user bias only trains
 
     def _factors(self, users, X):
         """Normalised user vectors (own embedding + history branch) and normalised items."""
@@ -248,6 +257,9 @@ class SimpleX(Recommender):
         P /= np.linalg.norm(P, axis=1, keepdims=True) + 1e-8
         Q = self.item_factors_ / (np.linalg.norm(self.item_factors_, axis=1, keepdims=True)
                                   + 1e-8)
+        if self.biases:  # score = cos + b_i, as [p^, 1] . [q^, b_i]
+            P = np.hstack([P, np.ones((len(P), 1))])
+            Q = np.hstack([Q, self.item_bias_[:, None]])
         return P.astype(np.float32), Q.astype(np.float32)
 
 
