@@ -179,7 +179,7 @@ cdef struct Scratch:
 
 
 cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_items,
-               float* E, float* Q, float* W, float* bu, float* bi, Table* ABU, Table* ABI,
+               float* E, float* Q, float* W, float* bi, Table* ABI,
                Table* AE, Table* AQ, Table* AW, float* GW, float* gE, int d, int N, float g,
                float margin, float weight, float rho, float lr, float l2, uint64_t seed,
                const double* cdf, bint exclude, Scratch* s, int chunk, bint apply, Sink* sink,
@@ -193,7 +193,6 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
     cdef float* q
     cdef float* z
     cdef float nq, sc, cs, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0
-    cdef float gbu, ub = bu[u] if bu != NULL else 0
     cdef float hist_w = 1 - g
     cdef float inv_hist
     cdef bint capped = nh < n  # the history is a subset of the positives
@@ -231,7 +230,6 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
         memset(s.GQn, 0, N * d * sizeof(float))
         memset(s.colw, 0, N * sizeof(float))
         memset(s.gbn, 0, N * sizeof(float))
-        gbu = 0
         memset(s.active, 0, N * sizeof(char))
         if g < 1:  # history means of the chunk and W h for all of them (one SGEMM)
             for a in range(m):
@@ -272,14 +270,13 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
         for a in range(m):
             for j in range(N):
                 cs = s.Sc[a * N + j]  # the cosine; the score adds the biases
-                sc = cs + (s.xb[a] * bi[s.neg[j]] + ub if bi != NULL else 0)
+                sc = cs + (s.xb[a] * bi[s.neg[j]] if bi != NULL else 0)
                 if sc > margin:
                     total += coef * (sc - margin)
                     s.colw[j] += coef * cs
                     s.active[j] = 1
                     s.Sc[a * N + j] = coef
                     s.gbn[j] += coef * s.xb[a]
-                    gbu += coef
                 else:
                     s.Sc[a * N + j] = 0
         # negative parts of G_z (m x d) = A Qn, and the negatives' G (N x d) += A^T Z
@@ -294,14 +291,13 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
             q = Q + <Py_ssize_t>t * d
             nq = sqrtf(_dot(d, q, q)) + EPS
             cs = _dot(d, z, q) / nq
-            sc = cs + (s.xb[a] * bi[t] + ub if bi != NULL else 0)
+            sc = cs + (s.xb[a] * bi[t] if bi != NULL else 0)
             if sc < 1:
                 total += 1 - sc
                 for c in range(d):
                     s.gz[c] -= q[c] / nq
                     s.gt[c] = -(z[c] - cs * q[c] / nq) / nq
                 _sink_add(sink, t, s.gt, d, -s.xb[a])
-                gbu -= 1
             # back through dropout and the normalisation
             dot_pg = 0
             for c in range(d):
@@ -331,8 +327,6 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
             _sink_add(sink, t, s.gt, d, s.gbn[j])
         if apply:
             _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr * m, l2)  # one step per positive
-            if bu != NULL:
-                _update(bu + u, ABU, u, 1, &gbu, lr * m, l2)
             sink.count += m
             if sink.count >= W_BATCH:
                 # items and W step once per W_BATCH positives of this thread (the official
@@ -341,8 +335,6 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
         else:
             for c in range(d):
                 gE[c] += s.ge[c]
-            if bu != NULL:
-                gE[d] += gbu  # the user bias's gradient after the row's
         start += m
     # history items: item k gets G_h / |H minus target| summed over the positives other than
     # k itself (GH rows are already divided); H is sorted and a subset of the sorted cols
@@ -457,28 +449,25 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 float[:, ::1] Q, float[:, ::1] W, state, int negatives, float gamma,
                 float margin, float weight, float dropout, float lr, float l2,
                 unsigned long long seed, cdf, int block, bint exclude, int num_threads,
-                biases=None, bias_state=None) -> float:
+                item_bias=None, bias_state=None) -> float:
     """One epoch over every user (see the module docstring); returns the mean CCL per
     positive. ``block`` positives of a user share their negatives and one optimiser step.
     ``hist_indptr, hist_indices``: each user's history (a sorted subset of its positives; the
     positives themselves when uncapped). ``state``: optimiser arrays ``(mE, vE, tE, mQ, vQ,
     tQ, mW, vW, tW)`` (Adam) with the m arrays None for Adagrad; ``cdf`` is None (uniform
-    negatives) or the float64 cumulative popularity. ``biases``: None or float32
-    ``(user_bias, item_bias)`` (the item bias adds to every score, the user bias to training
-    scores only, as officially) with ``bias_state`` ``(m_u, v_u, t_u, m_i, v_i, t_i)``."""
+    negatives) or the float64 cumulative popularity. ``item_bias``: None or float32 (added
+    to every score) with ``bias_state`` ``(m, v, t)``."""
     _check(indptr, indices, E, Q, W, negatives)
     _check_history(indptr, indices, hist_indptr, hist_indices)
-    cdef float[::1] bu_view, bi_view
-    cdef float* bu_ptr = NULL
+    cdef float[::1] bi_view
     cdef float* bi_ptr = NULL
-    cdef Table tbu, tbi
-    if biases is not None:
-        bu_view, bi_view = biases
-        if bu_view.shape[0] != E.shape[0] or bi_view.shape[0] != Q.shape[0]:
-            raise ValueError("biases must have one entry per user and per item")
-        bu_ptr, bi_ptr = &bu_view[0], &bi_view[0]
-        tbu = _table(bias_state[0], bias_state[1], bias_state[2], E.shape[0])
-        tbi = _table(bias_state[3], bias_state[4], bias_state[5], Q.shape[0])
+    cdef Table tbi
+    if item_bias is not None:
+        bi_view = item_bias
+        if bi_view.shape[0] != Q.shape[0]:
+            raise ValueError("item_bias must have one entry per item")
+        bi_ptr = &bi_view[0]
+        tbi = _table(bias_state[0], bias_state[1], bias_state[2], Q.shape[0])
     if block < 1:
         raise ValueError("block must be >= 1")
     cdef Py_ssize_t n_users = E.shape[0]
@@ -517,7 +506,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                         continue
                     _user(u, &indices[indptr[u]], n, &hist_indices[hist_indptr[u]],
                           hist_indptr[u + 1] - hist_indptr[u], n_items, &E[0, 0], &Q[0, 0],
-                          &W[0, 0], bu_ptr, bi_ptr, &tbu, &tbi,
+                          &W[0, 0], bi_ptr, &tbi,
                           &te, &tq, &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin,
                           weight, dropout, lr, l2, seed, cdf_ptr, exclude, &s, chunk, True,
                           &sink, &losses[tid], NULL)
@@ -542,25 +531,23 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
                    float[:, ::1] W, int negatives, float gamma, float margin, float weight,
                    unsigned long long seed, float[::1] gE, float[:, ::1] gQ,
                    float[:, ::1] gW, int block=256, bint exclude=False,
-                   history=None, biases=None, float[::1] gbi=None) -> tuple:
+                   history=None, item_bias=None, float[::1] gbi=None) -> tuple:
     """The CCL of user ``u`` (positives ``cols``, sorted; no dropout; ``history`` a sorted
     subset of them, all when None) and its gradients, without updating anything (for
     tests). Returns ``(loss, negatives)``, the negatives drawn for each block of ``block``
-    positives as an int32 array (blocks x N). With ``biases`` ``(user_bias, item_bias)``,
-    ``gE`` has d + 1 entries (the last: the user bias's gradient) and ``gbi`` receives the
-    item biases'."""
+    positives as an int32 array (blocks x N). With ``item_bias``, ``gbi`` receives its
+    gradient."""
     cdef int d = <int>E.shape[1], n = <int>cols.shape[0], N = negatives
     cdef Scratch s
     cdef double loss = 0
     cdef const int[::1] hv
-    cdef float[::1] bu_view, bi_view
-    cdef float* bu_ptr = NULL
+    cdef float[::1] bi_view
     cdef float* bi_ptr = NULL
-    if biases is not None:
-        bu_view, bi_view = biases
-        bu_ptr, bi_ptr = &bu_view[0], &bi_view[0]
-        if gE.shape[0] != E.shape[1] + 1 or gbi is None or gbi.shape[0] != Q.shape[0]:
-            raise ValueError("with biases gE needs d + 1 entries and gbi one per item")
+    if item_bias is not None:
+        bi_view = item_bias
+        bi_ptr = &bi_view[0]
+        if gbi is None or gbi.shape[0] != Q.shape[0] or bi_view.shape[0] != Q.shape[0]:
+            raise ValueError("item_bias and gbi need one entry per item")
     if n < 1 or block < 1:
         raise ValueError("the user needs at least one positive, block >= 1")
     _check(np.zeros(2, np.int32), cols, E[:1], Q, W, N)
@@ -578,7 +565,7 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
         sink.bacc = &gbi[0]
     try:
         _user(u, &cols[0], n, &hv[0], <int>hv.shape[0], <int>Q.shape[0], &E[0, 0], &Q[0, 0],
-              &W[0, 0], bu_ptr, bi_ptr, NULL, NULL, NULL, NULL,
+              &W[0, 0], bi_ptr, NULL, NULL, NULL,
               NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, NULL,
               exclude, &s, block, False, &sink, &loss, &dv[0, 0])
     finally:

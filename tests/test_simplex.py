@@ -5,10 +5,10 @@ from recsys._ext._simplex import user_gradients
 
 
 def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, history=None,
-                  bu=None, bi=None):
+                  bi=None):
     """The user's CCL in float64 NumPy (no dropout); ``negatives[b]`` are shared by the
     positives of block b (``block`` positives each); the history mean runs over ``history``
-    (default: all positives) minus the target; ``bu, bi``: biases added to every score."""
+    (default: all positives) minus the target; ``bi``: item biases added to every score."""
     E, Q, W = (np.asarray(a, dtype=np.float64) for a in (E, Q, W))
     history = list(cols if history is None else history)
     qhat = Q / np.linalg.norm(Q, axis=1, keepdims=True)
@@ -21,7 +21,7 @@ def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, his
         z = p / np.linalg.norm(p)
         shift_i = shift_n = 0.0
         if bi is not None:
-            shift_i, shift_n = bi[i] + bu[u], bi[neg] + bu[u]
+            shift_i, shift_n = bi[i], bi[neg]
         total += max(0.0, 1 - z @ qhat[i] - shift_i)
         total += weight / len(neg) * np.maximum(0, qhat[neg] @ z + shift_n - margin).sum()
     return total
@@ -82,22 +82,21 @@ def test_gradients_match_finite_differences(gamma, n_pos, block, cap):
 
 
 def test_bias_gradients_match_finite_differences():
-    """Item and user biases shift every score (here enough to flip which terms are active)."""
+    """Item biases shift every score (here enough to flip which terms are active)."""
     rng = np.random.default_rng(3)
     n_items, d, N, n_pos = 200, 5, 30, 9
     E = rng.normal(0, 1, (2, d)).astype(np.float32)
     Q = rng.normal(0, 1, (n_items, d)).astype(np.float32)
     W = (np.eye(d) + rng.normal(0, 0.3, (d, d))).astype(np.float32)
-    bu = rng.normal(0, 0.3, 2).astype(np.float32)
     bi = rng.normal(0, 0.3, n_items).astype(np.float32)
     cols = np.sort(rng.choice(n_items, n_pos, replace=False)).astype(np.int32)
     u, gamma, margin, weight, block = 1, 0.7, 0.2, 3.0, 4
-    gE, gQ, gW = np.zeros(d + 1, np.float32), np.zeros_like(Q), np.zeros_like(W)
+    gE, gQ, gW = np.zeros(d, np.float32), np.zeros_like(Q), np.zeros_like(W)
     gbi = np.zeros(n_items, np.float32)
     loss, negatives = user_gradients(cols, u, E, Q, W, N, gamma, margin, weight, 7, gE, gQ, gW,
-                                     block, biases=(bu, bi), gbi=gbi)
+                                     block, item_bias=bi, gbi=gbi)
     args = dict(E=E, Q=Q, W=W, u=u, cols=cols, negatives=negatives, gamma=gamma,
-                margin=margin, weight=weight, block=block, bu=bu, bi=bi)
+                margin=margin, weight=weight, block=block, bi=bi)
     assert loss == pytest.approx(ccl_reference(**args), rel=1e-4)
 
     def numeric(name, index):
@@ -106,7 +105,6 @@ def test_bias_gradients_match_finite_differences():
         lo[index] -= 1e-4
         return (ccl_reference(**{**args, name: hi}) - ccl_reference(**{**args, name: lo})) / 2e-4
 
-    assert gE[d] == pytest.approx(numeric("bu", u), abs=2e-3)
     for c in range(d):
         assert gE[c] == pytest.approx(numeric("E", (u, c)), abs=2e-3)
     touched = np.unique(np.concatenate([cols, negatives.ravel()]))

@@ -27,8 +27,10 @@ SPACES: dict[str, dict[str, tuple]] = {
              "frequency_scaling": ("float", 0.0, 1.0)},
     "SimpleX": {"negatives": ("int", 100, 2000, "log"), "margin": ("float", 0.3, 0.95),
                 "negative_weight": ("float", 1.0, 300.0, "log"),
-                "gamma": ("float", 0.5, 1.0), "learning_rate": ("float", 0.005, 0.5, "log"),
-                "l2": ("float", 1e-8, 1e-3, "log"), "dropout": ("float", 0.0, 0.5)},
+                "gamma": ("float", 0.5, 1.0), "learning_rate": ("float", 0.001, 0.1, "log"),
+                "l2": ("float", 1e-8, 1e-3, "log"), "dropout": ("float", 0.0, 0.5),
+                "biases": ("categorical", [False, True]),
+                "exclude_positives": ("categorical", [False, True])},
 }
 
 FIXED: dict[str, dict[str, Any]] = {
