@@ -57,13 +57,15 @@ bench-quick: install bench-peers
 	$(PY) benchmarks/bench_ease.py --quick
 	$(PY) benchmarks/bench_altmin.py --quick
 	$(PY) benchmarks/bench_nmf.py --quick
+	$(PY) benchmarks/bench_simplex.py --quick
 
-bench: install bench-peers
+bench: install bench-peers bench-peers-torch
 	$(PY) benchmarks/bench_topk.py
 	$(PY) benchmarks/bench_evaluation.py
 	$(PY) benchmarks/bench_ease.py
 	$(PY) benchmarks/bench_altmin.py
 	$(PY) benchmarks/bench_nmf.py
+	$(PY) benchmarks/bench_simplex.py
 
 clean:
 	rm -rf $(VENV) $(PEERS) build *.egg-info recsys/_ext/*.so ext/*.c
