@@ -17,10 +17,11 @@ times) and shares them among its positives: the block's scores against them are 
 optimiser step (lazy Adam or Adagrad, l2 on touched rows) for the user's row, of length lr x
 the block's positives: the official trainer gives a user one step per positive (each positive
 sits in its own mini-batch), and a single step of lr per block left users far behind the items
-(ML-1M Recall@20 0.16 -> 0.20 after 8 epochs with the longer step). Item rows and W step once
-per 1024 positives of a thread (the official mini-batch), from the gradients summed
-meanwhile. Item rows and W are updated lock-free (Hogwild, as implicit's BPR): two threads may update one item row at the same
-time; everything else is exact. With one thread an epoch is bit-reproducible.
+(ML-1M Recall@20 0.16 -> 0.20 after 8 epochs with the longer step). Item rows (and item
+biases, when on: s_t gains b_t, its column dropped out with z) and W step once per 1024
+positives of a thread (the official mini-batch), from the gradients summed meanwhile. Item
+rows and W are updated lock-free (Hogwild, as implicit's BPR): two threads may update one item
+row at the same time; everything else is exact. With one thread an epoch is bit-reproducible.
 """
 
 import numpy as np
@@ -33,6 +34,7 @@ from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sdot, sgemm
 
 from _random cimport mix, next_u64, next_uniform
+from _sorted cimport find
 
 cdef float EPS = 1e-8  # guards the norms of all-zero rows
 cdef int W_BATCH = 1024  # positives per step of the shared matrix W
@@ -138,18 +140,6 @@ cdef inline int _sample(uint64_t* rng, int n_items, const double* cdf) noexcept 
     return lo
 
 
-cdef inline bint _contains(const int* cols, int n, int t) noexcept nogil:
-    """Whether the sorted row ``cols`` holds ``t`` (binary search)."""
-    cdef int lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if cols[mid] < t:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo < n and cols[lo] == t
-
-
 cdef struct Scratch:
     float* S        # d: sum of the history's item vectors
     float* WH       # chunk x d: W h for each positive
@@ -214,7 +204,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
             t = _sample(&rng, n_items, cdf)
             if exclude:
                 for a in range(MAX_REJECT):
-                    if not _contains(cols, n, t):
+                    if find(cols, n, t) < 0:
                         break
                     t = _sample(&rng, n_items, cdf)
             s.neg[j] = t
@@ -235,7 +225,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
             for a in range(m):
                 # the target leaves its own history: h = (S - [i in H] q_i) / (|H| - [i in H])
                 t = cols[start + a]
-                j = 1 if not capped or _contains(hcols, nh, t) else 0
+                j = 1 if not capped or find(hcols, nh, t) >= 0 else 0
                 inv_hist = 1.0 / (nh - j) if nh > j else 0.0
                 s.inv[start + a] = inv_hist
                 q = Q + <Py_ssize_t>t * d
