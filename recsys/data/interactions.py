@@ -198,12 +198,7 @@ class Interactions:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (self.nnz,):
             raise ValueError("mask must hold one bool per stored interaction")
-        X = self.matrix
-        counts = np.bincount(row_of_values(X)[mask], minlength=X.shape[0])
-        indptr = np.zeros(X.shape[0] + 1, dtype=np.int32)
-        np.cumsum(counts, out=indptr[1:])
-        sub = sp.csr_matrix((X.data[mask], X.indices[mask], indptr), shape=X.shape)
-        sub.has_sorted_indices = True
+        sub = select_entries(self.matrix, mask)
         ts = None if self.timestamps is None else self.timestamps[mask]
         return Interactions(sub, self.users, self.items, ts)
 
@@ -258,3 +253,14 @@ def _timestamps(column: pd.Series) -> np.ndarray:
 def row_of_values(X: sp.csr_matrix) -> np.ndarray:
     """Row index of every stored value of a CSR matrix."""
     return np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
+
+
+def select_entries(X: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
+    """The stored values of CSR ``X`` where ``mask`` (one bool per value) is True, as a CSR
+    matrix of X's shape (row order kept, so sorted rows stay sorted)."""
+    counts = np.bincount(row_of_values(X)[mask], minlength=X.shape[0])
+    indptr = np.zeros(X.shape[0] + 1, dtype=np.int32)
+    np.cumsum(counts, out=indptr[1:])
+    sub = sp.csr_matrix((X.data[mask], X.indices[mask], indptr), shape=X.shape)
+    sub.has_sorted_indices = X.has_sorted_indices
+    return sub

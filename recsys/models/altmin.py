@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 from tqdm.auto import tqdm
 
 from recsys._ext._altmin import solve_rows
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
+from recsys.data.interactions import select_entries
 from recsys.models.base import Recommender, biased_factors
 
 logger = logging.getLogger(__name__)
@@ -135,8 +135,9 @@ class AltMin(Recommender):
         U = np.zeros((X.shape[0], d), dtype=dtype)
         V = np.zeros((X.shape[1], d), dtype=dtype)
         U[:, :k], V[:, :k] = users, items
-        XT = X.T.tocsr()
-        regs = (self._row_reg(X, dtype), self._row_reg(XT, dtype))
+        if not self.sample_splitting:  # the split mode builds each half-step's part instead
+            XT = X.T.tocsr()
+            regs = (self._row_reg(X, dtype), self._row_reg(XT, dtype))
         for it in tqdm(range(self.iterations), desc="AltMin", disable=not self.show_progress):
             with blas_limit(1):
                 for side, (rows, other) in enumerate(((U, V), (V, U))):
@@ -241,14 +242,7 @@ def split_entries(X, n_parts: int, rng: np.random.Generator) -> list:
     """Split the stored entries of CSR ``X`` uniformly at random into ``n_parts`` disjoint
     CSR matrices of X's shape (JNS13's sample splitting)."""
     label = rng.integers(0, n_parts, X.nnz)
-    rows = np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
-    out = []
-    for p in range(n_parts):
-        mask = label == p
-        indptr = np.zeros(X.shape[0] + 1, dtype=np.int32)
-        np.cumsum(np.bincount(rows[mask], minlength=X.shape[0]), out=indptr[1:])
-        out.append(sp.csr_matrix((X.data[mask], X.indices[mask], indptr), shape=X.shape))
-    return out
+    return [select_entries(X, label == p) for p in range(n_parts)]
 
 
 def clip_incoherent(Q: np.ndarray, mu: float) -> np.ndarray:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from recsys._ext._simplex import train_epoch
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
+from recsys.data.interactions import select_entries
 from recsys.models.base import Recommender
 
 logger = logging.getLogger(__name__)
@@ -279,9 +280,7 @@ def capped_history(X: sp.csr_matrix, max_history: int | None,
         drop = np.random.default_rng([0x51, int(ids[r])]).choice(
             counts[r], counts[r] - max_history, replace=False)
         keep[X.indptr[r] + drop] = False
-    indptr = np.zeros(X.shape[0] + 1, dtype=np.int32)
-    np.cumsum(np.minimum(counts, max_history), out=indptr[1:])
-    return sp.csr_matrix((X.data[keep], X.indices[keep], indptr), shape=X.shape)
+    return select_entries(X, keep)
 
 
 __all__ = ["SimpleX", "capped_history"]
