@@ -51,21 +51,13 @@ $(TORCH_PEERS)/.installed: benchmarks/peers/requirements-torch.txt
 
 bench-peers-torch: $(TORCH_PEERS)/.installed
 
+# the whole suite (python -m benchmarks run: every script, then benchmarks/README.md and plots);
+# quick = small sizes, the CI smoke run (page in benchmarks/results/quick/)
 bench-quick: install bench-peers
-	$(PY) benchmarks/bench_topk.py --quick
-	$(PY) benchmarks/bench_evaluation.py --quick
-	$(PY) benchmarks/bench_ease.py --quick
-	$(PY) benchmarks/bench_altmin.py --quick
-	$(PY) benchmarks/bench_nmf.py --quick
-	$(PY) benchmarks/bench_simplex.py --quick
+	$(PY) -m benchmarks run --quick
 
 bench: install bench-peers bench-peers-torch
-	$(PY) benchmarks/bench_topk.py
-	$(PY) benchmarks/bench_evaluation.py
-	$(PY) benchmarks/bench_ease.py
-	$(PY) benchmarks/bench_altmin.py
-	$(PY) benchmarks/bench_nmf.py
-	$(PY) benchmarks/bench_simplex.py
+	$(PY) -m benchmarks run
 
 clean:
 	rm -rf $(VENV) $(PEERS) build *.egg-info recsys/_ext/*.so ext/*.c

@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import scipy.sparse as sp
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -25,6 +28,45 @@ def timed(repeats: int, fn: Callable, *args, **kwargs) -> dict[str, float]:
         fn(*args, **kwargs)
         times.append(time.perf_counter() - start)
     return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_memory(fn: Callable, *args, **kwargs) -> tuple[object, float]:
+    """Run ``fn`` once; return its result and the peak resident memory it added, in bytes.
+
+    Linux: the process's high-water mark (VmHWM) is reset (``/proc/self/clear_refs``) before
+    the call, so the peak is the call's own, minus the resident set before it (C and BLAS
+    allocations included, which tracemalloc would miss). Elsewhere: NaN.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        before = _status_kib("VmRSS")
+    except OSError:
+        return fn(*args, **kwargs), float("nan")
+    result = fn(*args, **kwargs)
+    return result, max(_status_kib("VmHWM") - before, 0) * 1024.0
+
+
+def power_law_matrix(n_users: int, n_items: int, per_user: int, rng,
+                     exponent: float = 0.8) -> sp.csr_matrix:
+    """``per_user`` items per user drawn with popularity ~ rank^-exponent (duplicates merged),
+    value 1 (a synthetic implicit-feedback matrix with a realistic long tail)."""
+    weights = 1.0 / np.arange(1, n_items + 1) ** exponent
+    weights /= weights.sum()
+    cols = rng.choice(n_items, size=(n_users, per_user), p=weights)
+    X = sp.csr_matrix((np.ones(cols.size, np.float32), cols.ravel(),
+                       np.arange(0, cols.size + 1, per_user)), shape=(n_users, n_items))
+    X.sum_duplicates()
+    X.data[:] = 1.0
+    return X
 
 
 def machine() -> str:

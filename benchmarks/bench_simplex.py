@@ -60,7 +60,8 @@ def speed_table(X, negatives: int, dim: int, gamma: float, repeats: int,
                 print(f"RecBole SimpleX ({threads} thread(s)) not run: {peer['error']}")
                 continue
             per = peer["seconds_per_positive"]
-            rows.append({"trainer": f"RecBole {peer['torch']}", "threads": threads,
+            rows.append({"trainer": f"RecBole {peer.get('recbole', '?')} (torch "
+                                    f"{peer['torch']})", "threads": threads,
                          "epoch_s": peer["epoch_seconds"], "min_s": per["min"] * X.nnz,
                          "max_s": per["max"] * X.nnz,
                          "positives_per_s": 1 / per["median"],

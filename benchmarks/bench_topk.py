@@ -12,24 +12,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import scipy.sparse as sp
-from _common import machine, print_table, timed, write_csv
+from _common import machine, power_law_matrix, print_table, timed, write_csv
 from implicit.cpu.topk import topk as implicit_topk
 from threadpoolctl import threadpool_limits
 
 from recsys._threads import resolve_num_threads
 from recsys.topk import topk_factors
-
-
-def seen_matrix(n_users: int, n_items: int, per_user: int, rng) -> sp.csr_matrix:
-    """Power-law item popularity, ``per_user`` seen items per user."""
-    weights = 1.0 / np.arange(1, n_items + 1) ** 0.8
-    weights /= weights.sum()
-    cols = rng.choice(n_items, size=(n_users, per_user), p=weights)
-    X = sp.csr_matrix((np.ones(cols.size, np.float32), cols.ravel(),
-                       np.arange(0, cols.size + 1, per_user)), shape=(n_users, n_items))
-    X.sum_duplicates()
-    return X
 
 
 def main() -> None:
@@ -46,7 +34,7 @@ def main() -> None:
     for n_users, n_items, factors in sizes:
         U = rng.standard_normal((n_users, factors)).astype(np.float32)
         V = rng.standard_normal((n_items, factors)).astype(np.float32)
-        seen = seen_matrix(n_users, n_items, 50, rng)
+        seen = power_law_matrix(n_users, n_items, 50, rng)
         for filtered in (False, True):
             excl = seen if filtered else None
             with threadpool_limits(1, "blas"):

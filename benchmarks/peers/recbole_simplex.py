@@ -11,6 +11,7 @@ batches of an epoch after ``--warmup`` untimed ones. Prints JSON: seconds per po
 """
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
@@ -90,7 +91,8 @@ def main():
                                  "max": max(times)},
         "epoch_seconds": per_positive * positives, "positives": int(positives),
         "timed_batches": args.batches, "batch_positives": args.batch_positives,
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "recbole": importlib.metadata.version("recbole"),
+        "threads": torch.get_num_threads(),
         "loss": loss.item()}))
 
 

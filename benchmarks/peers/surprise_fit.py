@@ -1,9 +1,9 @@
-"""Peer worker: Surprise's NMF / SVD on one official ML-100K fold (u1.base / u1.test).
+"""Peer worker: Surprise's NMF / SVD / SVD++ on one official ML-100K fold (u1.base / u1.test).
 
 Runs in the peers' virtualenv. Prints JSON per algorithm: fit seconds (median, min, max of the
-repeats, after one warm-up fit), test RMSE and MAE.
+repeats, after one warm-up fit unless ``--no-warmup``), test RMSE and MAE.
 
-    python surprise_fit.py ML100K_FOLDER --fold u1 --repeats 3
+    python surprise_fit.py ML100K_FOLDER --fold u1 --repeats 3 [--algorithms NMF SVD SVD++]
 """
 
 import argparse
@@ -11,13 +11,14 @@ import json
 import statistics
 import time
 
-from surprise import NMF, SVD, Dataset, Reader, accuracy
+from surprise import NMF, SVD, Dataset, Reader, SVDpp, accuracy
 from surprise.model_selection import PredefinedKFold
 
 ALGORITHMS = {
     "NMF": lambda: NMF(random_state=0),
     "NMF-biased": lambda: NMF(biased=True, random_state=0),
     "SVD": lambda: SVD(random_state=0),
+    "SVD++": lambda: SVDpp(random_state=0),
 }
 
 
@@ -26,6 +27,9 @@ def main():
     parser.add_argument("folder")
     parser.add_argument("--fold", default="u1")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--algorithms", nargs="+", default=["NMF", "NMF-biased", "SVD"],
+                        choices=list(ALGORITHMS))
+    parser.add_argument("--no-warmup", action="store_true")
     args = parser.parse_args()
     reader = Reader(line_format="user item rating timestamp", sep="\t")
     folder = args.folder.rstrip("/") + "/"
@@ -33,8 +37,10 @@ def main():
         [(folder + f"{args.fold}.base", folder + f"{args.fold}.test")], reader)
     trainset, testset = next(PredefinedKFold().split(data))
     out = {}
-    for name, make in ALGORITHMS.items():
-        make().fit(trainset)
+    for name in args.algorithms:
+        make = ALGORITHMS[name]
+        if not args.no_warmup:
+            make().fit(trainset)
         times = []
         for _ in range(args.repeats):
             algo = make()
