@@ -1,0 +1,81 @@
+"""The benchmark suite's own logic: sampled negatives, memory and growth measurements, the page.
+
+(The benchmarks themselves run in CI as a smoke run, ``python -m benchmarks run --quick``.)
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import their helpers as _common
+sys.path.insert(0, str(ROOT))
+
+from _common import peak_memory, power_law_matrix  # noqa: E402
+from bench_accuracy import NEGATIVE_VALUE, with_sampled_negatives  # noqa: E402
+from bench_scaling import exponent  # noqa: E402
+
+from benchmarks import report  # noqa: E402
+from recsys._validation import as_csr  # noqa: E402
+
+
+def test_sampled_negatives_never_hit_positives():
+    X = power_law_matrix(300, 200, 20, np.random.default_rng(0))
+    Y = with_sampled_negatives(X, 4, seed=0)
+    dense_x, dense_y = X.toarray(), Y.toarray()
+    positives = dense_x > 0
+    assert np.all(dense_y[positives] == 1.0)
+    negatives = (dense_y > 0) & ~positives
+    assert np.allclose(dense_y[negatives], NEGATIVE_VALUE)
+    # 4 draws per positive, minus repeats and hits on positives: most survive at this density
+    per_user = negatives.sum(1)
+    assert np.all(per_user <= 4 * positives.sum(1))
+    assert per_user.sum() > 0.6 * 4 * positives.sum()
+    # the models' input check keeps them (only exact zeros are dropped)
+    assert as_csr(Y).nnz == Y.nnz
+    # same seed, same draw
+    assert (with_sampled_negatives(X, 4, seed=0) != Y).nnz == 0
+
+
+def test_power_law_matrix_has_a_long_tail():
+    X = power_law_matrix(2000, 500, 30, np.random.default_rng(1))
+    assert X.shape == (2000, 500)
+    assert np.all(X.data == 1.0)
+    assert np.diff(X.indptr).max() <= 30
+    counts = np.bincount(X.indices, minlength=500)
+    assert counts[:10].mean() > 5 * counts[-100:].mean()
+
+
+def test_exponent_recovers_a_power_law():
+    nnz = [1e5, 3e5, 1e6, 3e6]
+    assert exponent(nnz, [2e-6 * n ** 1.5 for n in nnz]) == pytest.approx(1.5)
+    assert np.isnan(exponent(nnz[:1], [1.0]))
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+def test_peak_memory_sees_a_temporary_allocation():
+    def allocate():
+        a = np.ones(50_000_000)  # 400 MB, freed before returning
+        return float(a[0])
+
+    result, peak = peak_memory(allocate)
+    assert result == 1.0
+    assert 0.9 * 400e6 < peak < 1.5 * 400e6
+
+
+def test_page_renders_tables_and_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    (tmp_path / "accuracy.csv").write_text(
+        "data,model,params,grid_size,recall_at_20,ndcg_at_20,published_recall_at_20,"
+        "published_ndcg_at_20,fit_s,peak_mem_gib,eval_users_per_s,threads\n"
+        'd,EASE,"{""l2"": 80.0}",1,0.17649,0.14666,0.1765,0.1467,218.5,6.99,5000,2\n'
+        "d,MostPopular,{},1,0.04,0.03,nan,nan,0.001,0.0,40000,2\n")
+    text = report.render("A\n{{accuracy}}\nB\n{{scaling}}\n", quick=False,
+                         out=tmp_path / "plots")
+    lines = text.splitlines()
+    ease = next(line for line in lines if "| EASE |" in line)
+    assert "0.1765 | 0.1467 | 0.1765 | 0.1467 | 218 s | 6.99 GiB | 5,000" in ease
+    assert "| d | MostPopular | 0.0400 | 0.0300 | - | - |" in text
+    assert "Not run yet: no `results/scaling.csv`" in text
