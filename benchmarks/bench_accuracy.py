@@ -79,13 +79,14 @@ MODELS = {
     "ALS": (ALS, {"factors": 128, "iterations": 15},
             {"*": grid(regularization=[0.1, 10.0], alpha=[2.0, 5.0, 15.0, 40.0]),
              "quick": grid(regularization=[0.1], alpha=[1.0])}, False),
-    "BPR": (BPR, {"factors": 128, "iterations": 100},
-            {"*": grid(learning_rate=[0.01, 0.05], regularization=[0.001, 0.01]),
+    "BPR": (BPR, {"factors": 128, "iterations": 300},
+            {"*": grid(learning_rate=[0.005, 0.01], regularization=[0.001, 0.01]),
              "quick": grid(learning_rate=[0.05], regularization=[0.01])}, False),
     "MaskedNMF": (MaskedNMF, {"factors": 64},
                   {"*": grid(l2=[0.03, 0.1, 0.3]) + grid(l2=[3.0, 10.0], frequency_scaling=[0.0]),
                    "quick": grid(l2=[0.1])}, True),
-    "NBMF": (NBMF, {"factors": 32}, {"*": grid(l2=[0.1, 1.0]), "quick": grid(l2=[0.5])}, True),
+    "NBMF": (NBMF, {"factors": 32}, {"*": grid(l2=[0.01, 0.03, 0.1]), "quick": grid(l2=[0.5])},
+             True),
     # frequency_scaling 0 (plain ridge): with the default count-scaled l2 the factors of rows
     # holding ~5x their positives in sampled zeros shrink to nothing (NDCG@20 0.117 on ML-1M)
     "AltMin": (AltMin, {"factors": 64, "solver": "cg", "frequency_scaling": 0.0},
