@@ -201,8 +201,9 @@ def main() -> None:
         with open(path, newline="") as fh:
             kept = [r for r in csv.DictReader(fh) if (r["data"], r["model"]) not in fresh]
         rows = kept + rows
-    order = list(MODELS)
-    rows.sort(key=lambda r: (r["data"], order.index(r["model"])))
+    datasets, models = ["ml-1m-lcfn", "gowalla-lightgcn"], list(MODELS)
+    rows.sort(key=lambda r: (datasets.index(r["data"]) if r["data"] in datasets else 9,
+                             r["data"], models.index(r["model"])))
     write_csv("accuracy", rows)
 
 

@@ -60,7 +60,9 @@ def ratio(x: float) -> str:
 
 
 def gib(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.2f} GiB"
+    if math.isnan(x):
+        return "-"
+    return f"{x:.2f} GiB" if x >= 1 else f"{x * 1024:.0f} MiB"
 
 
 def count(x: float) -> str:
@@ -76,7 +78,9 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 # ---------------------------------------------------------------- the four summary tables
 def accuracy(quick: bool, out: Path) -> str:
     rows = _read("accuracy", quick)
-    rows.sort(key=lambda r: (r["data"], MODEL_ORDER.index(r["model"])
+    data_order = ["ml-1m-lcfn", "gowalla-lightgcn"]
+    rows.sort(key=lambda r: (data_order.index(r["data"]) if r["data"] in data_order else 9,
+                             r["data"], MODEL_ORDER.index(r["model"])
                              if r["model"] in MODEL_ORDER else 99))
     body = [[r["data"], r["model"], num(_num(r["recall_at_20"])), num(_num(r["ndcg_at_20"])),
              num(_num(r["published_recall_at_20"])), num(_num(r["published_ndcg_at_20"])),
