@@ -65,7 +65,8 @@ SIMPLEX = {
     "ml-1m-lcfn": grid(factors=[128], negatives=[1500], margin=[0.8], negative_weight=[10],
                        gamma=[1.0], dropout=[0.2], block_size=[8], epochs=[60]),
     "gowalla-lightgcn": grid(factors=[64], negatives=[2000], margin=[0.9],
-                             negative_weight=[250], gamma=[0.8], dropout=[0.1], epochs=[60]),
+                             negative_weight=[250], gamma=[0.8], dropout=[0.1], block_size=[8],
+                             epochs=[60]),
     "quick": grid(factors=[32], negatives=[100], epochs=[3]),
 }
 MODELS = {
