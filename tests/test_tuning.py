@@ -177,3 +177,28 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, data_home):
     out = cli(["evaluate", "--model-path", str(tmp_path / "missing.npz"), "--quiet"], tmp_path,
               data_home, timeout=120)
     assert out.returncode == 2 and "missing.npz" in out.stderr
+
+
+def test_parent_tags_survive_a_concurrent_writer():
+    """Two workers finishing together race on the parent's best.* tags: a failed insert is
+    retried (the retry updates the row the other worker created); a store that keeps failing
+    still raises."""
+    from mlflow.exceptions import MlflowException
+
+    from recsys.tuning.sweep import _set_tags
+
+    class RacyClient:
+        def __init__(self, failures):
+            self.failures, self.tags = failures, {}
+
+        def set_tag(self, run_id, key, value):
+            if self.failures.get(key, 0) > 0:
+                self.failures[key] -= 1
+                raise MlflowException("UNIQUE constraint failed: tags.key, tags.run_uuid")
+            self.tags[key] = value
+
+    client = RacyClient({"best.l2": 2})
+    _set_tags(client, "run", {"best.l2": "500.0", "best.trial": "3"})
+    assert client.tags == {"best.l2": "500.0", "best.trial": "3"}
+    with pytest.raises(MlflowException):
+        _set_tags(RacyClient({"best.l2": 9}), "run", {"best.l2": "1.0"}, attempts=3)

@@ -316,15 +316,35 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
             saved = Path(model_dir) / f"{study.study_name}-best.npz"
             saved.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(model_path, saved)
-    for name, value in best.params.items():
-        client.set_tag(parent_id, f"best.{name}", str(value))
-    client.set_tag(parent_id, "best.trial", str(best.number))
+    tags = {f"best.{name}": str(value) for name, value in best.params.items()}
+    _set_tags(client, parent_id, {**tags, "best.trial": str(best.number)})
     client.log_metric(parent_id, "best_validation", best.value, step=finished)
     for name, value in _scalars(test_metrics).items():
         client.log_metric(parent_id, f"test_{name}", value, step=finished)
     client.set_terminated(parent_id, status="FINISHED")  # a later worker may reopen it
     return SweepResult(study, dict(best.params), float(best.value), _scalars(test_metrics),
                        parent_id, saved)
+
+
+def _set_tags(client, run_id: str, tags: dict[str, str], attempts: int = 5) -> None:
+    """Set tags on a run that other workers may be tagging at the same moment.
+
+    Two workers finishing together both write the parent's ``best.*`` tags; with a SQL tracking
+    store the second insert of a new key can fail on the unique (key, run) constraint. The
+    write is retried: by then the row exists and the retry updates it.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for key, value in tags.items():
+        for attempt in range(attempts):
+            try:
+                client.set_tag(run_id, key, value)
+                break
+            except MlflowException:
+                if attempt == attempts - 1:
+                    raise
+                logger.debug("tag %s on run %s raced another worker; retrying", key, run_id)
+                time.sleep(0.1 * (attempt + 1))
 
 
 def _history_plot(study, path: Path) -> Path:
