@@ -122,19 +122,28 @@ def _make(name: str, params: dict, threads: int):
     return cls(**kwargs)
 
 
+def training_matrix(name: str, X: sp.csr_matrix) -> sp.csr_matrix:
+    """What ``name`` is fitted on: the positives, plus sampled zeros for the models that fit
+    observed entries only."""
+    return with_sampled_negatives(X, 4, seed=0) if MODELS[name][3] else X
+
+
 def _fit(name: str, params: dict, X: sp.csr_matrix, threads: int, validation=None):
     model = _make(name, params, threads)
-    if MODELS[name][3]:
-        X = with_sampled_negatives(X, 4, seed=0)
     if validation is not None:
         return model.fit(X, validation=validation)
     return model.fit(X)
 
 
-def run_model(name: str, exp, key: str, threads: int) -> dict:
+def _final_fit(name: str, params: dict, X: sp.csr_matrix, threads: int):
+    """The timed fit: sampling the zeros is part of fitting these models on implicit data."""
+    return _fit(name, params, training_matrix(name, X), threads)
+
+
+def run_model(name: str, exp, tune, key: str, threads: int) -> dict:
+    """Grid on ``tune`` (``exp.tuning()``), refit on ``exp``'s training part, test once."""
     configs = MODELS[name][2]
     configs = configs.get(key, configs.get("*"))
-    tune = exp.tuning()
     search = []
     if name == "SimpleX":
         chosen = configs[0]
@@ -147,8 +156,9 @@ def run_model(name: str, exp, key: str, threads: int) -> dict:
                   "best_epoch": getattr(model, "best_epoch_", None)}
     else:
         if len(configs) > 1:
+            X_tune = training_matrix(name, tune.history.matrix)
             for params in configs:
-                model = _fit(name, params, tune.history.matrix, threads)
+                model = _fit(name, params, X_tune, threads)
                 score = evaluate(model, tune.history, tune.test, k=20,
                                  num_threads=threads)["ndcg_at_20"]
                 search.append((score, params))
@@ -157,7 +167,7 @@ def run_model(name: str, exp, key: str, threads: int) -> dict:
         else:
             chosen = configs[0]
         start = time.perf_counter()
-        model, memory = peak_memory(_fit, name, chosen, exp.history.matrix, threads)
+        model, memory = peak_memory(_final_fit, name, chosen, exp.history.matrix, threads)
         fit_s = time.perf_counter() - start
     start = time.perf_counter()
     scores = evaluate(model, exp.history, exp.test, k=20, num_threads=threads)
@@ -183,10 +193,11 @@ def main() -> None:
     rows = []
     for data in ["ml-100k"] if args.quick else args.datasets:
         exp = load_experiment(data)
+        tune = exp.tuning()
         key = "quick" if args.quick else data
         for name in args.models:
             print(f"{data}: {name}", flush=True)
-            rows.append(run_model(name, exp, key, threads))
+            rows.append(run_model(name, exp, tune, key, threads))
             print(f"  test Recall@20 {rows[-1]['recall_at_20']:.4f} NDCG@20 "
                   f"{rows[-1]['ndcg_at_20']:.4f}, fit {rows[-1]['fit_s']:.1f} s", flush=True)
     print("\nRecall@20 / NDCG@20 on test (chosen on validation)")

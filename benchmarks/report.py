@@ -307,11 +307,16 @@ def simplex(quick: bool, out: Path) -> str:
 
 
 # ---------------------------------------------------------------- run record, peers
-def run_info(quick: bool, out: Path) -> str:
+def _record(quick: bool) -> dict:
+    """The run record ``python -m benchmarks run`` writes (sections, machine, peers)."""
     path = RESULTS / f"run{'_quick' if quick else ''}.json"
     if not path.exists():
         raise Missing(path.name)
-    record = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+def run_info(quick: bool, out: Path) -> str:
+    record = _record(quick)
     text = f"Machine: {record.get('machine', '?')}. Last run started {record.get('last_run')}.\n\n"
     text += table(["section", "commands", "seconds", "status", "finished", "commit"],
                   [[name, "<br>".join(f"`python benchmarks/{c}`" for c in r["commands"]),
@@ -327,10 +332,7 @@ def _section_order(name: str) -> int:
 
 
 def peers(quick: bool, out: Path) -> str:
-    path = RESULTS / f"run{'_quick' if quick else ''}.json"
-    if not path.exists():
-        raise Missing(path.name)
-    record = json.loads(path.read_text())
+    record = _record(quick)
     return table(["package", "virtualenv", "version / error"],
                  [[name, p["venv"], p.get("version") or f"not run: {p['error']}"]
                   for name, p in record.get("peers", {}).items()])
