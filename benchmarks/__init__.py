@@ -1,1 +1,17 @@
-"""Benchmarks against the anchors: `python -m benchmarks run [--quick]` (see __main__.py)."""
+"""Benchmarks against the anchors: ``python -m benchmarks run [--quick]`` (see __main__.py)."""
+
+#: The suite's sections, in run (and page) order: name -> commands (script and arguments); the
+#: first command, with ``--quick``, is the quick run.
+SECTIONS: dict[str, list[list[str]]] = {
+    "topk": [["bench_topk.py"]],
+    "evaluation": [["bench_evaluation.py"]],
+    "ease": [["bench_ease.py"]],
+    "altmin": [["bench_altmin.py"],
+               ["bench_altmin.py", "--recovery-only", "--n", "4000", "--density", "0.5",
+                "--ranks", "128", "256", "--solvers", "cholesky", "sketch",
+                "--max-sweeps", "12"]],
+    "nmf": [["bench_nmf.py"]],
+    "simplex": [["bench_simplex.py"]],
+    "accuracy": [["bench_accuracy.py"]],
+    "scaling": [["bench_scaling.py"]],
+}

@@ -26,34 +26,14 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import SECTIONS, report
+
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 PEER_VENVS = {  # virtualenv -> (requirements file, packages to report)
     ".peers": ("requirements.txt", ["scikit-surprise", "dwave-samplers"]),
     ".peers-torch": ("requirements-torch.txt", ["torch", "recbole"]),
 }
-
-# name -> commands (the first one, with --quick, is the quick run)
-SECTIONS: dict[str, list[list[str]]] = {
-    "topk": [["bench_topk.py"]],
-    "evaluation": [["bench_evaluation.py"]],
-    "ease": [["bench_ease.py"]],
-    "altmin": [["bench_altmin.py"],
-               ["bench_altmin.py", "--recovery-only", "--n", "4000", "--density", "0.5",
-                "--ranks", "128", "256", "--solvers", "cholesky", "sketch",
-                "--max-sweeps", "12"]],
-    "nmf": [["bench_nmf.py"]],
-    "simplex": [["bench_simplex.py"]],
-    "accuracy": [["bench_accuracy.py"]],
-    "scaling": [["bench_scaling.py"]],
-}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def ensure_peers(quick: bool) -> dict[str, dict]:
@@ -146,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     report_cmd.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
 
-    from benchmarks import report
-
     if args.command == "report":
         report.write_page(args.quick)
         return 0
@@ -163,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     record.update({"machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                               f"{platform.system()}, Python {platform.python_version()}",
                    "last_run": started.isoformat(timespec="seconds")})
-    _atomic_write(record_path, json.dumps(record, indent=1) + "\n")
+    report.write_text_atomic(record_path, json.dumps(record, indent=1) + "\n")
     print("\n=== summary")
     for name, result in done.items():
         print(f"  {name:<11} {result['seconds']:8.1f} s  {result['status']}")

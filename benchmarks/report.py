@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks import SECTIONS
+
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 TEMPLATE = HERE / "README.template.md"
@@ -327,7 +329,7 @@ def run_info(quick: bool, out: Path) -> str:
 
 
 def _section_order(name: str) -> int:
-    order = ["topk", "evaluation", "ease", "altmin", "nmf", "simplex", "accuracy", "scaling"]
+    order = list(SECTIONS)
     return order.index(name) if name in order else len(order)
 
 
@@ -458,8 +460,13 @@ def write_page(quick: bool = False) -> Path:
     text = render(TEMPLATE.read_text(), quick, _plots(quick))
     if quick:
         text = "<!-- quick run (CI smoke sizes): not the measured page -->\n" + text
-    page.parent.mkdir(parents=True, exist_ok=True)
-    tmp = page.with_name(page.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, page)
+    write_text_atomic(page, text)
     return page
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so no reader sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
