@@ -1,4 +1,5 @@
-"""SimpleX training epoch: cosine contrastive loss (CCL), mean history aggregation, Adagrad.
+"""SimpleX training epoch: cosine contrastive loss (CCL), mean history aggregation, Adam or
+Adagrad.
 
 Model (Mao et al., CIKM 2021; the official RecZoo/RecBox implementation's choices):
     h_ui = mean of q_k over the user's history k != i (the target is left out, as officially)
@@ -14,7 +15,7 @@ draws N fresh negatives from the user's own splitmix64 stream (uniform with repl
 popularity; with ``exclude``, a draw that is one of the user's positives is redrawn, up to 32
 times) and shares them among its positives: the block's scores against them are one SGEMM
 (block x N), the active negatives' summed gradients two more. The block ends with one
-optimiser step (lazy Adam or Adagrad, l2 on touched rows) for the user's row, of length lr x
+optimiser step (lazy or dense Adam, or Adagrad; l2 on touched rows) for the user's row, of length lr x
 the block's positives: the official trainer gives a user one step per positive (each positive
 sits in its own mini-batch), and a single step of lr per block left users far behind the items
 (ML-1M Recall@20 0.16 -> 0.20 after 8 epochs with the longer step). Item rows (and item
@@ -27,7 +28,7 @@ row at the same time; everything else is exact. With one thread an epoch is bit-
 import numpy as np
 
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport powf, sqrtf
+from libc.math cimport pow, powf, sqrt, sqrtf
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
@@ -39,6 +40,7 @@ from _sorted cimport find
 cdef float EPS = 1e-8  # guards the norms of all-zero rows
 cdef int W_BATCH = 1024  # positives per step of the shared matrix W
 cdef int MAX_REJECT = 32  # redraws of a negative that is one of the user's positives
+cdef int TAIL = 100  # skipped dense-Adam steps summed (0.9^100 / 0.999^50 < 3e-5)
 
 
 cdef inline float _dot(int d, const float* x, const float* y) noexcept nogil:
@@ -49,15 +51,26 @@ cdef inline float _dot(int d, const float* x, const float* y) noexcept nogil:
 cdef struct Table:
     float* m    # Adam's first moments (NULL: Adagrad)
     float* v    # Adam's second moments, or Adagrad's sums of squares
-    int* t      # Adam's per-row step counts (bias correction)
+    int* t      # Adam's per-row step counts (lazy) or clock of the last step (dense)
+    bint dense  # Adam over the whole table: rows move between their touches as well
 
 
 cdef inline void _update(float* w, Table* st, Py_ssize_t row, int d, float* g, float lr,
-                         float l2) noexcept nogil:
-    """Row ``row`` of a table: lazy Adam (moments of touched rows only) or Adagrad, with l2
-    added to the gradient."""
-    cdef int c, t
-    cdef float gc, c1, c2
+                         float l2, int now) noexcept nogil:
+    """Row ``row`` of a table: Adagrad, lazy Adam (moments of touched rows only) or dense
+    Adam at clock ``now``, with l2 added to the gradient.
+
+    Dense Adam steps every row at every mini-batch: a row without a gradient keeps moving by
+    its decaying first moment while its second moment decays too. The k - 1 steps skipped
+    since the row's last touch at t0 = now - k are applied here at once: with zero gradients
+    they move the row by -lr m / sqrt(v) times
+        sum_{s=1}^{k-1} (b1^s / (1 - b1^(t0+s))) / sqrt(b2^s / (1 - b2^(t0+s)))
+    (Adam's epsilon aside; the terms shrink like (b1 / sqrt(b2))^s, so the sum stops after
+    TAIL of them), then comes this touch's step with m = b1^k m + (1 - b1) g,
+    v = b2^k v + (1 - b2) g^2."""
+    cdef int c, t, k, s
+    cdef float gc, c1, c2, tail = 0
+    cdef double a1 = 1, a2 = 1, p1, p2, decay1 = 0.9, decay2 = 0.999
     cdef float* v = st.v + row * d
     cdef float* m
     if st.m == NULL:
@@ -67,15 +80,47 @@ cdef inline void _update(float* w, Table* st, Py_ssize_t row, int d, float* g, f
             w[c] -= lr * gc / (sqrtf(v[c]) + 1e-10)
         return
     m = st.m + row * d
-    st.t[row] += 1
-    t = st.t[row]
+    if st.dense:
+        k = max(now - st.t[row], 1)
+        if k > 1 and st.t[row] > 0:
+            p1 = pow(0.9, st.t[row])
+            p2 = pow(0.999, st.t[row])
+            for s in range(min(k - 1, TAIL)):
+                a1 *= 0.9
+                a2 *= 0.999
+                p1 *= 0.9
+                p2 *= 0.999
+                tail += (a1 / (1 - p1)) / sqrt(a2 / (1 - p2))
+            for c in range(d):
+                w[c] -= lr * tail * m[c] / (sqrtf(v[c]) + 1e-12)
+        decay1 = pow(0.9, k)
+        decay2 = pow(0.999, k)
+        st.t[row] = now
+        t = max(now, 1)
+    else:
+        st.t[row] += 1
+        t = st.t[row]
     c1 = 1 - powf(0.9, t)
     c2 = 1 - powf(0.999, t)
     for c in range(d):
         gc = g[c] + l2 * w[c]
-        m[c] = 0.9 * m[c] + 0.1 * gc
-        v[c] = 0.999 * v[c] + 0.001 * gc * gc
+        m[c] = decay1 * m[c] + 0.1 * gc
+        v[c] = decay2 * v[c] + 0.001 * gc * gc
         w[c] -= lr * (m[c] / c1) / (sqrtf(v[c] / c2) + 1e-8)
+
+
+def adam_step(float[::1] w, float[::1] m, float[::1] v, int[::1] t, float[::1] g, float lr,
+              float l2, int now, bint dense):
+    """One Adam step of a single row ``w`` with gradient ``g`` at clock ``now`` (dense) or
+    its own step count (lazy); for tests."""
+    cdef Table st
+    if not (w.shape[0] == m.shape[0] == v.shape[0] == g.shape[0]) or t.shape[0] != 1:
+        raise ValueError("w, m, v and g must have one length, t one entry")
+    st.m = &m[0]
+    st.v = &v[0]
+    st.t = &t[0]
+    st.dense = dense
+    _update(&w[0], &st, 0, <int>w.shape[0], &g[0], lr, l2, now)
 
 
 cdef struct Sink:
@@ -85,6 +130,7 @@ cdef struct Sink:
     int* touched    # rows with a pending gradient
     int n_touched
     int count       # positives since the last step
+    int* clock      # mini-batch clock shared by the threads (dense Adam)
 
 
 cdef inline void _sink_add(Sink* k, int row, const float* g, int d, float gb) noexcept nogil:
@@ -104,21 +150,24 @@ cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, f
                  Table* ABI, int d, float g, float lr, float l2) noexcept nogil:
     """One optimiser step for every item row (and bias) with a pending gradient (and W), then
     reset."""
-    cdef int i, row
+    cdef int i, row, now = 0
     cdef float* a
+    if k.clock != NULL:  # threads race on the clock; a lost tick only shortens a gap
+        now = k.clock[0] + 1
+        k.clock[0] = now
     for i in range(k.n_touched):
         row = k.touched[i]
         a = k.acc + <Py_ssize_t>row * d
-        _update(Q + <Py_ssize_t>row * d, AQ, row, d, a, lr, l2)
+        _update(Q + <Py_ssize_t>row * d, AQ, row, d, a, lr, l2, now)
         memset(a, 0, d * sizeof(float))
         if bi != NULL:
-            _update(bi + row, ABI, row, 1, k.bacc + row, lr, l2)
+            _update(bi + row, ABI, row, 1, k.bacc + row, lr, l2, now)
             k.bacc[row] = 0
         k.mark[row] = 0
     k.n_touched = 0
     k.count = 0
     if g < 1:
-        _update(W, AW, 0, d * d, GW, lr, l2)
+        _update(W, AW, 0, d * d, GW, lr, l2, now)
         memset(GW, 0, d * d * sizeof(float))
 
 
@@ -173,11 +222,13 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
                Table* AE, Table* AQ, Table* AW, float* GW, float* gE, int d, int N, float g,
                float margin, float weight, float rho, float lr, float l2, uint64_t seed,
                const double* cdf, bint exclude, Scratch* s, int chunk, bint apply, Sink* sink,
-               double* loss, int* negs_out) noexcept nogil:
+               double* loss, int* negs_out, int clock0, int steps) noexcept nogil:
     """One user's CCL terms over blocks of ``chunk`` positives. With ``apply``, every block
     ends with an optimiser step on the user's row; item gradients go to ``sink`` and W's to
     ``GW``, stepped every W_BATCH positives. Without ``apply`` the gradients are only summed
-    (into ``gE``, ``GW`` and the sink) and nothing changes. Returns 0."""
+    (into ``gE``, ``GW`` and the sink) and nothing changes. For dense Adam the user's blocks
+    sit evenly on the epoch's ``steps`` mini-batches from ``clock0`` (the official trainer
+    shuffles the positives). Returns 0."""
     cdef uint64_t rng = mix(seed ^ mix(<uint64_t>u + <uint64_t>0x51ed270b27fd3a45))
     cdef int a, c, j, t, start, m
     cdef float* q
@@ -316,7 +367,9 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
                 s.gt[c] = (s.GQn[j * d + c] - s.colw[j] * s.Qn[j * d + c]) / s.norm_n[j]
             _sink_add(sink, t, s.gt, d, s.gbn[j])
         if apply:
-            _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr * m, l2)  # one step per positive
+            j = clock0 + <int>((<long long>(start // chunk + 1) * steps)
+                               // ((n + chunk - 1) // chunk))
+            _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr * m, l2, j)  # a step per positive
             sink.count += m
             if sink.count >= W_BATCH:
                 # items and W step once per W_BATCH positives of this thread (the official
@@ -349,6 +402,7 @@ cdef Sink _sink(int n_items, int d, bint biases) noexcept nogil:
     k.touched = <int*>malloc(n_items * sizeof(int))
     k.n_touched = 0
     k.count = 0
+    k.clock = NULL
     return k
 
 
@@ -389,9 +443,10 @@ cdef void _free(Scratch* s) noexcept nogil:
     free(s.GZ); free(s.GQn); free(s.colw); free(s.gbn); free(s.xb); free(s.active)
 
 
-cdef Table _table(m, v, t, Py_ssize_t size):
+cdef Table _table(m, v, t, Py_ssize_t size, bint dense=False):
     """Views of one table's optimiser state, checked (m None: Adagrad)."""
     cdef Table tab
+    tab.dense = dense and m is not None
     cdef float[::1] mv
     cdef float[::1] vv = v.reshape(-1)
     cdef int[::1] tv = t
@@ -439,14 +494,16 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 float[:, ::1] Q, float[:, ::1] W, state, int negatives, float gamma,
                 float margin, float weight, float dropout, float lr, float l2,
                 unsigned long long seed, cdf, int block, bint exclude, int num_threads,
-                item_bias=None, bias_state=None) -> float:
+                item_bias=None, bias_state=None, clock=None) -> float:
     """One epoch over every user (see the module docstring); returns the mean CCL per
     positive. ``block`` positives of a user share their negatives and one optimiser step.
     ``hist_indptr, hist_indices``: each user's history (a sorted subset of its positives; the
     positives themselves when uncapped). ``state``: optimiser arrays ``(mE, vE, tE, mQ, vQ,
     tQ, mW, vW, tW)`` (Adam) with the m arrays None for Adagrad; ``cdf`` is None (uniform
     negatives) or the float64 cumulative popularity. ``item_bias``: None or float32 (added
-    to every score) with ``bias_state`` ``(m, v, t)``."""
+    to every score) with ``bias_state`` ``(m, v, t)``. ``clock``: None (lazy Adam) or a
+    one-element int32 array, the dense-Adam mini-batch clock (the t arrays then hold each
+    row's last step), advanced by the epoch's mini-batches."""
     _check(indptr, indices, E, Q, W, negatives)
     _check_history(indptr, indices, hist_indptr, hist_indices)
     cdef float[::1] bi_view
@@ -457,7 +514,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
         if bi_view.shape[0] != Q.shape[0]:
             raise ValueError("item_bias must have one entry per item")
         bi_ptr = &bi_view[0]
-        tbi = _table(bias_state[0], bias_state[1], bias_state[2], Q.shape[0])
+        tbi = _table(bias_state[0], bias_state[1], bias_state[2], Q.shape[0], clock is not None)
     if block < 1:
         raise ValueError("block must be >= 1")
     cdef Py_ssize_t n_users = E.shape[0]
@@ -466,9 +523,17 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     cdef const double* cdf_ptr = NULL
     cdef const double[::1] cdf_view
     cdef Scratch s
-    cdef Table te = _table(state[0], state[1], state[2], E.shape[0] * E.shape[1])
-    cdef Table tq = _table(state[3], state[4], state[5], Q.shape[0] * Q.shape[1])
-    cdef Table tw = _table(state[6], state[7], state[8], W.shape[0] * W.shape[1])
+    cdef bint dense = clock is not None
+    cdef Table te = _table(state[0], state[1], state[2], E.shape[0] * E.shape[1], dense)
+    cdef Table tq = _table(state[3], state[4], state[5], Q.shape[0] * Q.shape[1], dense)
+    cdef Table tw = _table(state[6], state[7], state[8], W.shape[0] * W.shape[1], dense)
+    cdef int[::1] clock_view
+    cdef int* clock_ptr = NULL
+    cdef int clock0 = 0, steps = (<int>indices.shape[0] + W_BATCH - 1) // W_BATCH
+    if dense:
+        clock_view = clock
+        clock_ptr = &clock_view[0]
+        clock0 = clock_ptr[0]
     cdef double loss = 0
     cdef double* losses
     cdef Sink sink
@@ -489,6 +554,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
             tid = threadid()
             s = _alloc(d, N, chunk, n_max)
             sink = _sink(n_items, d, bi_ptr != NULL)
+            sink.clock = clock_ptr
             try:
                 for u in prange(n_users, schedule="dynamic", chunksize=8):
                     n = indptr[u + 1] - indptr[u]
@@ -499,7 +565,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                           &W[0, 0], bi_ptr, &tbi,
                           &te, &tq, &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin,
                           weight, dropout, lr, l2, seed, cdf_ptr, exclude, &s, chunk, True,
-                          &sink, &losses[tid], NULL)
+                          &sink, &losses[tid], NULL, clock0, steps)
                 if sink.count > 0:  # this thread's last partial batch
                     _flush(&sink, &Q[0, 0], &tq, &W[0, 0], &tw, GW_all + tid * d * d, bi_ptr,
                            &tbi, d, gamma, lr, l2)
@@ -511,6 +577,8 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 free(sink.touched)
         for tid in range(n_threads):
             loss += losses[tid]
+        if dense:
+            clock_ptr[0] = clock0 + steps
     finally:
         free(GW_all)
         free(losses)
@@ -557,7 +625,7 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
         _user(u, &cols[0], n, &hv[0], <int>hv.shape[0], <int>Q.shape[0], &E[0, 0], &Q[0, 0],
               &W[0, 0], bi_ptr, NULL, NULL, NULL,
               NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, NULL,
-              exclude, &s, block, False, &sink, &loss, &dv[0, 0])
+              exclude, &s, block, False, &sink, &loss, &dv[0, 0], 0, 0)
     finally:
         _free(&s)
         free(sink.mark)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from recsys._ext._simplex import user_gradients
+from recsys._ext._simplex import adam_step, user_gradients
 
 
 def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, history=None,
@@ -172,15 +172,17 @@ def planted(n_users=120, n_items=90, groups=3, per_user=12, seed=0):
     return X
 
 
-@pytest.mark.parametrize("gamma, biases", [(1.0, False), (0.7, False), (0.7, True)])
-def test_learns_planted_groups_and_is_reproducible(gamma, biases, tmp_path):
+@pytest.mark.parametrize("gamma, biases, optimizer", [(1.0, False, "adam"), (0.7, False, "adam"),
+                                                     (0.7, True, "adam"),
+                                                     (0.7, True, "dense_adam")])
+def test_learns_planted_groups_and_is_reproducible(gamma, biases, optimizer, tmp_path):
     from recsys.evaluation import evaluate
     from recsys.models import SimpleX
 
     X = planted()
     model = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
                     learning_rate=0.05, epochs=15, dropout=0.0, random_state=0,
-                    biases=biases, num_threads=1).fit(X)
+                    biases=biases, optimizer=optimizer, num_threads=1).fit(X)
     losses = [h["loss"] for h in model.history_]
     assert losses[-1] < 0.8 * losses[0]
     ids, _ = model.recommend(np.arange(120), X, k=5)
@@ -189,7 +191,7 @@ def test_learns_planted_groups_and_is_reproducible(gamma, biases, tmp_path):
     assert same_group.mean() > 0.95  # recommends unseen items of the user's own group
     again = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
                     learning_rate=0.05, epochs=15, dropout=0.0, random_state=0,
-                    biases=biases, num_threads=1).fit(X)
+                    biases=biases, optimizer=optimizer, num_threads=1).fit(X)
     np.testing.assert_array_equal(again.item_factors_, model.item_factors_)  # 1 thread: exact
     np.testing.assert_array_equal(again.item_bias_, model.item_bias_)
     assert (model.item_bias_ != 0).any() == biases
@@ -236,6 +238,41 @@ def test_learning_rate_decays_on_plateau():
         assert after["learning_rate"] == pytest.approx(max(expected, 1e-6))
     assert history[-1]["learning_rate"] < 0.05  # it did reach a plateau
     assert model.best_epoch_ == int(np.argmax([h["recall_at_10"] for h in history]))
+
+
+def reference_adam(w, grads, steps, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam over every step 1..steps (float64, torch's formula); ``grads`` maps a step to its
+    gradient, every other step has a zero gradient."""
+    w, m, v = w.astype(np.float64), np.zeros(len(w)), np.zeros(len(w))
+    for t in range(1, steps + 1):
+        g = grads.get(t, np.zeros(len(w)))
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    return w
+
+
+@pytest.mark.parametrize("touches", [[1, 2, 3], [1, 5, 6, 40], [3, 250, 251, 900],
+                                     [700, 701, 2000]])
+def test_dense_adam_matches_adam_over_every_step(touches):
+    """The lazy form of dense Adam (skipped steps applied at the next touch) equals Adam run
+    step by step with zero gradients between the touches."""
+    rng = np.random.default_rng(len(touches))
+    w0 = rng.standard_normal(8).astype(np.float32)
+    grads = {t: rng.standard_normal(8).astype(np.float32) for t in touches}
+    w, m, v, t = w0.copy(), np.zeros(8, np.float32), np.zeros(8, np.float32), np.zeros(1, np.int32)
+    for now in touches:
+        adam_step(w, m, v, t, grads[now], 0.01, 0.0, now, True)
+    expected = reference_adam(w0, grads, touches[-1], 0.01)
+    np.testing.assert_allclose(w, expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(w - w0).max() > 0.01  # it moved
+    lazy = w0.copy()  # lazy Adam ignores the gaps: the same as touches 1, 2, 3, ...
+    m[:], v[:], t[:] = 0, 0, 0
+    for now in touches:
+        adam_step(lazy, m, v, t, grads[now], 0.01, 0.0, now, False)
+    expected = reference_adam(w0, {i + 1: grads[n] for i, n in enumerate(touches)},
+                              len(touches), 0.01)
+    np.testing.assert_allclose(lazy, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_parameters():

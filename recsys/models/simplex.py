@@ -13,8 +13,9 @@ shared by them (scored by one SGEMM; the loss has the same expectation); mini-ba
 emulated per thread: the user row steps once per block of ``block_size`` positives (a step of
 learning_rate x the block's positives, as one step per positive officially), item rows
 and W once per 1024 positives of a thread with their summed gradients (the official batch
-size); lazy Adam (or Adagrad) with per-row state and l2 on touched rows instead of Adam over
-whole tables with full-table L2; initial embeddings N(0, init_std^2) instead of N(0, 1e-8).
+size); lazy Adam, dense Adam emulated row by row (``optimizer="dense_adam"``) or Adagrad,
+with per-row state and l2 on touched rows instead of full-table L2; initial embeddings
+N(0, init_std^2) instead of N(0, 1e-8).
 """
 
 from __future__ import annotations
@@ -71,9 +72,13 @@ class SimpleX(Recommender):
         Maximum epochs.
     dropout : float
         Dropout rate on the normalised user vector during training.
-    optimizer : {"adam", "adagrad"}
-        Per-row state: lazy Adam (moments and bias correction of touched rows only) or
-        Adagrad.
+    optimizer : {"adam", "dense_adam", "adagrad"}
+        Per-row state: lazy Adam (moments and bias correction of touched rows only), dense
+        Adam (the official trainer's torch Adam over whole tables, where a row keeps moving
+        on its decaying momentum between its mini-batches and a rare row's second moment
+        decays: the skipped steps are applied in closed form at the row's next touch, exact
+        for one thread; users' blocks are spread evenly over the epoch's mini-batches, as
+        shuffled positives would be) or Adagrad.
     block_size : int
         Positives of one user that share their N negatives and one step of the user's row
         (of length ``learning_rate`` x positives): their scores against the negatives are one
@@ -159,7 +164,7 @@ class SimpleX(Recommender):
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not -1 <= self.margin <= 1:
             raise ValueError(f"margin is a cosine and must lie in [-1, 1], got {self.margin}")
-        if self.optimizer not in ("adam", "adagrad"):
+        if self.optimizer not in ("adam", "dense_adam", "adagrad"):
             raise ValueError(f"optimizer must be 'adam' or 'adagrad', got {self.optimizer!r}")
         if self.sampling not in ("uniform", "popularity"):
             raise ValueError(f"sampling must be 'uniform' or 'popularity', got "
@@ -190,7 +195,8 @@ class SimpleX(Recommender):
         Q = (rng.standard_normal((X.shape[1], d)) * self.init_std).astype(np.float32)
         W = np.eye(d, dtype=np.float32)
         bi = np.zeros(X.shape[1], dtype=np.float32)
-        adam = self.optimizer == "adam"
+        adam = self.optimizer in ("adam", "dense_adam")
+        clock = np.zeros(1, np.int32) if self.optimizer == "dense_adam" else None
         state = []
         for table in (E, Q, W, bi):
             state += [np.zeros_like(table) if adam else None, np.zeros_like(table),
@@ -212,7 +218,7 @@ class SimpleX(Recommender):
                                    self.negative_weight, self.dropout, lr, self.l2,
                                    int(rng.integers(2**63)), cdf, self.block_size,
                                    bool(self.exclude_positives), threads,
-                                   bi if self.biases else None, state[9:])
+                                   bi if self.biases else None, state[9:], clock)
             self._store(*tables)
             entry = {"epoch": epoch, "elapsed": time.perf_counter() - start, "loss": loss,
                      "learning_rate": lr}
