@@ -219,8 +219,10 @@ def test_early_stopping_keeps_the_best_epoch():
     assert all("elapsed" in h and "loss" in h for h in model.history_)
 
 
-def test_learning_rate_decays_on_plateau():
-    """Every evaluation without improvement (but the last) divides the rate by 10."""
+@pytest.mark.parametrize("decay_patience", [1, 2])
+def test_learning_rate_decays_on_plateau(decay_patience):
+    """Every ``decay_patience``-th evaluation in a row without improvement (but the last)
+    divides the rate by 10."""
     from recsys.models import SimpleX
 
     X = planted(seed=1)
@@ -228,13 +230,15 @@ def test_learning_rate_decays_on_plateau():
     held_out = held_out - held_out.multiply(X)
     held_out.eliminate_zeros()
     model = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, learning_rate=0.05,
-                    epochs=40, patience=3, lr_decay=0.1, metric="recall_at_10", dropout=0.0,
+                    epochs=40, patience=3 * decay_patience, lr_decay=0.1,
+                    decay_patience=decay_patience, metric="recall_at_10", dropout=0.0,
                     random_state=0, num_threads=1).fit(X, validation=held_out)
-    history, best = model.history_, -np.inf
+    history, best, waited = model.history_, -np.inf, 0
     for now, after in zip(history, history[1:]):
-        improved = now["recall_at_10"] > best
+        waited = 0 if now["recall_at_10"] > best else waited + 1
         best = max(best, now["recall_at_10"])
-        expected = now["learning_rate"] * (1 if improved else 0.1)
+        decays = waited > 0 and waited % decay_patience == 0
+        expected = now["learning_rate"] * (0.1 if decays else 1)
         assert after["learning_rate"] == pytest.approx(max(expected, 1e-6))
     assert history[-1]["learning_rate"] < 0.05  # it did reach a plateau
     assert model.best_epoch_ == int(np.argmax([h["recall_at_10"] for h in history]))
@@ -282,6 +286,7 @@ def test_bad_parameters():
     for kwargs, match in [({"gamma": 1.5}, "gamma"), ({"dropout": 1.0}, "dropout"),
                           ({"margin": 2.0}, "margin"), ({"sampling": "hard"}, "sampling"),
                           ({"optimizer": "sgd"}, "optimizer"), ({"negatives": 0}, "negatives"),
-                          ({"lr_decay": 0.0}, "lr_decay"), ({"max_history": 0}, "max_history")]:
+                          ({"lr_decay": 0.0}, "lr_decay"), ({"max_history": 0}, "max_history"),
+                          ({"decay_patience": 0}, "decay_patience")]:
         with pytest.raises(ValueError, match=match):
             SimpleX(**kwargs).fit(X)

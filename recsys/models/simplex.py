@@ -96,9 +96,13 @@ class SimpleX(Recommender):
         stop after ``patience`` evaluations in a row without improvement, keeping the best
         epoch.
     lr_decay : float
-        With validation: at every evaluation without improvement, go back to the best epoch's
-        embeddings and multiply the learning rate by ``lr_decay`` (the official trainer's
-        reduce-on-plateau, 0.1, to which its ML-1M result owes its last 5%); 1 disables.
+        With validation: after every ``decay_patience`` evaluations in a row without
+        improvement, go back to the best epoch's embeddings and multiply the learning rate by
+        ``lr_decay`` (the official trainer's reduce-on-plateau, 0.1, to which its ML-1M
+        result owes its last 5%); 1 disables.
+    decay_patience : int
+        Evaluations without improvement before each decay (1, as officially: a single noisy
+        epoch then decays the rate, which can come too early at a high rate).
     min_learning_rate : float
         Floor of the decayed learning rate.
     metric : str
@@ -125,7 +129,8 @@ class SimpleX(Recommender):
                  learning_rate: float = 0.01, epochs: int = 30, dropout: float = 0.1,
                  optimizer: str = "adam", block_size: int = 16, sampling: str = "uniform",
                  exclude_positives: bool = False, init_std: float = 0.1, eval_every: int = 1,
-                 patience: int = 3, lr_decay: float = 0.1, min_learning_rate: float = 1e-6,
+                 patience: int = 3, lr_decay: float = 0.1, decay_patience: int = 1,
+                 min_learning_rate: float = 1e-6,
                  metric: str = "recall_at_20", random_state=None,
                  num_threads: int = 0, show_progress: bool = False):
         self.factors = factors
@@ -147,6 +152,7 @@ class SimpleX(Recommender):
         self.eval_every = eval_every
         self.patience = patience
         self.lr_decay = lr_decay
+        self.decay_patience = decay_patience
         self.min_learning_rate = min_learning_rate
         self.metric = metric
         self.random_state = random_state
@@ -173,6 +179,8 @@ class SimpleX(Recommender):
             raise ValueError("learning_rate must be > 0, l2 and negative_weight >= 0")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
+        if self.decay_patience < 1 or self.patience < 1:
+            raise ValueError("patience and decay_patience must be >= 1")
 
     def fit(self, X, callback=None, validation=None) -> SimpleX:
         """Fit on positives ``X`` (CSR users x items; every stored entry is a positive).
@@ -230,7 +238,8 @@ class SimpleX(Recommender):
                     best_state = ([t.copy() for t in tables], epoch)
                 else:
                     waited += 1
-                    if self.lr_decay < 1 and waited < self.patience:  # reduce on plateau
+                    if (self.lr_decay < 1 and waited < self.patience
+                            and waited % self.decay_patience == 0):  # reduce on plateau
                         for table, kept in zip(tables, best_state[0]):
                             table[...] = kept
                         lr = max(lr * self.lr_decay, self.min_learning_rate)
