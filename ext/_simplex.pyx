@@ -230,7 +230,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
     sit evenly on the epoch's ``steps`` mini-batches from ``clock0`` (the official trainer
     shuffles the positives). Returns 0."""
     cdef uint64_t rng = mix(seed ^ mix(<uint64_t>u + <uint64_t>0x51ed270b27fd3a45))
-    cdef int a, c, j, t, start, m
+    cdef int a, c, j, t, start, m, now
     cdef float* q
     cdef float* z
     cdef float nq, sc, cs, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0
@@ -367,9 +367,9 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
                 s.gt[c] = (s.GQn[j * d + c] - s.colw[j] * s.Qn[j * d + c]) / s.norm_n[j]
             _sink_add(sink, t, s.gt, d, s.gbn[j])
         if apply:
-            j = clock0 + <int>((<long long>(start // chunk + 1) * steps)
-                               // ((n + chunk - 1) // chunk))
-            _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr * m, l2, j)  # a step per positive
+            now = clock0 + <int>((<long long>(start // chunk + 1) * steps)
+                                 // ((n + chunk - 1) // chunk))
+            _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr * m, l2, now)  # step per positive
             sink.count += m
             if sink.count >= W_BATCH:
                 # items and W step once per W_BATCH positives of this thread (the official
