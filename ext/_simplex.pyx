@@ -15,14 +15,15 @@ draws N fresh negatives from the user's own splitmix64 stream (uniform with repl
 popularity; with ``exclude``, a draw that is one of the user's positives is redrawn, up to 32
 times) and shares them among its positives: the block's scores against them are one SGEMM
 (block x N), the active negatives' summed gradients two more. The block ends with one
-optimiser step (lazy or dense Adam, or Adagrad; l2 on touched rows) for the user's row, of length lr x
-the block's positives: the official trainer gives a user one step per positive (each positive
-sits in its own mini-batch), and a single step of lr per block left users far behind the items
-(ML-1M Recall@20 0.16 -> 0.20 after 8 epochs with the longer step). Item rows (and item
-biases, when on: s_t gains b_t, its column dropped out with z) and W step once per 1024
-positives of a thread (the official mini-batch), from the gradients summed meanwhile. Item
-rows and W are updated lock-free (Hogwild, as implicit's BPR): two threads may update one item
-row at the same time; everything else is exact. With one thread an epoch is bit-reproducible.
+optimiser step (lazy or dense Adam, or Adagrad; l2 on touched rows) for the user's row, of
+length lr x the block's positives: the official trainer gives a user one step per positive
+(each positive sits in its own mini-batch), and a single step of lr per block left users far
+behind the items (ML-1M Recall@20 0.16 -> 0.20 after 8 epochs with the longer step). Item
+rows (and item biases, when on: s_t gains b_t, its column dropped out with z) and W step
+once per 1024 positives of a thread (the official mini-batch), from the gradients summed
+meanwhile. Item rows and W are updated lock-free (Hogwild, as implicit's BPR): two threads may
+update one item row at the same time; everything else is exact. With one thread an epoch is
+bit-reproducible.
 """
 
 import numpy as np

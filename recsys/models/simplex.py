@@ -35,6 +35,8 @@ from recsys.models.base import Recommender
 
 logger = logging.getLogger(__name__)
 
+OPTIMIZERS = ("adam", "dense_adam", "adagrad")
+
 
 class SimpleX(Recommender):
     """SimpleX / MF-CCL (``gamma=1``) trained with the cosine contrastive loss.
@@ -170,8 +172,8 @@ class SimpleX(Recommender):
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not -1 <= self.margin <= 1:
             raise ValueError(f"margin is a cosine and must lie in [-1, 1], got {self.margin}")
-        if self.optimizer not in ("adam", "dense_adam", "adagrad"):
-            raise ValueError(f"optimizer must be 'adam' or 'adagrad', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.sampling not in ("uniform", "popularity"):
             raise ValueError(f"sampling must be 'uniform' or 'popularity', got "
                              f"{self.sampling!r}")
@@ -203,7 +205,7 @@ class SimpleX(Recommender):
         Q = (rng.standard_normal((X.shape[1], d)) * self.init_std).astype(np.float32)
         W = np.eye(d, dtype=np.float32)
         bi = np.zeros(X.shape[1], dtype=np.float32)
-        adam = self.optimizer in ("adam", "dense_adam")
+        adam = self.optimizer != "adagrad"
         clock = np.zeros(1, np.int32) if self.optimizer == "dense_adam" else None
         state = []
         for table in (E, Q, W, bi):
