@@ -13,8 +13,11 @@ Gradients (only negatives with s_j > m contribute):
 Per user (users in parallel, dynamic schedule), positives are taken in blocks. Each block
 draws N fresh negatives from the user's own splitmix64 stream (uniform with replacement or by
 popularity; with ``exclude``, a draw that is one of the user's positives is redrawn, up to 32
-times) and shares them among its positives: the block's scores against them are one SGEMM
-(block x N), the active negatives' summed gradients two more. The block ends with one
+times) and shares them among its positives (block 1: every positive has its own, as
+officially). Scores read a shared table of normalised item rows q^, kept current by whoever
+steps a row, so a negative costs one dot product (a block's are one SGEMM on the gathered
+rows); gradients are summed over the active pairs only (s > m: few once training is under
+way), not over the block x N matrix. The block ends with one
 optimiser step (lazy or dense Adam, or Adagrad; l2 on touched rows) for the user's row, of
 length lr x the block's positives: the official trainer gives a user one step per positive
 (each positive sits in its own mini-batch), and a single step of lr per block left users far
@@ -32,7 +35,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport pow, powf, sqrt, sqrtf
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sdot, sgemm
 
 from _random cimport mix, next_u64, next_uniform
@@ -132,6 +135,8 @@ cdef struct Sink:
     int n_touched
     int count       # positives since the last step
     int* clock      # mini-batch clock shared by the threads (dense Adam)
+    float* Qh       # n_items x d: the normalised item rows q / |q|, shared, kept current
+    float* inorm    # n_items: 1 / |q|
 
 
 cdef inline void _sink_add(Sink* k, int row, const float* g, int d, float gb) noexcept nogil:
@@ -147,6 +152,17 @@ cdef inline void _sink_add(Sink* k, int row, const float* g, int d, float gb) no
         k.bacc[row] += gb
 
 
+cdef inline void _normalise(const float* Q, float* Qh, float* inorm, Py_ssize_t row,
+                            int d) noexcept nogil:
+    """Row ``row`` of the normalised table from Q."""
+    cdef int c
+    cdef const float* q = Q + row * d
+    cdef float inv = 1.0 / (sqrtf(_dot(d, q, q)) + EPS)
+    inorm[row] = inv
+    for c in range(d):
+        Qh[row * d + c] = q[c] * inv
+
+
 cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, float* bi,
                  Table* ABI, int d, float g, float lr, float l2) noexcept nogil:
     """One optimiser step for every item row (and bias) with a pending gradient (and W), then
@@ -160,6 +176,7 @@ cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, f
         row = k.touched[i]
         a = k.acc + <Py_ssize_t>row * d
         _update(Q + <Py_ssize_t>row * d, AQ, row, d, a, lr, l2, now)
+        _normalise(Q, k.Qh, k.inorm, row, d)
         memset(a, 0, d * sizeof(float))
         if bi != NULL:
             _update(bi + row, ABI, row, 1, k.bacc + row, lr, l2, now)
@@ -177,7 +194,8 @@ cdef inline int _sample(uint64_t* rng, int n_items, const double* cdf) noexcept 
     cdef int lo, hi, mid
     cdef double u
     if cdf == NULL:
-        return <int>(next_u64(rng) % <uint64_t>n_items)
+        # the top 32 bits scaled to [0, n_items) (Lemire 2019): no division, bias < n / 2^32
+        return <int>(((next_u64(rng) >> 32) * <uint64_t>n_items) >> 32)
     u = next_uniform(rng) * cdf[n_items - 1]
     lo = 0
     hi = n_items - 1
@@ -206,8 +224,7 @@ cdef struct Scratch:
     float* GH       # n_max x d: history gradients G_h per positive / |its history|
     float* inv      # n_max: 1 / |history of each positive|
     float* T        # d: sum of G_h
-    float* Qn       # N x d: normalised negatives
-    float* norm_n   # N
+    float* Qn       # N x d: the negatives' normalised rows, gathered for a block
     int* neg        # N
     float* Sc       # chunk x N scores, then active weights
     float* GZ       # chunk x d: negative parts of G_z
@@ -216,6 +233,7 @@ cdef struct Scratch:
     float* gbn      # N: the negatives' item-bias gradients
     float* xb       # chunk: dropout of the bias column
     char* active    # N
+    int* act        # N: the active negatives' columns
 
 
 cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_items,
@@ -231,7 +249,8 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
     sit evenly on the epoch's ``steps`` mini-batches from ``clock0`` (the official trainer
     shuffles the positives). Returns 0."""
     cdef uint64_t rng = mix(seed ^ mix(<uint64_t>u + <uint64_t>0x51ed270b27fd3a45))
-    cdef int a, c, j, t, start, m, now
+    cdef int a, c, j, t, start, m, now, n_act
+    cdef float* Qh = sink.Qh
     cdef float* q
     cdef float* z
     cdef float nq, sc, cs, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0
@@ -251,7 +270,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
     start = 0
     while start < n:
         m = min(chunk, n - start)
-        # this block's negatives, drawn from the user's stream and normalised once
+        # this block's negatives, drawn from the user's stream
         for j in range(N):
             t = _sample(&rng, n_items, cdf)
             if exclude:
@@ -260,18 +279,11 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
                         break
                     t = _sample(&rng, n_items, cdf)
             s.neg[j] = t
-            q = Q + <Py_ssize_t>t * d
-            nq = sqrtf(_dot(d, q, q)) + EPS
-            s.norm_n[j] = nq
-            for c in range(d):
-                s.Qn[j * d + c] = q[c] / nq
         if negs_out != NULL:
             for j in range(N):
                 negs_out[(start // chunk) * N + j] = s.neg[j]
         memset(s.ge, 0, d * sizeof(float))
-        memset(s.GQn, 0, N * d * sizeof(float))
-        memset(s.colw, 0, N * sizeof(float))
-        memset(s.gbn, 0, N * sizeof(float))
+        memset(s.GZ, 0, m * d * sizeof(float))
         memset(s.active, 0, N * sizeof(char))
         if g < 1:  # history means of the chunk and W h for all of them (one SGEMM)
             for a in range(m):
@@ -306,39 +318,55 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
             s.xb[a] = 1.0  # the bias column [1, b_i] is dropped out like the others
             if bi != NULL and rho > 0:
                 s.xb[a] = (1.0 / keep) if next_uniform(&rng) < keep else 0.0
-        # scores against the shared negatives: Sc (m x N) = Z Qn^T, one SGEMM; then Sc becomes
-        # the matrix A of the active negatives' weights (w / N where s > m, else 0)
-        sgemm(&ta, &tb, &N, &m, &d, &one_f, s.Qn, &d, s.Z, &d, &zero_f, s.Sc, &N)
+        # scores against the negatives' normalised rows: Sc (m x N) = Z Qn^T, one SGEMM on
+        # the gathered rows for a block, N dots for a single positive
+        if m == 1:
+            for j in range(N):
+                s.Sc[j] = _dot(d, s.Z, Qh + <Py_ssize_t>s.neg[j] * d)
+        else:
+            for j in range(N):
+                memcpy(s.Qn + j * d, Qh + <Py_ssize_t>s.neg[j] * d, d * sizeof(float))
+            sgemm(&ta, &tb, &N, &m, &d, &one_f, s.Qn, &d, s.Z, &d, &zero_f, s.Sc, &N)
+        # the active pairs (s > m; usually few) give the negative parts of G_z,
+        # G_z_a += (w / N) q^_j, and the negatives' gradients, G_j += (w / N) z_a
+        n_act = 0
         for a in range(m):
+            z = s.Z + a * d
             for j in range(N):
                 cs = s.Sc[a * N + j]  # the cosine; the score adds the biases
-                sc = cs + (s.xb[a] * bi[s.neg[j]] if bi != NULL else 0)
-                if sc > margin:
-                    total += coef * (sc - margin)
-                    s.colw[j] += coef * cs
+                t = s.neg[j]
+                sc = cs + (s.xb[a] * bi[t] if bi != NULL else 0)
+                if sc <= margin:
+                    continue
+                total += coef * (sc - margin)
+                if not s.active[j]:
                     s.active[j] = 1
-                    s.Sc[a * N + j] = coef
-                    s.gbn[j] += coef * s.xb[a]
-                else:
-                    s.Sc[a * N + j] = 0
-        # negative parts of G_z (m x d) = A Qn, and the negatives' G (N x d) += A^T Z
-        sgemm(&tb, &tb, &d, &m, &N, &one_f, s.Qn, &d, s.Sc, &N, &zero_f, s.GZ, &d)
-        sgemm(&tb, &ta, &d, &N, &m, &one_f, s.Z, &d, s.Sc, &N, &one_f, s.GQn, &d)
+                    s.act[n_act] = j
+                    n_act += 1
+                    s.colw[j] = 0
+                    s.gbn[j] = 0
+                    memset(s.GQn + j * d, 0, d * sizeof(float))
+                s.colw[j] += coef * cs
+                s.gbn[j] += coef * s.xb[a]
+                q = Qh + <Py_ssize_t>t * d
+                for c in range(d):
+                    s.GZ[a * d + c] += coef * q[c]
+                    s.GQn[j * d + c] += coef * z[c]
         for a in range(m):
             z = s.Z + a * d
             for c in range(d):
                 s.gz[c] = s.GZ[a * d + c]
             # positive
             t = cols[start + a]
-            q = Q + <Py_ssize_t>t * d
-            nq = sqrtf(_dot(d, q, q)) + EPS
-            cs = _dot(d, z, q) / nq
+            q = Qh + <Py_ssize_t>t * d
+            nq = sink.inorm[t]
+            cs = _dot(d, z, q)
             sc = cs + (s.xb[a] * bi[t] if bi != NULL else 0)
             if sc < 1:
                 total += 1 - sc
                 for c in range(d):
-                    s.gz[c] -= q[c] / nq
-                    s.gt[c] = -(z[c] - cs * q[c] / nq) / nq
+                    s.gz[c] -= q[c]
+                    s.gt[c] = -(z[c] - cs * q[c]) * nq
                 _sink_add(sink, t, s.gt, d, -s.xb[a])
             # back through dropout and the normalisation
             dot_pg = 0
@@ -360,12 +388,12 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
                     s.T[c] += s.GH[(start + a) * d + c]
         # one optimiser step per block of positives: the active negatives, the user, W
         # each active negative: G_q_j = (sum_a A_aj z_a - (sum_a A_aj s_aj) q^_j) / |q_j|
-        for j in range(N):
-            if not s.active[j]:
-                continue
+        for a in range(n_act):
+            j = s.act[a]
             t = s.neg[j]
+            q = Qh + <Py_ssize_t>t * d
             for c in range(d):
-                s.gt[c] = (s.GQn[j * d + c] - s.colw[j] * s.Qn[j * d + c]) / s.norm_n[j]
+                s.gt[c] = (s.GQn[j * d + c] - s.colw[j] * q[c]) * sink.inorm[t]
             _sink_add(sink, t, s.gt, d, s.gbn[j])
         if apply:
             now = clock0 + <int>((<long long>(start // chunk + 1) * steps)
@@ -395,8 +423,10 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
     return 0
 
 
-cdef Sink _sink(int n_items, int d, bint biases) noexcept nogil:
+cdef Sink _sink(int n_items, int d, bint biases, float* Qh, float* inorm) noexcept nogil:
     cdef Sink k
+    k.Qh = Qh
+    k.inorm = inorm
     k.acc = <float*>calloc(<size_t>n_items * d, sizeof(float))
     k.bacc = <float*>calloc(n_items, sizeof(float)) if biases else NULL
     k.mark = <char*>calloc(n_items, sizeof(char))
@@ -425,7 +455,6 @@ cdef Scratch _alloc(int d, int N, int chunk, int n_max) noexcept nogil:
     s.GH = <float*>malloc(max(n_max, 1) * d * sizeof(float))
     s.inv = <float*>malloc(max(n_max, 1) * sizeof(float))
     s.Qn = <float*>malloc(N * d * sizeof(float))
-    s.norm_n = <float*>malloc(N * sizeof(float))
     s.neg = <int*>malloc(N * sizeof(int))
     s.Sc = <float*>malloc(chunk * N * sizeof(float))
     s.GZ = <float*>malloc(chunk * d * sizeof(float))
@@ -434,14 +463,15 @@ cdef Scratch _alloc(int d, int N, int chunk, int n_max) noexcept nogil:
     s.gbn = <float*>malloc(N * sizeof(float))
     s.xb = <float*>malloc(chunk * sizeof(float))
     s.active = <char*>malloc(N * sizeof(char))
+    s.act = <int*>malloc(N * sizeof(int))
     return s
 
 
 cdef void _free(Scratch* s) noexcept nogil:
     free(s.S); free(s.WH); free(s.GP); free(s.p); free(s.gz); free(s.ge)
     free(s.gt); free(s.T); free(s.Z); free(s.P); free(s.H); free(s.Xi); free(s.norm_p)
-    free(s.GH); free(s.inv); free(s.Qn); free(s.norm_n); free(s.neg); free(s.Sc)
-    free(s.GZ); free(s.GQn); free(s.colw); free(s.gbn); free(s.xb); free(s.active)
+    free(s.GH); free(s.inv); free(s.Qn); free(s.neg); free(s.Sc)
+    free(s.GZ); free(s.GQn); free(s.colw); free(s.gbn); free(s.xb); free(s.active); free(s.act)
 
 
 cdef Table _table(m, v, t, Py_ssize_t size, bint dense=False):
@@ -460,6 +490,18 @@ cdef Table _table(m, v, t, Py_ssize_t size, bint dense=False):
         mv = m.reshape(-1)
         tab.m = &mv[0]
     return tab
+
+
+def _normalised(float[:, ::1] Q):
+    """The normalised rows of Q and their inverse norms (float32)."""
+    Qh = np.empty_like(np.asarray(Q))
+    inorm = np.empty(Q.shape[0], dtype=np.float32)
+    cdef float[:, ::1] qh = Qh
+    cdef float[::1] iv = inorm
+    cdef Py_ssize_t row
+    for row in range(Q.shape[0]):
+        _normalise(&Q[0, 0], &qh[0, 0], &iv[0], row, <int>Q.shape[1])
+    return Qh, inorm
 
 
 def _check(indptr, indices, E, Q, W, int N):
@@ -537,6 +579,8 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
         clock0 = clock_ptr[0]
     cdef double loss = 0
     cdef double* losses
+    cdef float[:, ::1] Qh
+    cdef float[::1] inorm
     cdef Sink sink
     cdef float* GW_all
     if cdf is not None:
@@ -546,6 +590,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
         cdf_ptr = &cdf_view[0]
     for u in range(n_users):
         n_max = max(n_max, indptr[u + 1] - indptr[u])
+    Qh, inorm = _normalised(Q)
     GW_all = <float*>malloc(n_threads * d * d * sizeof(float))
     losses = <double*>malloc(n_threads * sizeof(double))
     memset(GW_all, 0, n_threads * d * d * sizeof(float))
@@ -554,7 +599,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
         with nogil, parallel(num_threads=n_threads):
             tid = threadid()
             s = _alloc(d, N, chunk, n_max)
-            sink = _sink(n_items, d, bi_ptr != NULL)
+            sink = _sink(n_items, d, bi_ptr != NULL, &Qh[0, 0], &inorm[0])
             sink.clock = clock_ptr
             try:
                 for u in prange(n_users, schedule="dynamic", chunksize=8):
@@ -616,8 +661,11 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     drawn = np.empty(((n + block - 1) // block, N), dtype=np.int32)
     cdef int[:, ::1] dv = drawn
     cdef Sink sink
+    cdef float[:, ::1] Qh
+    cdef float[::1] inorm
+    Qh, inorm = _normalised(Q)
     s = _alloc(d, N, block, n)
-    sink = _sink(<int>Q.shape[0], d, False)
+    sink = _sink(<int>Q.shape[0], d, False, &Qh[0, 0], &inorm[0])
     free(sink.acc)
     sink.acc = &gQ[0, 0]  # summed straight into the caller's dense gradients
     if bi_ptr != NULL:

@@ -29,11 +29,11 @@ def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, his
 
 @pytest.mark.parametrize("gamma, n_pos, block, cap", [
     (1.0, 4, 256, None), (0.6, 4, 256, None), (0.6, 300, 256, None), (0.6, 7, 3, None),
-    (0.6, 9, 4, 5), (0.6, 300, 256, 40)])
+    (0.6, 9, 4, 5), (0.6, 300, 256, 40), (1.0, 5, 1, None), (0.6, 6, 1, 4)])
 def test_gradients_match_finite_differences(gamma, n_pos, block, cap):
     """Blocks of positives share their negatives: n_pos = 300 spans two blocks of 256 (two
-    SGEMMs), 7 positives three blocks of 3; ``cap``: the history is a subset of the
-    positives (targets inside and outside it)."""
+    SGEMMs), 7 positives three blocks of 3, block 1 scores each positive by dot products;
+    ``cap``: the history is a subset of the positives (targets inside and outside it)."""
     rng = np.random.default_rng(0)
     n_users, n_items, d, N = 3, 400, 6, 25
     E = rng.normal(0, 1, (n_users, d)).astype(np.float32)
@@ -81,7 +81,8 @@ def test_gradients_match_finite_differences(gamma, n_pos, block, cap):
         assert (gW == 0).all()
 
 
-def test_bias_gradients_match_finite_differences():
+@pytest.mark.parametrize("block", [1, 4])
+def test_bias_gradients_match_finite_differences(block):
     """Item biases shift every score (here enough to flip which terms are active)."""
     rng = np.random.default_rng(3)
     n_items, d, N, n_pos = 200, 5, 30, 9
@@ -90,7 +91,7 @@ def test_bias_gradients_match_finite_differences():
     W = (np.eye(d) + rng.normal(0, 0.3, (d, d))).astype(np.float32)
     bi = rng.normal(0, 0.3, n_items).astype(np.float32)
     cols = np.sort(rng.choice(n_items, n_pos, replace=False)).astype(np.int32)
-    u, gamma, margin, weight, block = 1, 0.7, 0.2, 3.0, 4
+    u, gamma, margin, weight = 1, 0.7, 0.2, 3.0
     gE, gQ, gW = np.zeros(d, np.float32), np.zeros_like(Q), np.zeros_like(W)
     gbi = np.zeros(n_items, np.float32)
     loss, negatives = user_gradients(cols, u, E, Q, W, N, gamma, margin, weight, 7, gE, gQ, gW,
@@ -242,6 +243,41 @@ def test_learning_rate_decays_on_plateau(decay_patience):
         assert after["learning_rate"] == pytest.approx(max(expected, 1e-6))
     assert history[-1]["learning_rate"] < 0.05  # it did reach a plateau
     assert model.best_epoch_ == int(np.argmax([h["recall_at_10"] for h in history]))
+    # schedule_: the rates of the epochs behind the best embeddings; a decay's return to the
+    # best epoch drops the epochs after it
+    path, best, best_path, waited = [], -np.inf, [], 0
+    for h in history:
+        path.append(h["learning_rate"])
+        if h["recall_at_10"] > best:
+            best, best_path, waited = h["recall_at_10"], list(path), 0
+        else:
+            waited += 1
+            if waited % decay_patience == 0:
+                path = list(best_path)
+    assert model.schedule_ == best_path
+    assert len(model.schedule_) <= model.best_epoch_ + 1
+
+
+def test_lr_schedule_replays_the_rates():
+    """A constant schedule is the plain fit, bit for bit (one thread); a decaying one runs
+    its rates epoch by epoch without validation decays or early stopping."""
+    from recsys.models import SimpleX
+
+    X = planted(seed=1)
+    kw = dict(factors=16, negatives=30, margin=0.5, negative_weight=5, dropout=0.0,
+              random_state=0, num_threads=1)
+    plain = SimpleX(learning_rate=0.05, epochs=6, **kw).fit(X)
+    replay = SimpleX(learning_rate=1.0, epochs=99, lr_schedule=[0.05] * 6, **kw).fit(X)
+    np.testing.assert_array_equal(replay.item_factors_, plain.item_factors_)
+    np.testing.assert_array_equal(replay.user_factors_, plain.user_factors_)
+    assert replay.schedule_ == [0.05] * 6
+    rates = [0.05] * 3 + [0.005] * 3 + [0.0005]
+    held_out = planted(seed=2)
+    held_out = held_out - held_out.multiply(X)
+    held_out.eliminate_zeros()
+    model = SimpleX(lr_schedule=rates, patience=1, **kw).fit(X, validation=held_out)
+    assert [h["learning_rate"] for h in model.history_] == rates
+    assert model.schedule_ == rates[:model.best_epoch_ + 1]
 
 
 def reference_adam(w, grads, steps, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -287,6 +323,7 @@ def test_bad_parameters():
                           ({"margin": 2.0}, "margin"), ({"sampling": "hard"}, "sampling"),
                           ({"optimizer": "sgd"}, "optimizer"), ({"negatives": 0}, "negatives"),
                           ({"lr_decay": 0.0}, "lr_decay"), ({"max_history": 0}, "max_history"),
-                          ({"decay_patience": 0}, "decay_patience")]:
+                          ({"decay_patience": 0}, "decay_patience"),
+                          ({"lr_schedule": [0.1, -1.0]}, "lr_schedule")]:
         with pytest.raises(ValueError, match=match):
             SimpleX(**kwargs).fit(X)
