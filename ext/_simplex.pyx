@@ -10,22 +10,22 @@ Gradients (only negatives with s_j > m contribute):
     G_z = -[s_i < 1] q^_i + (w / N) sum_{active j} q^_j
     G_q_t = c_t (z - s_t q^_t) / |q_t|,   G_p = (G_p^ - (p^ . G_p^) p^) / |p|,  G_p^ = xi o G_z
     G_e = g G_p,   G_W = (1 - g) G_p h^T,   G_h = (1 - g) W^T G_p,   G_q_k += G_h / (n - 1)
-Per user (users in parallel, dynamic schedule), positives are taken in blocks. Each block
-draws N fresh negatives from the user's own splitmix64 stream (uniform with replacement or by
-popularity; with ``exclude``, a draw that is one of the user's positives is redrawn, up to 32
-times) and shares them among its positives (block 1: every positive has its own, as
-officially). Scores read a shared table of normalised item rows q^, kept current by whoever
+Two orders. Shuffled (the official data loader): the positives in a given random order, in
+mini-batches of W_BATCH = 1024 that the threads take in turn (dynamic schedule); each
+positive draws N fresh negatives from its own splitmix64 stream (seeded by the positive's
+index) and its user's row steps at once; the item rows (and item biases, when on: s_t gains
+b_t, its column dropped out with z) and W step at the end of the mini-batch with the
+gradients summed over it. By user: the threads take users, each over its positives in
+blocks that share N negatives (drawn from the user's stream) and one step of the user's row
+of length lr x the block's positives (one step per positive, as officially); items and W
+step once per W_BATCH positives of a thread. Negatives are uniform with replacement or by
+popularity; with ``exclude``, a draw that is one of the user's positives is redrawn, up to
+32 times. Scores read a shared table of normalised item rows q^, kept current by whoever
 steps a row, so a negative costs one dot product (a block's are one SGEMM on the gathered
 rows); gradients are summed over the active pairs only (s > m: few once training is under
-way), not over the block x N matrix. The block ends with one
-optimiser step (lazy or dense Adam, or Adagrad; l2 on touched rows) for the user's row, of
-length lr x the block's positives: the official trainer gives a user one step per positive
-(each positive sits in its own mini-batch), and a single step of lr per block left users far
-behind the items (ML-1M Recall@20 0.16 -> 0.20 after 8 epochs with the longer step). Item
-rows (and item biases, when on: s_t gains b_t, its column dropped out with z) and W step
-once per 1024 positives of a thread (the official mini-batch), from the gradients summed
-meanwhile. Item rows and W are updated lock-free (Hogwild, as implicit's BPR): two threads may
-update one item row at the same time; everything else is exact. With one thread an epoch is
+way). Optimisers: lazy or dense Adam, or Adagrad, per row; l2 on touched rows. Item rows,
+W and (shuffled) user rows are updated lock-free (Hogwild, as implicit's BPR): two threads
+may update one row at the same time; everything else is exact. With one thread an epoch is
 bit-reproducible.
 """
 
@@ -236,19 +236,22 @@ cdef struct Scratch:
     int* act        # N: the active negatives' columns
 
 
-cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_items,
+cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const int* row,
+               int n_row, int n_items,
                float* E, float* Q, float* W, float* bi, Table* ABI,
                Table* AE, Table* AQ, Table* AW, float* GW, float* gE, int d, int N, float g,
                float margin, float weight, float rho, float lr, float l2, uint64_t seed,
-               const double* cdf, bint exclude, Scratch* s, int chunk, bint apply, Sink* sink,
-               double* loss, int* negs_out, int clock0, int steps) noexcept nogil:
-    """One user's CCL terms over blocks of ``chunk`` positives. With ``apply``, every block
-    ends with an optimiser step on the user's row; item gradients go to ``sink`` and W's to
-    ``GW``, stepped every W_BATCH positives. Without ``apply`` the gradients are only summed
-    (into ``gE``, ``GW`` and the sink) and nothing changes. For dense Adam the user's blocks
-    sit evenly on the epoch's ``steps`` mini-batches from ``clock0`` (the official trainer
-    shuffles the positives). Returns 0."""
-    cdef uint64_t rng = mix(seed ^ mix(<uint64_t>u + <uint64_t>0x51ed270b27fd3a45))
+               uint64_t stream, const double* cdf, bint exclude, Scratch* s, int chunk,
+               bint apply, Sink* sink, double* loss, int* negs_out, int clock0,
+               int steps) noexcept nogil:
+    """CCL terms of user ``u``'s positives ``cols`` (all of its ``row``, or one of them when
+    the positives are shuffled) over blocks of ``chunk`` positives, random numbers from
+    ``stream``. With ``apply``, every block ends with an optimiser step on the user's row;
+    item gradients go to ``sink`` and W's to ``GW``, stepped every W_BATCH positives. Without
+    ``apply`` the gradients are only summed (into ``gE``, ``GW`` and the sink) and nothing
+    changes. For dense Adam the blocks sit evenly on ``steps`` mini-batches after
+    ``clock0``. Returns 0."""
+    cdef uint64_t rng = mix(seed ^ mix(stream + <uint64_t>0x51ed270b27fd3a45))
     cdef int a, c, j, t, start, m, now, n_act
     cdef float* Qh = sink.Qh
     cdef float* q
@@ -256,7 +259,6 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
     cdef float nq, sc, cs, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0
     cdef float hist_w = 1 - g
     cdef float inv_hist
-    cdef bint capped = nh < n  # the history is a subset of the positives
     cdef char ta = b'T', tb = b'N'
     cdef double total = 0
     coef = weight / N
@@ -275,7 +277,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
             t = _sample(&rng, n_items, cdf)
             if exclude:
                 for a in range(MAX_REJECT):
-                    if find(cols, n, t) < 0:
+                    if find(row, n_row, t) < 0:
                         break
                     t = _sample(&rng, n_items, cdf)
             s.neg[j] = t
@@ -289,7 +291,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
             for a in range(m):
                 # the target leaves its own history: h = (S - [i in H] q_i) / (|H| - [i in H])
                 t = cols[start + a]
-                j = 1 if not capped or find(hcols, nh, t) >= 0 else 0
+                j = 1 if find(hcols, nh, t) >= 0 else 0
                 inv_hist = 1.0 / (nh - j) if nh > j else 0.0
                 s.inv[start + a] = inv_hist
                 q = Q + <Py_ssize_t>t * d
@@ -409,16 +411,19 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, int n_it
                 gE[c] += s.ge[c]
         start += m
     # history items: item k gets G_h / |H minus target| summed over the positives other than
-    # k itself (GH rows are already divided); H is sorted and a subset of the sorted cols
-    if g < 1 and nh > 1:
+    # k itself (GH rows are already divided); H and cols are sorted
+    if g < 1:
         a = 0
         for j in range(nh):
             t = hcols[j]
-            while cols[a] < t:
+            while a < n and cols[a] < t:
                 a += 1
-            for c in range(d):
-                s.gt[c] = s.T[c] - s.GH[a * d + c]
-            _sink_add(sink, t, s.gt, d, 0)
+            if a < n and cols[a] == t:
+                for c in range(d):
+                    s.gt[c] = s.T[c] - s.GH[a * d + c]
+                _sink_add(sink, t, s.gt, d, 0)
+            else:
+                _sink_add(sink, t, s.T, d, 0)
     loss[0] += total
     return 0
 
@@ -537,7 +542,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 float[:, ::1] Q, float[:, ::1] W, state, int negatives, float gamma,
                 float margin, float weight, float dropout, float lr, float l2,
                 unsigned long long seed, cdf, int block, bint exclude, int num_threads,
-                item_bias=None, bias_state=None, clock=None) -> float:
+                item_bias=None, bias_state=None, clock=None, order=None) -> float:
     """One epoch over every user (see the module docstring); returns the mean CCL per
     positive. ``block`` positives of a user share their negatives and one optimiser step.
     ``hist_indptr, hist_indices``: each user's history (a sorted subset of its positives; the
@@ -546,7 +551,11 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     negatives) or the float64 cumulative popularity. ``item_bias``: None or float32 (added
     to every score) with ``bias_state`` ``(m, v, t)``. ``clock``: None (lazy Adam) or a
     one-element int32 array, the dense-Adam mini-batch clock (the t arrays then hold each
-    row's last step), advanced by the epoch's mini-batches."""
+    row's last step), advanced by the epoch's mini-batches. ``order``: None (users in
+    parallel, each over its positives in blocks) or a permutation of the positives' indices
+    (int32): the positives are taken in that order, one at a time (``block`` unused), in
+    mini-batches of W_BATCH spread over the threads, as the official trainer's shuffled
+    data loader does (a user's row is then updated lock-free too)."""
     _check(indptr, indices, E, Q, W, negatives)
     _check_history(indptr, indices, hist_indptr, hist_indices)
     cdef float[::1] bi_view
@@ -560,6 +569,18 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
         tbi = _table(bias_state[0], bias_state[1], bias_state[2], Q.shape[0], clock is not None)
     if block < 1:
         raise ValueError("block must be >= 1")
+    cdef const int[::1] perm
+    cdef const int[::1] owner
+    cdef Py_ssize_t nnz = indices.shape[0], k, e
+    cdef int b, n_batches = <int>((nnz + W_BATCH - 1) // W_BATCH)
+    cdef bint shuffled = order is not None
+    if shuffled:
+        order = np.asarray(order)
+        if (order.dtype != np.int32 or order.ndim != 1 or len(order) != nnz or nnz and (
+                order.min() < 0 or (np.bincount(order, minlength=nnz) != 1).any())):
+            raise ValueError("order must be an int32 permutation of the positives' indices")
+        perm = order
+        owner = np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
     cdef Py_ssize_t n_users = E.shape[0]
     cdef int d = <int>E.shape[1], n_items = <int>Q.shape[0], N = negatives, chunk = block
     cdef int u, n, n_max = 0, tid, c, n_threads = max(num_threads, 1)
@@ -602,16 +623,32 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
             sink = _sink(n_items, d, bi_ptr != NULL, &Qh[0, 0], &inorm[0])
             sink.clock = clock_ptr
             try:
-                for u in prange(n_users, schedule="dynamic", chunksize=8):
-                    n = indptr[u + 1] - indptr[u]
-                    if n == 0:
-                        continue
-                    _user(u, &indices[indptr[u]], n, &hist_indices[hist_indptr[u]],
-                          hist_indptr[u + 1] - hist_indptr[u], n_items, &E[0, 0], &Q[0, 0],
-                          &W[0, 0], bi_ptr, &tbi,
-                          &te, &tq, &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin,
-                          weight, dropout, lr, l2, seed, cdf_ptr, exclude, &s, chunk, True,
-                          &sink, &losses[tid], NULL, clock0, steps)
+                if shuffled:  # mini-batches of W_BATCH positives; items step after each
+                    for b in prange(n_batches, schedule="dynamic", chunksize=1):
+                        for k in range(b * W_BATCH, min(<Py_ssize_t>(b + 1) * W_BATCH, nnz)):
+                            e = perm[k]
+                            u = owner[e]
+                            _user(u, &indices[e], 1, &hist_indices[hist_indptr[u]],
+                                  hist_indptr[u + 1] - hist_indptr[u], &indices[indptr[u]],
+                                  indptr[u + 1] - indptr[u], n_items, &E[0, 0], &Q[0, 0],
+                                  &W[0, 0], bi_ptr, &tbi, &te, &tq, &tw, GW_all + tid * d * d,
+                                  NULL, d, N, gamma, margin, weight, dropout, lr, l2, seed,
+                                  <uint64_t>e, cdf_ptr, exclude, &s, 1, True, &sink,
+                                  &losses[tid], NULL, clock0 + b, 1)
+                        if sink.count > 0:
+                            _flush(&sink, &Q[0, 0], &tq, &W[0, 0], &tw, GW_all + tid * d * d,
+                                   bi_ptr, &tbi, d, gamma, lr, l2)
+                else:
+                    for u in prange(n_users, schedule="dynamic", chunksize=8):
+                        n = indptr[u + 1] - indptr[u]
+                        if n == 0:
+                            continue
+                        _user(u, &indices[indptr[u]], n, &hist_indices[hist_indptr[u]],
+                              hist_indptr[u + 1] - hist_indptr[u], &indices[indptr[u]], n,
+                              n_items, &E[0, 0], &Q[0, 0], &W[0, 0], bi_ptr, &tbi, &te, &tq,
+                              &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin, weight,
+                              dropout, lr, l2, seed, <uint64_t>u, cdf_ptr, exclude, &s, chunk,
+                              True, &sink, &losses[tid], NULL, clock0, steps)
                 if sink.count > 0:  # this thread's last partial batch
                     _flush(&sink, &Q[0, 0], &tq, &W[0, 0], &tw, GW_all + tid * d * d, bi_ptr,
                            &tbi, d, gamma, lr, l2)
@@ -671,10 +708,10 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     if bi_ptr != NULL:
         sink.bacc = &gbi[0]
     try:
-        _user(u, &cols[0], n, &hv[0], <int>hv.shape[0], <int>Q.shape[0], &E[0, 0], &Q[0, 0],
-              &W[0, 0], bi_ptr, NULL, NULL, NULL,
-              NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, NULL,
-              exclude, &s, block, False, &sink, &loss, &dv[0, 0], 0, 0)
+        _user(u, &cols[0], n, &hv[0], <int>hv.shape[0], &cols[0], n, <int>Q.shape[0],
+              &E[0, 0], &Q[0, 0], &W[0, 0], bi_ptr, NULL, NULL, NULL,
+              NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, u,
+              NULL, exclude, &s, block, False, &sink, &loss, &dv[0, 0], 0, 0)
     finally:
         _free(&s)
         free(sink.mark)
