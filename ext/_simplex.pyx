@@ -11,14 +11,14 @@ Gradients (only negatives with s_j > m contribute):
     G_q_t = c_t (z - s_t q^_t) / |q_t|,   G_p = (G_p^ - (p^ . G_p^) p^) / |p|,  G_p^ = xi o G_z
     G_e = g G_p,   G_W = (1 - g) G_p h^T,   G_h = (1 - g) W^T G_p,   G_q_k += G_h / (n - 1)
 Two orders. Shuffled (the official data loader): the positives in a given random order, in
-mini-batches of W_BATCH = 1024 that the threads take in turn (dynamic schedule); each
-positive draws N fresh negatives from its own splitmix64 stream (seeded by the positive's
-index) and its user's row steps at once; the item rows (and item biases, when on: s_t gains
-b_t, its column dropped out with z) and W step at the end of the mini-batch with the
-gradients summed over it. By user: the threads take users, each over its positives in
-blocks that share N negatives (drawn from the user's stream) and one step of the user's row
-of length lr x the block's positives (one step per positive, as officially); items and W
-step once per W_BATCH positives of a thread. Negatives are uniform with replacement or by
+mini-batches of ``batch`` positives (1024 officially on ML-1M) that the threads take in turn
+(dynamic schedule); each positive draws N fresh negatives from its own splitmix64 stream
+(seeded by the positive's index) and its user's row steps at once; the item rows (and item
+biases, when on: s_t gains b_t, its column dropped out with z) and W step at the end of the
+mini-batch with the gradients summed over it. By user: the threads take users, each over its
+positives in blocks that share N negatives (drawn from the user's stream) and one step of the
+user's row of length lr x the block's positives (one step per positive, as officially); items
+and W step once per ``batch`` positives of a thread. Negatives are uniform with replacement or by
 popularity; with ``exclude``, a draw that is one of the user's positives is redrawn, up to
 32 times. Scores read a shared table of normalised item rows q^, kept current by whoever
 steps a row, so a negative costs one dot product (a block's are one SGEMM on the gathered
@@ -42,7 +42,6 @@ from _random cimport mix, next_u64, next_uniform
 from _sorted cimport find
 
 cdef float EPS = 1e-8  # guards the norms of all-zero rows
-cdef int W_BATCH = 1024  # positives per step of the shared matrix W
 cdef int MAX_REJECT = 32  # redraws of a negative that is one of the user's positives
 cdef int TAIL = 100  # skipped dense-Adam steps summed (0.9^100 / 0.999^50 < 3e-5)
 
@@ -134,6 +133,7 @@ cdef struct Sink:
     int* touched    # rows with a pending gradient
     int n_touched
     int count       # positives since the last step
+    int batch       # positives per step (the mini-batch)
     int* clock      # mini-batch clock shared by the threads (dense Adam)
     float* Qh       # n_items x d: the normalised item rows q / |q|, shared, kept current
     float* inorm    # n_items: 1 / |q|
@@ -234,6 +234,7 @@ cdef struct Scratch:
     float* xb       # chunk: dropout of the bias column
     char* active    # N
     int* act        # N: the active negatives' columns
+    char* seen      # n_items: marks the user's positives while they are excluded
 
 
 cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const int* row,
@@ -247,7 +248,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
     """CCL terms of user ``u``'s positives ``cols`` (all of its ``row``, or one of them when
     the positives are shuffled) over blocks of ``chunk`` positives, random numbers from
     ``stream``. With ``apply``, every block ends with an optimiser step on the user's row;
-    item gradients go to ``sink`` and W's to ``GW``, stepped every W_BATCH positives. Without
+    item gradients go to ``sink`` and W's to ``GW``, stepped every ``sink.batch`` positives. Without
     ``apply`` the gradients are only summed (into ``gE``, ``GW`` and the sink) and nothing
     changes. For dense Adam the blocks sit evenly on ``steps`` mini-batches after
     ``clock0``. Returns 0."""
@@ -262,6 +263,9 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
     cdef char ta = b'T', tb = b'N'
     cdef double total = 0
     coef = weight / N
+    if exclude:
+        for a in range(n_row):
+            s.seen[row[a]] = 1
     if g < 1:
         memset(s.S, 0, d * sizeof(float))
         memset(s.T, 0, d * sizeof(float))
@@ -277,7 +281,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
             t = _sample(&rng, n_items, cdf)
             if exclude:
                 for a in range(MAX_REJECT):
-                    if find(row, n_row, t) < 0:
+                    if not s.seen[t]:
                         break
                     t = _sample(&rng, n_items, cdf)
             s.neg[j] = t
@@ -402,8 +406,8 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
                                  // ((n + chunk - 1) // chunk))
             _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr * m, l2, now)  # step per positive
             sink.count += m
-            if sink.count >= W_BATCH:
-                # items and W step once per W_BATCH positives of this thread (the official
+            if sink.count >= sink.batch:
+                # items and W step once per ``batch`` positives of this thread (the official
                 # mini-batch size) with the gradients summed meanwhile; Hogwild across threads
                 _flush(sink, Q, AQ, W, AW, GW, bi, ABI, d, g, lr, l2)
         else:
@@ -424,6 +428,9 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
                 _sink_add(sink, t, s.gt, d, 0)
             else:
                 _sink_add(sink, t, s.T, d, 0)
+    if exclude:
+        for a in range(n_row):
+            s.seen[row[a]] = 0
     loss[0] += total
     return 0
 
@@ -438,12 +445,14 @@ cdef Sink _sink(int n_items, int d, bint biases, float* Qh, float* inorm) noexce
     k.touched = <int*>malloc(n_items * sizeof(int))
     k.n_touched = 0
     k.count = 0
+    k.batch = 1024
     k.clock = NULL
     return k
 
 
-cdef Scratch _alloc(int d, int N, int chunk, int n_max) noexcept nogil:
+cdef Scratch _alloc(int d, int N, int chunk, int n_max, int n_items) noexcept nogil:
     cdef Scratch s
+    s.seen = <char*>calloc(n_items, sizeof(char))
     s.S = <float*>malloc(d * sizeof(float))
     s.WH = <float*>malloc(chunk * d * sizeof(float))
     s.GP = <float*>malloc(chunk * d * sizeof(float))
@@ -477,6 +486,7 @@ cdef void _free(Scratch* s) noexcept nogil:
     free(s.gt); free(s.T); free(s.Z); free(s.P); free(s.H); free(s.Xi); free(s.norm_p)
     free(s.GH); free(s.inv); free(s.Qn); free(s.neg); free(s.Sc)
     free(s.GZ); free(s.GQn); free(s.colw); free(s.gbn); free(s.xb); free(s.active); free(s.act)
+    free(s.seen)
 
 
 cdef Table _table(m, v, t, Py_ssize_t size, bint dense=False):
@@ -542,7 +552,8 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 float[:, ::1] Q, float[:, ::1] W, state, int negatives, float gamma,
                 float margin, float weight, float dropout, float lr, float l2,
                 unsigned long long seed, cdf, int block, bint exclude, int num_threads,
-                item_bias=None, bias_state=None, clock=None, order=None) -> float:
+                item_bias=None, bias_state=None, clock=None, order=None,
+                int batch=1024) -> float:
     """One epoch over every user (see the module docstring); returns the mean CCL per
     positive. ``block`` positives of a user share their negatives and one optimiser step.
     ``hist_indptr, hist_indices``: each user's history (a sorted subset of its positives; the
@@ -554,7 +565,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     row's last step), advanced by the epoch's mini-batches. ``order``: None (users in
     parallel, each over its positives in blocks) or a permutation of the positives' indices
     (int32): the positives are taken in that order, one at a time (``block`` unused), in
-    mini-batches of W_BATCH spread over the threads, as the official trainer's shuffled
+    mini-batches of ``batch`` spread over the threads, as the official trainer's shuffled
     data loader does (a user's row is then updated lock-free too)."""
     _check(indptr, indices, E, Q, W, negatives)
     _check_history(indptr, indices, hist_indptr, hist_indices)
@@ -572,7 +583,9 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     cdef const int[::1] perm
     cdef const int[::1] owner
     cdef Py_ssize_t nnz = indices.shape[0], k, e
-    cdef int b, n_batches = <int>((nnz + W_BATCH - 1) // W_BATCH)
+    if batch < 1:
+        raise ValueError("batch must be >= 1")
+    cdef int b, n_batches = <int>((nnz + batch - 1) // batch)
     cdef bint shuffled = order is not None
     if shuffled:
         order = np.asarray(order)
@@ -593,7 +606,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     cdef Table tw = _table(state[6], state[7], state[8], W.shape[0] * W.shape[1], dense)
     cdef int[::1] clock_view
     cdef int* clock_ptr = NULL
-    cdef int clock0 = 0, steps = (<int>indices.shape[0] + W_BATCH - 1) // W_BATCH
+    cdef int clock0 = 0, steps = n_batches
     if dense:
         clock_view = clock
         clock_ptr = &clock_view[0]
@@ -619,13 +632,15 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     try:
         with nogil, parallel(num_threads=n_threads):
             tid = threadid()
-            s = _alloc(d, N, chunk, n_max)
+            s = _alloc(d, N, chunk, n_max, n_items)
             sink = _sink(n_items, d, bi_ptr != NULL, &Qh[0, 0], &inorm[0])
             sink.clock = clock_ptr
+            sink.batch = batch
             try:
-                if shuffled:  # mini-batches of W_BATCH positives; items step after each
+                if shuffled:  # mini-batches of ``batch`` positives; items step after each
                     for b in prange(n_batches, schedule="dynamic", chunksize=1):
-                        for k in range(b * W_BATCH, min(<Py_ssize_t>(b + 1) * W_BATCH, nnz)):
+                        for k in range(<Py_ssize_t>b * batch, min(<Py_ssize_t>(b + 1) * batch,
+                                                                  nnz)):
                             e = perm[k]
                             u = owner[e]
                             _user(u, &indices[e], 1, &hist_indices[hist_indptr[u]],
@@ -701,7 +716,7 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     cdef float[:, ::1] Qh
     cdef float[::1] inorm
     Qh, inorm = _normalised(Q)
-    s = _alloc(d, N, block, n)
+    s = _alloc(d, N, block, n, <int>Q.shape[0])
     sink = _sink(<int>Q.shape[0], d, False, &Qh[0, 0], &inorm[0])
     free(sink.acc)
     sink.acc = &gQ[0, 0]  # summed straight into the caller's dense gradients

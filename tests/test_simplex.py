@@ -328,7 +328,7 @@ def test_bad_parameters():
                           ({"lr_decay": 0.0}, "lr_decay"), ({"max_history": 0}, "max_history"),
                           ({"decay_patience": 0}, "decay_patience"),
                           ({"lr_schedule": [0.1, -1.0]}, "lr_schedule"),
-                          ({"order": "random"}, "order")]:
+                          ({"order": "random"}, "order"), ({"batch_size": 0}, "batch_size")]:
         with pytest.raises(ValueError, match=match):
             SimpleX(**kwargs).fit(X)
 

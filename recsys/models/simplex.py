@@ -8,7 +8,7 @@ H_u)`` and the item embeddings ``q_i``; training minimises the CCL (eq. 3 of the
 with N uniformly (or popularity-) sampled negatives, in the Cython kernel ``ext/_simplex.pyx``
 (gradients derived there). Choices that follow the official RecZoo code: the target item is
 left out of its own history, dropout acts after normalisation, every epoch takes the positives
-in a fresh random order, each with its own N negatives, in mini-batches of 1024 after which
+in a fresh random order, each with its own N negatives, in mini-batches (``batch_size``) after which
 the item rows and W step (``order="shuffled"``; the threads share the mini-batches). Documented
 deviations: a user's row steps at each of its positives rather than once per mini-batch;
 lazy Adam, dense Adam emulated row by row (``optimizer="dense_adam"``) or Adagrad, with
@@ -81,16 +81,20 @@ class SimpleX(Recommender):
         shuffled positives would be) or Adagrad.
     order : {"shuffled", "user"}
         "shuffled": every epoch takes the positives in a fresh random order, each with its
-        own N negatives and a step of its user's row, in mini-batches of 1024 after which
+        own N negatives and a step of its user's row, in mini-batches after which
         the item rows and W step (the official trainer's shuffled data loader: a mini-batch
         spans many users, so an item's step follows all of them; ML-1M validation Recall@20
         after one epoch 0.147, against 0.030 user by user). "user": the threads take users,
         each over its positives in blocks of ``block_size`` (an item step then follows the
         few users since the last one).
+    batch_size : int
+        Positives per mini-batch: the item rows and W step once per mini-batch (of a thread,
+        with ``order="user"``). The official configurations use 1024 (ML-1M) and 256
+        (Gowalla).
     block_size : int
         With ``order="user"``: positives of one user that share their N negatives and one
         step of the user's row (of length ``learning_rate`` x positives; items and W step
-        every 1024 positives of a thread); 1: every positive has its own.
+        every ``batch_size`` positives of a thread); 1: every positive has its own.
     sampling : {"uniform", "popularity"}
         Negative distribution (with replacement; popularity: proportional to item counts).
     exclude_positives : bool
@@ -145,7 +149,8 @@ class SimpleX(Recommender):
                  negative_weight: float = 150.0, gamma: float = 1.0,
                  max_history: int | None = 500, biases: bool = False, l2: float = 1e-6,
                  learning_rate: float = 0.01, epochs: int = 30, dropout: float = 0.1,
-                 optimizer: str = "adam", order: str = "shuffled", block_size: int = 16,
+                 optimizer: str = "adam", order: str = "shuffled", batch_size: int = 1024,
+                 block_size: int = 16,
                  sampling: str = "uniform",
                  exclude_positives: bool = False, init_std: float = 0.1, eval_every: int = 1,
                  patience: int = 3, lr_decay: float = 0.1, decay_patience: int = 1,
@@ -165,6 +170,7 @@ class SimpleX(Recommender):
         self.dropout = dropout
         self.optimizer = optimizer
         self.order = order
+        self.batch_size = batch_size
         self.block_size = block_size
         self.sampling = sampling
         self.exclude_positives = exclude_positives
@@ -181,8 +187,10 @@ class SimpleX(Recommender):
         self.show_progress = show_progress
 
     def _check_params(self) -> None:
-        if self.factors < 1 or self.negatives < 1 or self.epochs < 0 or self.block_size < 1:
-            raise ValueError("factors, negatives and block_size must be >= 1, epochs >= 0")
+        if (self.factors < 1 or self.negatives < 1 or self.epochs < 0 or self.block_size < 1
+                or self.batch_size < 1):
+            raise ValueError("factors, negatives, batch_size and block_size must be >= 1, "
+                             "epochs >= 0")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
         if self.max_history is not None and self.max_history < 1:
@@ -261,7 +269,8 @@ class SimpleX(Recommender):
                                    self.negative_weight, self.dropout, lr, self.l2,
                                    int(rng.integers(2**63)), cdf, self.block_size,
                                    bool(self.exclude_positives), threads,
-                                   bi if self.biases else None, state[9:], clock, order)
+                                   bi if self.biases else None, state[9:], clock, order,
+                                   self.batch_size)
             self._store(*tables)
             path.append(lr)
             entry = {"epoch": epoch, "elapsed": time.perf_counter() - start, "loss": loss,
