@@ -63,12 +63,14 @@ def grid(**axes) -> list[dict]:
 
 
 # name -> (class, fixed parameters, grid per data set ("*": any), needs sampled negatives)
+# shuffled positives (the default order), two evaluations without improvement per decay
+SIMPLEX_SCHEDULE = dict(epochs=[60], patience=[4], decay_patience=[2], min_learning_rate=[1e-4])
 SIMPLEX = {
     "ml-1m-lcfn": grid(factors=[128], negatives=[1500], margin=[0.8], negative_weight=[10],
-                       gamma=[1.0], dropout=[0.2], block_size=[8], epochs=[60]),
+                       gamma=[1.0], dropout=[0.2], **SIMPLEX_SCHEDULE),
     "gowalla-lightgcn": grid(factors=[64], negatives=[2000], margin=[0.9],
-                             negative_weight=[250], gamma=[0.8], dropout=[0.1], block_size=[8],
-                             epochs=[60]),
+                             negative_weight=[250], gamma=[0.8], dropout=[0.1],
+                             **SIMPLEX_SCHEDULE),
     "quick": grid(factors=[32], negatives=[100], epochs=[3]),
 }
 MODELS = {
