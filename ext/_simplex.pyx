@@ -134,6 +134,7 @@ cdef struct Sink:
     int n_touched
     int count       # positives since the last step
     int batch       # positives per step (the mini-batch)
+    float w_rate    # W's learning rate relative to the embeddings'
     int* clock      # mini-batch clock shared by the threads (dense Adam)
     float* Qh       # n_items x d: the normalised item rows q / |q|, shared, kept current
     float* inorm    # n_items: 1 / |q|
@@ -185,7 +186,7 @@ cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, f
     k.n_touched = 0
     k.count = 0
     if g < 1:
-        _update(W, AW, 0, d * d, GW, lr, l2, now)
+        _update(W, AW, 0, d * d, GW, lr * k.w_rate, l2, now)
         memset(GW, 0, d * d * sizeof(float))
 
 
@@ -248,10 +249,10 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
     """CCL terms of user ``u``'s positives ``cols`` (all of its ``row``, or one of them when
     the positives are shuffled) over blocks of ``chunk`` positives, random numbers from
     ``stream``. With ``apply``, every block ends with an optimiser step on the user's row;
-    item gradients go to ``sink`` and W's to ``GW``, stepped every ``sink.batch`` positives. Without
-    ``apply`` the gradients are only summed (into ``gE``, ``GW`` and the sink) and nothing
-    changes. For dense Adam the blocks sit evenly on ``steps`` mini-batches after
-    ``clock0``. Returns 0."""
+    item gradients go to ``sink`` and W's to ``GW``, stepped every ``sink.batch``
+    positives. Without ``apply`` the gradients are only summed (into ``gE``, ``GW`` and the
+    sink) and nothing changes. For dense Adam the blocks sit evenly on ``steps``
+    mini-batches after ``clock0``. Returns 0."""
     cdef uint64_t rng = mix(seed ^ mix(stream + <uint64_t>0x51ed270b27fd3a45))
     cdef int a, c, j, t, start, m, now, n_act
     cdef float* Qh = sink.Qh
@@ -446,6 +447,7 @@ cdef Sink _sink(int n_items, int d, bint biases, float* Qh, float* inorm) noexce
     k.n_touched = 0
     k.count = 0
     k.batch = 1024
+    k.w_rate = 1
     k.clock = NULL
     return k
 
@@ -553,7 +555,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 float margin, float weight, float dropout, float lr, float l2,
                 unsigned long long seed, cdf, int block, bint exclude, int num_threads,
                 item_bias=None, bias_state=None, clock=None, order=None,
-                int batch=1024) -> float:
+                int batch=1024, float w_rate=1.0) -> float:
     """One epoch over every user (see the module docstring); returns the mean CCL per
     positive. ``block`` positives of a user share their negatives and one optimiser step.
     ``hist_indptr, hist_indices``: each user's history (a sorted subset of its positives; the
@@ -566,7 +568,8 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     parallel, each over its positives in blocks) or a permutation of the positives' indices
     (int32): the positives are taken in that order, one at a time (``block`` unused), in
     mini-batches of ``batch`` spread over the threads, as the official trainer's shuffled
-    data loader does (a user's row is then updated lock-free too)."""
+    data loader does (a user's row is then updated lock-free too). ``w_rate``: W's learning
+    rate is ``lr * w_rate``."""
     _check(indptr, indices, E, Q, W, negatives)
     _check_history(indptr, indices, hist_indptr, hist_indices)
     cdef float[::1] bi_view
@@ -636,6 +639,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
             sink = _sink(n_items, d, bi_ptr != NULL, &Qh[0, 0], &inorm[0])
             sink.clock = clock_ptr
             sink.batch = batch
+            sink.w_rate = w_rate
             try:
                 if shuffled:  # mini-batches of ``batch`` positives; items step after each
                     for b in prange(n_batches, schedule="dynamic", chunksize=1):

@@ -351,3 +351,19 @@ def test_order_must_be_a_permutation():
         with pytest.raises(ValueError, match="permutation"):
             train_epoch(*args, bad)
     assert np.isfinite(train_epoch(*args, np.arange(X.nnz, dtype=np.int32)[::-1].copy()))
+
+
+@pytest.mark.parametrize("history_rate", [1.0, 0.25])
+def test_history_rate_scales_the_steps_of_w(history_rate):
+    """One mini-batch, one lazy-Adam step: every entry of W with a gradient moves by exactly
+    learning_rate x history_rate (Adam's first step is lr x g / |g|)."""
+    from recsys.models import SimpleX
+
+    X = planted()
+    model = SimpleX(factors=8, negatives=20, margin=0.3, negative_weight=5, gamma=0.5,
+                    learning_rate=0.01, history_rate=history_rate, l2=0.0, epochs=1,
+                    batch_size=10**6, dropout=0.0, random_state=0, num_threads=1).fit(X)
+    step = np.abs(model.W_ - np.eye(8))
+    moved = step[step > 0]
+    assert moved.size > 0.9 * step.size
+    np.testing.assert_allclose(moved, 0.01 * history_rate, rtol=1e-3)

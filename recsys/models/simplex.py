@@ -8,8 +8,9 @@ H_u)`` and the item embeddings ``q_i``; training minimises the CCL (eq. 3 of the
 with N uniformly (or popularity-) sampled negatives, in the Cython kernel ``ext/_simplex.pyx``
 (gradients derived there). Choices that follow the official RecZoo code: the target item is
 left out of its own history, dropout acts after normalisation, every epoch takes the positives
-in a fresh random order, each with its own N negatives, in mini-batches (``batch_size``) after which
-the item rows and W step (``order="shuffled"``; the threads share the mini-batches). Documented
+in a fresh random order, each with its own N negatives, in mini-batches (``batch_size``)
+after which the item rows and W step (``order="shuffled"``; the threads share the
+mini-batches). Documented
 deviations: a user's row steps at each of its positives rather than once per mini-batch;
 lazy Adam, dense Adam emulated row by row (``optimizer="dense_adam"``) or Adagrad, with
 per-row state and l2 on touched rows instead of full-table L2; initial embeddings
@@ -68,6 +69,9 @@ class SimpleX(Recommender):
         Penalty on touched rows (and on W).
     learning_rate : float
         Step size of the optimiser.
+    history_rate : float
+        W's step size relative to ``learning_rate`` (gamma < 1): W is one shared d x d
+        matrix that steps at every mini-batch, so it moves far faster than any embedding row.
     epochs : int
         Maximum epochs.
     dropout : float
@@ -148,10 +152,9 @@ class SimpleX(Recommender):
     def __init__(self, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
                  negative_weight: float = 150.0, gamma: float = 1.0,
                  max_history: int | None = 500, biases: bool = False, l2: float = 1e-6,
-                 learning_rate: float = 0.01, epochs: int = 30, dropout: float = 0.1,
-                 optimizer: str = "adam", order: str = "shuffled", batch_size: int = 1024,
-                 block_size: int = 16,
-                 sampling: str = "uniform",
+                 learning_rate: float = 0.01, history_rate: float = 1.0, epochs: int = 30,
+                 dropout: float = 0.1, optimizer: str = "adam", order: str = "shuffled",
+                 batch_size: int = 1024, block_size: int = 16, sampling: str = "uniform",
                  exclude_positives: bool = False, init_std: float = 0.1, eval_every: int = 1,
                  patience: int = 3, lr_decay: float = 0.1, decay_patience: int = 1,
                  min_learning_rate: float = 1e-6, lr_schedule=None,
@@ -166,6 +169,7 @@ class SimpleX(Recommender):
         self.biases = biases
         self.l2 = l2
         self.learning_rate = learning_rate
+        self.history_rate = history_rate
         self.epochs = epochs
         self.dropout = dropout
         self.optimizer = optimizer
@@ -206,8 +210,10 @@ class SimpleX(Recommender):
         if self.sampling not in ("uniform", "popularity"):
             raise ValueError(f"sampling must be 'uniform' or 'popularity', got "
                              f"{self.sampling!r}")
-        if self.learning_rate <= 0 or self.l2 < 0 or self.negative_weight < 0:
-            raise ValueError("learning_rate must be > 0, l2 and negative_weight >= 0")
+        if (self.learning_rate <= 0 or self.history_rate <= 0 or self.l2 < 0
+                or self.negative_weight < 0):
+            raise ValueError("learning_rate and history_rate must be > 0, l2 and "
+                             "negative_weight >= 0")
         if self.lr_schedule is not None:
             rates = np.asarray(self.lr_schedule, dtype=np.float64)
             if rates.ndim != 1 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
@@ -270,7 +276,7 @@ class SimpleX(Recommender):
                                    int(rng.integers(2**63)), cdf, self.block_size,
                                    bool(self.exclude_positives), threads,
                                    bi if self.biases else None, state[9:], clock, order,
-                                   self.batch_size)
+                                   self.batch_size, self.history_rate)
             self._store(*tables)
             path.append(lr)
             entry = {"epoch": epoch, "elapsed": time.perf_counter() - start, "loss": loss,
