@@ -10,12 +10,11 @@ with N uniformly (or popularity-) sampled negatives, in the Cython kernel ``ext/
 left out of its own history, dropout acts after normalisation, every epoch takes the positives
 in a fresh random order, each with its own N negatives, in mini-batches (``batch_size``)
 after which the item rows and W step (``order="shuffled"``; the threads share the
-mini-batches). Documented
-deviations: a user's row steps at each of its positives rather than once per mini-batch;
-lazy Adam, dense Adam emulated row by row (``optimizer="dense_adam"``) or Adagrad, with
-per-row state and l2 on touched rows instead of full-table L2; initial embeddings
-N(0, init_std^2) instead of N(0, 1e-8). ``order="user"`` is the older user-by-user trainer
-(blocks of ``block_size`` positives share their negatives).
+mini-batches). Documented deviations: a user's row steps at each of its positives rather than
+once per mini-batch; lazy Adam, dense Adam emulated row by row (``optimizer="dense_adam"``) or
+Adagrad, with per-row state and l2 on touched rows instead of full-table L2; initial
+embeddings N(0, init_std^2) instead of N(0, 1e-8). ``order="user"`` is the older
+user-by-user trainer (blocks of ``block_size`` positives share their negatives).
 """
 
 from __future__ import annotations
