@@ -29,11 +29,12 @@ def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, his
 
 @pytest.mark.parametrize("gamma, n_pos, block, cap", [
     (1.0, 4, 256, None), (0.6, 4, 256, None), (0.6, 300, 256, None), (0.6, 7, 3, None),
-    (0.6, 9, 4, 5), (0.6, 300, 256, 40), (1.0, 5, 1, None), (0.6, 6, 1, 4)])
+    (0.6, 9, 4, 5), (0.6, 300, 256, 40), (1.0, 5, 1, None), (0.6, 6, 1, 4), (0.6, 5, 2, 1)])
 def test_gradients_match_finite_differences(gamma, n_pos, block, cap):
     """Blocks of positives share their negatives: n_pos = 300 spans two blocks of 256 (two
     SGEMMs), 7 positives three blocks of 3, block 1 scores each positive by dot products;
-    ``cap``: the history is a subset of the positives (targets inside and outside it)."""
+    ``cap``: the history is a subset of the positives (targets inside and outside it; one
+    item: the others' history is that item alone)."""
     rng = np.random.default_rng(0)
     n_users, n_items, d, N = 3, 400, 6, 25
     E = rng.normal(0, 1, (n_users, d)).astype(np.float32)
