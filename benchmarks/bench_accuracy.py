@@ -157,7 +157,7 @@ def run_model(name: str, exp, tune, key: str, threads: int) -> dict:
                                     validation=tune.test.matrix)
         chosen = {**chosen, "epochs_run": len(model.history_),
                   "best_epoch": getattr(model, "best_epoch_", None)}
-        if exp.history.matrix.nnz != history.nnz:  # validation carved out of the training part
+        if exp.split.validation is None:  # tuning() carved validation out of the training part
             print(f"  SimpleX validation run: best epoch {chosen['best_epoch']}, refit on the "
                   f"training part for {len(model.schedule_)} epochs", flush=True)
             schedule = model.schedule_
