@@ -10,6 +10,13 @@ Gradients (only negatives with s_j > m contribute):
     G_z = -[s_i < 1] q^_i + (w / N) sum_{active j} q^_j
     G_q_t = c_t (z - s_t q^_t) / |q_t|,   G_p = (G_p^ - (p^ . G_p^) p^) / |p|,  G_p^ = xi o G_z
     G_e = g G_p,   G_W = (1 - g) G_p h^T,   G_h = (1 - g) W^T G_p,   G_q_k += G_h / (n - 1)
+User attention (the official ``user_attention`` aggregator) replaces the mean by
+    h_ui = sum_k alpha_k q_k,  alpha = softmax_k(K_k . e_u),  K_k = tanh(A q_k + b)
+    G_a_k = alpha_k (G_h . q_k - G_h . h),  G_e += sum_k G_a_k K_k,  G_q_k += alpha_k G_h,
+    and through the key, R_k = G_a_k e_u o (1 - K_k^2): G_A += R_k q_k^T, G_b += R_k,
+    G_q_k += A^T R_k. The keys of all items are one table, rebuilt (one SGEMM) whenever the
+    items, A and b step; the R_k are summed per item and turned into G_A, G_b and G_q by two
+    SGEMMs over the touched rows just before that step.
 Two orders. Shuffled (the official data loader): the positives in a given random order, in
 mini-batches of ``batch`` positives (1024 officially on ML-1M) that the threads take in turn
 (dynamic schedule); each positive draws N fresh negatives from its own splitmix64 stream
@@ -32,7 +39,7 @@ bit-reproducible.
 import numpy as np
 
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport pow, powf, sqrt, sqrtf
+from libc.math cimport expf, pow, powf, sqrt, sqrtf, tanhf
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
@@ -138,6 +145,20 @@ cdef struct Sink:
     int* clock      # mini-batch clock shared by the threads (dense Adam)
     float* Qh       # n_items x d: the normalised item rows q / |q|, shared, kept current
     float* inorm    # n_items: 1 / |q|
+    # user attention (NULL without): keys K = tanh(Q A^T + b), shared and rebuilt after
+    # every step; gradients of the keys' pre-activations summed per item in kacc
+    float* K        # n_items x d
+    float* A        # d x d
+    float* ba       # d
+    Table* AA
+    Table* ABA
+    float* GA       # d x d: A's gradient since the last step (this thread's)
+    float* Gba      # d
+    float* kacc     # n_items x d
+    float* Kg       # n_items x d: gathered kacc rows of the touched items
+    float* Qg       # n_items x d: gathered item rows
+    float* Og       # n_items x d: their item gradients through the keys
+    int n_items
 
 
 cdef inline void _sink_add(Sink* k, int row, const float* g, int d, float gb) noexcept nogil:
@@ -164,15 +185,70 @@ cdef inline void _normalise(const float* Q, float* Qh, float* inorm, Py_ssize_t 
         Qh[row * d + c] = q[c] * inv
 
 
+cdef inline void _sink_key(Sink* k, int row, const float* g, int d) noexcept nogil:
+    """Add ``g`` to item ``row``'s key gradient (marking the row as touched)."""
+    cdef int c
+    cdef float* a = k.kacc + <Py_ssize_t>row * d
+    if not k.mark[row]:
+        k.mark[row] = 1
+        k.touched[k.n_touched] = row
+        k.n_touched += 1
+    for c in range(d):
+        a[c] += g[c]
+
+
+cdef void _keys(const float* Q, const float* A, const float* ba, float* K, int n_items,
+                int d) noexcept nogil:
+    """K = tanh(Q A^T + b): every item's attention key (one SGEMM)."""
+    cdef char ta = b'T', tb = b'N'
+    cdef float zero_f = 0.0, one_f = 1.0
+    cdef Py_ssize_t i
+    cdef int c
+    # row-major K (n x d) = Q A^T is column-major K^T = A Q^T
+    sgemm(&ta, &tb, &d, &n_items, &d, &one_f, <float*>A, &d, <float*>Q, &d, &zero_f, K, &d)
+    for i in range(n_items):
+        for c in range(d):
+            K[i * d + c] = tanhf(K[i * d + c] + ba[c])
+
+
+cdef void _key_backward(Sink* k, const float* Q, int d) noexcept nogil:
+    """Turn the touched items' key gradients G (pre-activation) into gradients of A, b and
+    the items: G_A += G^T Q, G_b += sum of G's rows, G_q += G A (SGEMMs on the gathered
+    rows); kacc is cleared."""
+    cdef int i, c, row, n = k.n_touched
+    cdef char ta = b'T', tb = b'N'
+    cdef float zero_f = 0.0, one_f = 1.0
+    cdef float* a
+    if n == 0:
+        return
+    for i in range(n):
+        row = k.touched[i]
+        memcpy(k.Kg + <Py_ssize_t>i * d, k.kacc + <Py_ssize_t>row * d, d * sizeof(float))
+        memcpy(k.Qg + <Py_ssize_t>i * d, Q + <Py_ssize_t>row * d, d * sizeof(float))
+        memset(k.kacc + <Py_ssize_t>row * d, 0, d * sizeof(float))
+    # row-major G_A (d x d) += Kg^T Qg is column-major G_A^T += Qg^T Kg
+    sgemm(&tb, &ta, &d, &d, &n, &one_f, k.Qg, &d, k.Kg, &d, &one_f, k.GA, &d)
+    # row-major Og (n x d) = Kg A is column-major Og^T = A^T Kg^T
+    sgemm(&tb, &tb, &d, &n, &d, &one_f, k.A, &d, k.Kg, &d, &zero_f, k.Og, &d)
+    for i in range(n):
+        row = k.touched[i]
+        a = k.acc + <Py_ssize_t>row * d
+        for c in range(d):
+            a[c] += k.Og[i * d + c]
+            k.Gba[c] += k.Kg[i * d + c]
+
+
 cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, float* bi,
                  Table* ABI, int d, float g, float lr, float l2) noexcept nogil:
-    """One optimiser step for every item row (and bias) with a pending gradient (and W), then
-    reset."""
+    """One optimiser step for every item row (and bias) with a pending gradient (and W, and
+    the attention's A and b, whose keys are then rebuilt), then reset."""
     cdef int i, row, now = 0
     cdef float* a
     if k.clock != NULL:  # threads race on the clock; a lost tick only shortens a gap
         now = k.clock[0] + 1
         k.clock[0] = now
+    if k.kacc != NULL:
+        _key_backward(k, Q, d)
     for i in range(k.n_touched):
         row = k.touched[i]
         a = k.acc + <Py_ssize_t>row * d
@@ -188,6 +264,12 @@ cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, f
     if g < 1:
         _update(W, AW, 0, d * d, GW, lr * k.w_rate, l2, now)
         memset(GW, 0, d * d * sizeof(float))
+    if k.kacc != NULL:
+        _update(k.A, k.AA, 0, d * d, k.GA, lr * k.w_rate, l2, now)
+        _update(k.ba, k.ABA, 0, d, k.Gba, lr * k.w_rate, 0, now)
+        memset(k.GA, 0, d * d * sizeof(float))
+        memset(k.Gba, 0, d * sizeof(float))
+        _keys(Q, k.A, k.ba, k.K, k.n_items, d)
 
 
 cdef inline int _sample(uint64_t* rng, int n_items, const double* cdf) noexcept nogil:
@@ -236,6 +318,9 @@ cdef struct Scratch:
     char* active    # N
     int* act        # N: the active negatives' columns
     char* seen      # n_items: marks the user's positives while they are excluded
+    float* AL       # chunk x hmax: attention weights over the history (user attention)
+    float* gk       # d: one key's gradient
+    int hmax        # longest history
 
 
 cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const int* row,
@@ -260,14 +345,18 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
     cdef float* z
     cdef float nq, sc, cs, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0
     cdef float hist_w = 1 - g
-    cdef float inv_hist
+    cdef float inv_hist, top, mass, al, ga, hdot
+    cdef bint attn = sink.K != NULL
+    cdef const float* e = E + <Py_ssize_t>u * d
+    cdef const float* key
+    cdef float* gh
     cdef char ta = b'T', tb = b'N'
     cdef double total = 0
     coef = weight / N
     if exclude:
         for a in range(n_row):
             s.seen[row[a]] = 1
-    if g < 1:
+    if g < 1 and not attn:
         memset(s.S, 0, d * sizeof(float))
         memset(s.T, 0, d * sizeof(float))
         for a in range(nh):
@@ -292,7 +381,32 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
         memset(s.ge, 0, d * sizeof(float))
         memset(s.GZ, 0, m * d * sizeof(float))
         memset(s.active, 0, N * sizeof(char))
-        if g < 1:  # history means of the chunk and W h for all of them (one SGEMM)
+        if g < 1 and attn:
+            # user attention: h = sum_k alpha_k q_k, alpha = softmax_k(K_k . e_u) over the
+            # history minus the target
+            for a in range(m):
+                t = cols[start + a]
+                top = -1e30
+                for j in range(nh):
+                    if hcols[j] != t:
+                        s.AL[a * s.hmax + j] = _dot(d, sink.K + <Py_ssize_t>hcols[j] * d, e)
+                        top = max(top, s.AL[a * s.hmax + j])
+                mass = 0
+                for j in range(nh):
+                    al = expf(s.AL[a * s.hmax + j] - top) if hcols[j] != t else 0
+                    s.AL[a * s.hmax + j] = al
+                    mass += al
+                memset(s.H + a * d, 0, d * sizeof(float))
+                for j in range(nh):
+                    if mass > 0:
+                        s.AL[a * s.hmax + j] /= mass
+                    al = s.AL[a * s.hmax + j]
+                    if al != 0:
+                        q = Q + <Py_ssize_t>hcols[j] * d
+                        for c in range(d):
+                            s.H[a * d + c] += al * q[c]
+            sgemm(&ta, &tb, &d, &m, &d, &one_f, W, &d, s.H, &d, &zero_f, s.WH, &d)
+        elif g < 1:  # history means of the chunk and W h for all of them (one SGEMM)
             for a in range(m):
                 # the target leaves its own history: h = (S - [i in H] q_i) / (|H| - [i in H])
                 t = cols[start + a]
@@ -389,10 +503,32 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
             # G_H (m x d) = (1 - g) G_P W
             sgemm(&tb, &tb, &d, &m, &d, &hist_w, W, &d, s.GP, &d, &zero_f,
                   s.GH + <Py_ssize_t>start * d, &d)
-            for a in range(m):
-                for c in range(d):
-                    s.GH[(start + a) * d + c] *= s.inv[start + a]
-                    s.T[c] += s.GH[(start + a) * d + c]
+            if attn:
+                # G_alpha_k = G_h . q_k, G_a_k = alpha_k (G_alpha_k - G_h . h) (softmax);
+                # G_e += sum_k G_a_k K_k, G_q_k += alpha_k G_h, and the key's pre-activation
+                # gets G_a_k e_u o (1 - K_k^2) (turned into G_A, G_b, G_q at the step)
+                for a in range(m):
+                    gh = s.GH + <Py_ssize_t>(start + a) * d
+                    hdot = _dot(d, gh, s.H + a * d)
+                    for j in range(nh):
+                        al = s.AL[a * s.hmax + j]
+                        if al == 0:
+                            continue
+                        t = hcols[j]
+                        q = Q + <Py_ssize_t>t * d
+                        key = sink.K + <Py_ssize_t>t * d
+                        ga = al * (_dot(d, gh, q) - hdot)
+                        for c in range(d):
+                            s.ge[c] += ga * key[c]
+                            s.gt[c] = al * gh[c]
+                            s.gk[c] = ga * e[c] * (1 - key[c] * key[c])
+                        _sink_add(sink, t, s.gt, d, 0)
+                        _sink_key(sink, t, s.gk, d)
+            else:
+                for a in range(m):
+                    for c in range(d):
+                        s.GH[(start + a) * d + c] *= s.inv[start + a]
+                        s.T[c] += s.GH[(start + a) * d + c]
         # one optimiser step per block of positives: the active negatives, the user, W
         # each active negative: G_q_j = (sum_a A_aj z_a - (sum_a A_aj s_aj) q^_j) / |q_j|
         for a in range(n_act):
@@ -417,7 +553,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
         start += m
     # history items: item k gets G_h / |H minus target| summed over the positives other than
     # k itself (GH rows are already divided); H and cols are sorted
-    if g < 1:
+    if g < 1 and not attn:
         a = 0
         for j in range(nh):
             t = hcols[j]
@@ -449,12 +585,46 @@ cdef Sink _sink(int n_items, int d, bint biases, float* Qh, float* inorm) noexce
     k.batch = 1024
     k.w_rate = 1
     k.clock = NULL
+    k.n_items = n_items
+    k.K = k.A = k.ba = k.GA = k.Gba = k.kacc = k.Kg = k.Qg = k.Og = NULL
+    k.AA = k.ABA = NULL
     return k
 
 
-cdef Scratch _alloc(int d, int N, int chunk, int n_max, int n_items) noexcept nogil:
+cdef void _sink_attention(Sink* k, float* K, float* A, float* ba, Table* AA, Table* ABA,
+                          float* GA, float* Gba, int d) noexcept nogil:
+    """Switch ``k`` to user attention: shared keys and parameters, this thread's buffers."""
+    cdef size_t size = <size_t>k.n_items * d
+    k.K = K
+    k.A = A
+    k.ba = ba
+    k.AA = AA
+    k.ABA = ABA
+    k.GA = GA
+    k.Gba = Gba
+    k.kacc = <float*>calloc(size, sizeof(float))
+    k.Kg = <float*>malloc(size * sizeof(float))
+    k.Qg = <float*>malloc(size * sizeof(float))
+    k.Og = <float*>malloc(size * sizeof(float))
+
+
+cdef void _sink_free(Sink* k) noexcept nogil:
+    free(k.acc)
+    free(k.bacc)
+    free(k.mark)
+    free(k.touched)
+    free(k.kacc)
+    free(k.Kg)
+    free(k.Qg)
+    free(k.Og)
+
+
+cdef Scratch _alloc(int d, int N, int chunk, int n_max, int n_items, int hmax) noexcept nogil:
     cdef Scratch s
     s.seen = <char*>calloc(n_items, sizeof(char))
+    s.hmax = max(hmax, 1)
+    s.AL = <float*>malloc(<size_t>chunk * s.hmax * sizeof(float))
+    s.gk = <float*>malloc(d * sizeof(float))
     s.S = <float*>malloc(d * sizeof(float))
     s.WH = <float*>malloc(chunk * d * sizeof(float))
     s.GP = <float*>malloc(chunk * d * sizeof(float))
@@ -488,7 +658,7 @@ cdef void _free(Scratch* s) noexcept nogil:
     free(s.gt); free(s.T); free(s.Z); free(s.P); free(s.H); free(s.Xi); free(s.norm_p)
     free(s.GH); free(s.inv); free(s.Qn); free(s.neg); free(s.Sc)
     free(s.GZ); free(s.GQn); free(s.colw); free(s.gbn); free(s.xb); free(s.active); free(s.act)
-    free(s.seen)
+    free(s.seen); free(s.AL); free(s.gk)
 
 
 cdef Table _table(m, v, t, Py_ssize_t size, bint dense=False):
@@ -555,7 +725,8 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 float margin, float weight, float dropout, float lr, float l2,
                 unsigned long long seed, cdf, int block, bint exclude, int num_threads,
                 item_bias=None, bias_state=None, clock=None, order=None,
-                int batch=1024, float w_rate=1.0) -> float:
+                int batch=1024, float w_rate=1.0, attention=None,
+                attention_state=None) -> float:
     """One epoch over every user (see the module docstring); returns the mean CCL per
     positive. ``block`` positives of a user share their negatives and one optimiser step.
     ``hist_indptr, hist_indices``: each user's history (a sorted subset of its positives; the
@@ -569,9 +740,23 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     (int32): the positives are taken in that order, one at a time (``block`` unused), in
     mini-batches of ``batch`` spread over the threads, as the official trainer's shuffled
     data loader does (a user's row is then updated lock-free too). ``w_rate``: W's learning
-    rate is ``lr * w_rate``."""
+    rate is ``lr * w_rate``. ``attention``: None (mean history) or ``(A, b)``, the user
+    attention's key map (float32, d x d and d; stepped like W) with ``attention_state``
+    ``(mA, vA, tA, mb, vb, tb)``."""
     _check(indptr, indices, E, Q, W, negatives)
     _check_history(indptr, indices, hist_indptr, hist_indices)
+    cdef float[:, ::1] A_view
+    cdef float[::1] ba_view
+    cdef float[:, ::1] K_view
+    cdef Table t_a, t_b
+    cdef bint attn = attention is not None and gamma < 1
+    cdef int hmax = int(np.diff(hist_indptr).max()) if hist_indptr.shape[0] > 1 else 0
+    if attn:
+        A_view, ba_view, K_view = _attention_tables(attention, Q)
+        t_a = _table(attention_state[0], attention_state[1], attention_state[2],
+                     A_view.shape[0] * A_view.shape[1], clock is not None)
+        t_b = _table(attention_state[3], attention_state[4], attention_state[5],
+                     ba_view.shape[0], clock is not None)
     cdef float[::1] bi_view
     cdef float* bi_ptr = NULL
     cdef Table tbi
@@ -620,6 +805,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     cdef float[::1] inorm
     cdef Sink sink
     cdef float* GW_all
+    cdef float* GA_all = NULL
     if cdf is not None:
         cdf_view = cdf
         if cdf_view.shape[0] != n_items:
@@ -631,12 +817,18 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     GW_all = <float*>malloc(n_threads * d * d * sizeof(float))
     losses = <double*>malloc(n_threads * sizeof(double))
     memset(GW_all, 0, n_threads * d * d * sizeof(float))
+    if attn:  # this thread's G_A (d x d) then G_b (d)
+        GA_all = <float*>calloc(n_threads * (d * d + d), sizeof(float))
     memset(losses, 0, n_threads * sizeof(double))
     try:
         with nogil, parallel(num_threads=n_threads):
             tid = threadid()
-            s = _alloc(d, N, chunk, n_max, n_items)
+            s = _alloc(d, N, chunk, n_max, n_items, hmax)
             sink = _sink(n_items, d, bi_ptr != NULL, &Qh[0, 0], &inorm[0])
+            if attn:
+                _sink_attention(&sink, &K_view[0, 0], &A_view[0, 0], &ba_view[0], &t_a, &t_b,
+                                GA_all + tid * (d * d + d), GA_all + tid * (d * d + d) + d * d,
+                                d)
             sink.clock = clock_ptr
             sink.batch = batch
             sink.w_rate = w_rate
@@ -673,30 +865,46 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                            &tbi, d, gamma, lr, l2)
             finally:
                 _free(&s)
-                free(sink.acc)
-                free(sink.bacc)
-                free(sink.mark)
-                free(sink.touched)
+                _sink_free(&sink)
         for tid in range(n_threads):
             loss += losses[tid]
         if dense:
             clock_ptr[0] = clock0 + steps
     finally:
         free(GW_all)
+        free(GA_all)
         free(losses)
     return loss / max(indices.shape[0], 1)
+
+
+def _attention_tables(attention, Q):
+    """Checked views of ``attention = (A, b)`` and the keys of Q's items."""
+    cdef float[:, ::1] A
+    cdef float[::1] ba
+    cdef float[:, ::1] Qv = Q
+    A, ba = attention
+    cdef int d = <int>Qv.shape[1]
+    if A.shape[0] != d or A.shape[1] != d or ba.shape[0] != d:
+        raise ValueError("the attention's A must be d x d and b of length d")
+    K = np.empty_like(np.asarray(Q))
+    cdef float[:, ::1] Kv = K
+    if Qv.shape[0] > 0:
+        _keys(&Qv[0, 0], &A[0, 0], &ba[0], &Kv[0, 0], <int>Qv.shape[0], d)
+    return A, ba, Kv
 
 
 def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
                    float[:, ::1] W, int negatives, float gamma, float margin, float weight,
                    unsigned long long seed, float[::1] gE, float[:, ::1] gQ,
                    float[:, ::1] gW, int block=256, bint exclude=False,
-                   history=None, item_bias=None, float[::1] gbi=None) -> tuple:
+                   history=None, item_bias=None, float[::1] gbi=None, attention=None,
+                   float[:, ::1] gA=None, float[::1] gba=None) -> tuple:
     """The CCL of user ``u`` (positives ``cols``, sorted; no dropout; ``history`` a sorted
     subset of them, all when None) and its gradients, without updating anything (for
     tests). Returns ``(loss, negatives)``, the negatives drawn for each block of ``block``
     positives as an int32 array (blocks x N). With ``item_bias``, ``gbi`` receives its
-    gradient."""
+    gradient; with ``attention = (A, b)`` (user attention), ``gA`` and ``gba`` receive
+    theirs."""
     cdef int d = <int>E.shape[1], n = <int>cols.shape[0], N = negatives
     cdef Scratch s
     cdef double loss = 0
@@ -719,20 +927,34 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     cdef Sink sink
     cdef float[:, ::1] Qh
     cdef float[::1] inorm
+    cdef float[:, ::1] A_view
+    cdef float[::1] ba_view
+    cdef float[:, ::1] K_view
+    cdef bint attn = attention is not None and gamma < 1
+    if attn:
+        A_view, ba_view, K_view = _attention_tables(attention, Q)
+        if gA is None or gba is None or gA.shape[0] != d or gA.shape[1] != d or (
+                gba.shape[0] != d):
+            raise ValueError("attention needs gA (d x d) and gba (d)")
     Qh, inorm = _normalised(Q)
-    s = _alloc(d, N, block, n, <int>Q.shape[0])
+    s = _alloc(d, N, block, n, <int>Q.shape[0], <int>hv.shape[0])
     sink = _sink(<int>Q.shape[0], d, False, &Qh[0, 0], &inorm[0])
     free(sink.acc)
     sink.acc = &gQ[0, 0]  # summed straight into the caller's dense gradients
     if bi_ptr != NULL:
         sink.bacc = &gbi[0]
+    if attn:
+        _sink_attention(&sink, &K_view[0, 0], &A_view[0, 0], &ba_view[0], NULL, NULL,
+                        &gA[0, 0], &gba[0], d)
     try:
         _user(u, &cols[0], n, &hv[0], <int>hv.shape[0], &cols[0], n, <int>Q.shape[0],
               &E[0, 0], &Q[0, 0], &W[0, 0], bi_ptr, NULL, NULL, NULL,
               NULL, &gW[0, 0], &gE[0], d, N, gamma, margin, weight, 0.0, 0.0, 0.0, seed, u,
               NULL, exclude, &s, block, False, &sink, &loss, &dv[0, 0], 0, 0)
+        if attn:
+            _key_backward(&sink, &Q[0, 0], d)
     finally:
         _free(&s)
-        free(sink.mark)
-        free(sink.touched)
+        sink.acc = sink.bacc = NULL  # the caller's
+        _sink_free(&sink)
     return loss, drawn

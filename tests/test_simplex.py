@@ -5,10 +5,11 @@ from recsys._ext._simplex import adam_step, user_gradients
 
 
 def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, history=None,
-                  bi=None):
+                  bi=None, A=None, ba=None):
     """The user's CCL in float64 NumPy (no dropout); ``negatives[b]`` are shared by the
     positives of block b (``block`` positives each); the history mean runs over ``history``
-    (default: all positives) minus the target; ``bi``: item biases added to every score."""
+    (default: all positives) minus the target; ``bi``: item biases added to every score;
+    ``A, ba``: user attention instead of the mean, weights softmax_k(tanh(A q_k + ba) . e_u)."""
     E, Q, W = (np.asarray(a, dtype=np.float64) for a in (E, Q, W))
     history = list(cols if history is None else history)
     qhat = Q / np.linalg.norm(Q, axis=1, keepdims=True)
@@ -17,6 +18,10 @@ def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, his
         neg = negatives[a // block]
         rest = [k for k in history if k != i]
         h = Q[rest].mean(0) if rest else np.zeros(Q.shape[1])
+        if A is not None and rest:
+            logits = np.tanh(Q[rest] @ np.asarray(A, np.float64).T + ba) @ E[u]
+            alpha = np.exp(logits - logits.max())
+            h = (alpha / alpha.sum()) @ Q[rest]
         p = gamma * E[u] + (1 - gamma) * W @ h
         z = p / np.linalg.norm(p)
         shift_i = shift_n = 0.0
@@ -80,6 +85,52 @@ def test_gradients_match_finite_differences(gamma, n_pos, block, cap):
                 assert gW[r, c] == pytest.approx(numeric(W, (r, c)), abs=2e-3)
     else:
         assert (gW == 0).all()
+
+
+@pytest.mark.parametrize("n_pos, block, cap", [(6, 1, None), (9, 4, None), (8, 3, 5),
+                                               (300, 256, 40), (4, 2, 1)])
+def test_attention_gradients_match_finite_differences(n_pos, block, cap):
+    """User attention: the softmax over the history (minus the target) moves the user
+    (through the logits), every history item (as value and as key), W, A and b."""
+    rng = np.random.default_rng(7)
+    n_items, d, N = 300, 5, 20
+    E = rng.normal(0, 1, (2, d)).astype(np.float32)
+    Q = rng.normal(0, 1, (n_items, d)).astype(np.float32)
+    W = (np.eye(d) + rng.normal(0, 0.3, (d, d))).astype(np.float32)
+    A = rng.normal(0, 0.8, (d, d)).astype(np.float32)
+    ba = rng.normal(0, 0.3, d).astype(np.float32)
+    cols = np.sort(rng.choice(n_items, n_pos, replace=False)).astype(np.int32)
+    history = None if cap is None else np.sort(rng.choice(cols, cap, replace=False))
+    u, gamma, margin, weight = 1, 0.5, 0.1, 3.0
+    grads = dict(E=np.zeros(d, np.float32), Q=np.zeros_like(Q), W=np.zeros_like(W),
+                 A=np.zeros_like(A), ba=np.zeros_like(ba))
+    loss, negatives = user_gradients(cols, u, E, Q, W, N, gamma, margin, weight, 11,
+                                     grads["E"], grads["Q"], grads["W"], block,
+                                     history=history, attention=(A, ba), gA=grads["A"],
+                                     gba=grads["ba"])
+    args = dict(E=E, Q=Q, W=W, u=u, cols=cols, negatives=negatives, gamma=gamma,
+                margin=margin, weight=weight, block=block, history=history, A=A, ba=ba)
+    assert loss == pytest.approx(ccl_reference(**args), rel=1e-4)
+    mean = ccl_reference(**{**args, "A": None})
+    if n_pos < 100 and (cap is None or cap > 2):
+        assert abs(loss - mean) > 1e-3  # the weights are not uniform
+
+    def numeric(name, index):
+        hi, lo = args[name].astype(np.float64), args[name].astype(np.float64)
+        hi[index] += 1e-4
+        lo[index] -= 1e-4
+        return (ccl_reference(**{**args, name: hi}) - ccl_reference(**{**args, name: lo})) / 2e-4
+
+    for c in range(d):
+        assert grads["E"][c] == pytest.approx(numeric("E", (u, c)), abs=2e-3)
+        assert grads["ba"][c] == pytest.approx(numeric("ba", c), abs=2e-3)
+        for r in range(d):
+            assert grads["W"][r, c] == pytest.approx(numeric("W", (r, c)), abs=2e-3)
+            assert grads["A"][r, c] == pytest.approx(numeric("A", (r, c)), abs=2e-3)
+    hist = cols if history is None else history
+    for item in list(hist[:8]) + list(negatives[0, :4]):
+        for c in range(d):
+            assert grads["Q"][item, c] == pytest.approx(numeric("Q", (item, c)), abs=2e-3)
 
 
 @pytest.mark.parametrize("block", [1, 4])
@@ -174,18 +225,22 @@ def planted(n_users=120, n_items=90, groups=3, per_user=12, seed=0):
     return X
 
 
-@pytest.mark.parametrize("gamma, biases, optimizer, order", [
-    (1.0, False, "adam", "shuffled"), (0.7, False, "adam", "shuffled"),
-    (0.7, True, "adam", "shuffled"), (0.7, True, "dense_adam", "shuffled"),
-    (0.7, False, "adam", "user"), (0.7, False, "dense_adam", "user")])
-def test_learns_planted_groups_and_is_reproducible(gamma, biases, optimizer, order, tmp_path):
+@pytest.mark.parametrize("gamma, biases, optimizer, order, aggregator", [
+    (1.0, False, "adam", "shuffled", "mean"), (0.7, False, "adam", "shuffled", "mean"),
+    (0.7, True, "adam", "shuffled", "mean"), (0.7, True, "dense_adam", "shuffled", "mean"),
+    (0.7, False, "adam", "user", "mean"), (0.7, False, "dense_adam", "user", "mean"),
+    (0.7, False, "adam", "shuffled", "user_attention"),
+    (0.7, True, "dense_adam", "user", "user_attention")])
+def test_learns_planted_groups_and_is_reproducible(gamma, biases, optimizer, order, aggregator,
+                                                   tmp_path):
     from recsys.evaluation import evaluate
     from recsys.models import SimpleX
 
     X = planted()
-    model = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
-                    learning_rate=0.05, epochs=15, dropout=0.0, random_state=0,
-                    biases=biases, optimizer=optimizer, order=order, num_threads=1).fit(X)
+    params = dict(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
+                  learning_rate=0.05, epochs=15, dropout=0.0, random_state=0, biases=biases,
+                  optimizer=optimizer, order=order, aggregator=aggregator, num_threads=1)
+    model = SimpleX(**params).fit(X)
     losses = [h["loss"] for h in model.history_]
     assert losses[-1] < 0.8 * losses[0]
     ids, _ = model.recommend(np.arange(120), X, k=5)
@@ -194,15 +249,64 @@ def test_learns_planted_groups_and_is_reproducible(gamma, biases, optimizer, ord
     # recommends unseen items of the user's own group (chance: 1/3); item biases learn the
     # group-blind popularity of 1440 random draws and cost some of that (0.91 here)
     assert same_group.mean() > (0.85 if biases else 0.95)
-    again = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
-                    learning_rate=0.05, epochs=15, dropout=0.0, random_state=0,
-                    biases=biases, optimizer=optimizer, order=order, num_threads=1).fit(X)
+    again = SimpleX(**params).fit(X)
     np.testing.assert_array_equal(again.item_factors_, model.item_factors_)  # 1 thread: exact
     np.testing.assert_array_equal(again.item_bias_, model.item_bias_)
+    np.testing.assert_array_equal(again.attention_, model.attention_)
+    untrained = SimpleX(**{**params, "epochs": 0}).fit(X)
+    # A and b learn with user attention and keep their initial values with the mean
+    assert (model.attention_ != untrained.attention_).any() == (aggregator == "user_attention")
     assert (model.item_bias_ != 0).any() == biases
     loaded = SimpleX.load(model.save(tmp_path / "simplex"))
     np.testing.assert_array_equal(loaded.recommend(np.arange(120), X, k=5)[0], ids)
     assert evaluate(model, X, X, k=5, exclude_seen=False)["hit_rate_at_5"] > 0.9
+
+
+def test_attention_scoring_matches_a_per_user_reference():
+    """Scoring pools each user's (capped) history with the softmax of the learned keys."""
+    from recsys.models import SimpleX
+    from recsys.models.simplex import capped_history
+
+    X = planted()
+    model = SimpleX(factors=8, negatives=20, margin=0.5, negative_weight=5, gamma=0.6,
+                    aggregator="user_attention", max_history=7, learning_rate=0.05, epochs=3,
+                    random_state=1, num_threads=1).fit(X)
+    users = np.array([5, 0, 77, 5])
+    P, _ = model._factors(users, X)
+    E, Q, W = (a.astype(np.float64) for a in (model.user_factors_, model.item_factors_,
+                                              model.W_))
+    keys = np.tanh(Q @ model.attention_.T + model.attention_bias_)
+    spread = 0.0
+    for r, u in enumerate(users):
+        hist = capped_history(X[[u]], 7, [u]).indices
+        logits = keys[hist] @ E[u]
+        alpha = np.exp(logits - logits.max())
+        alpha /= alpha.sum()
+        spread = max(spread, alpha.max() - alpha.min())
+        p = 0.6 * E[u] + 0.4 * W @ (alpha @ Q[hist])
+        np.testing.assert_allclose(P[r], p / np.linalg.norm(p), atol=1e-5)
+    assert spread > 1e-3  # the weights are not uniform
+
+
+def test_attention_with_zero_keys_is_the_mean():
+    """A = 0, b = 0: every key is 0, the softmax uniform, and the loss and gradients those
+    of the mean aggregator."""
+    rng = np.random.default_rng(2)
+    n_items, d = 80, 4
+    E = rng.normal(0, 1, (1, d)).astype(np.float32)
+    Q = rng.normal(0, 1, (n_items, d)).astype(np.float32)
+    W = (np.eye(d) + rng.normal(0, 0.3, (d, d))).astype(np.float32)
+    cols = np.sort(rng.choice(n_items, 10, replace=False)).astype(np.int32)
+    out = []
+    for attention in (None, (np.zeros((d, d), np.float32), np.zeros(d, np.float32))):
+        g = [np.zeros(d, np.float32), np.zeros_like(Q), np.zeros_like(W)]
+        loss, _ = user_gradients(cols, 0, E, Q, W, 15, 0.5, 0.2, 2.0, 3, *g, 4,
+                                 attention=attention, gA=np.zeros((d, d), np.float32),
+                                 gba=np.zeros(d, np.float32))
+        out.append((loss, g))
+    assert out[1][0] == pytest.approx(out[0][0], rel=1e-6)
+    for mean, attn in zip(out[0][1], out[1][1]):
+        np.testing.assert_allclose(attn, mean, rtol=1e-4, atol=1e-6)
 
 
 def test_early_stopping_keeps_the_best_epoch():
@@ -329,7 +433,8 @@ def test_bad_parameters():
                           ({"lr_decay": 0.0}, "lr_decay"), ({"max_history": 0}, "max_history"),
                           ({"decay_patience": 0}, "decay_patience"),
                           ({"lr_schedule": [0.1, -1.0]}, "lr_schedule"),
-                          ({"order": "random"}, "order"), ({"batch_size": 0}, "batch_size")]:
+                          ({"order": "random"}, "order"), ({"batch_size": 0}, "batch_size"),
+                          ({"aggregator": "max"}, "aggregator")]:
         with pytest.raises(ValueError, match=match):
             SimpleX(**kwargs).fit(X)
 

@@ -29,12 +29,13 @@ from tqdm.auto import tqdm
 from recsys._ext._simplex import train_epoch
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.data.interactions import select_entries
+from recsys.data.interactions import row_of_values, select_entries
 from recsys.models.base import Recommender
 
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "dense_adam", "adagrad")
+AGGREGATORS = ("mean", "user_attention")
 
 
 class SimpleX(Recommender):
@@ -52,6 +53,12 @@ class SimpleX(Recommender):
         w: weight of the averaged negative term.
     gamma : float
         Weight of the user's own embedding; 1 gives MF-CCL (no history branch).
+    aggregator : {"mean", "user_attention"}
+        How the history branch (gamma < 1) pools the user's items: their mean, or the
+        official ``user_attention`` (its Gowalla setting): weights
+        ``softmax_k(tanh(A q_k + b) . e_u)``, keys from a learned ``A`` (d x d) and ``b``
+        that step with W (``history_rate``). The softmax runs over the history items only
+        (the official one also counts the padding of short histories in its denominator).
     biases : bool
         Item biases, from the official ``enable_bias`` (its ML-1M setting): scores become
         ``cos(p_u, q_i) + b_i``; the bias column is dropped out with the user vector. The
@@ -136,6 +143,8 @@ class SimpleX(Recommender):
     ----------
     user_factors_, item_factors_ : ndarray (float32)
     W_ : ndarray (d, d)
+    attention_, attention_bias_ : ndarray (d, d), (d,)
+        The user attention's A and b (unused with ``aggregator="mean"``).
     history_ : list of dict
         Per epoch: ``epoch``, ``elapsed`` (seconds since fit started), ``loss``,
         ``learning_rate`` and the validation metrics when evaluated. ``callback(epoch,
@@ -149,7 +158,7 @@ class SimpleX(Recommender):
     uses_user_state = True
 
     def __init__(self, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
-                 negative_weight: float = 150.0, gamma: float = 1.0,
+                 negative_weight: float = 150.0, gamma: float = 1.0, aggregator: str = "mean",
                  max_history: int | None = 500, biases: bool = False, l2: float = 1e-6,
                  learning_rate: float = 0.01, history_rate: float = 1.0, epochs: int = 30,
                  dropout: float = 0.1, optimizer: str = "adam", order: str = "shuffled",
@@ -164,6 +173,7 @@ class SimpleX(Recommender):
         self.margin = margin
         self.negative_weight = negative_weight
         self.gamma = gamma
+        self.aggregator = aggregator
         self.max_history = max_history
         self.biases = biases
         self.l2 = l2
@@ -204,6 +214,9 @@ class SimpleX(Recommender):
             raise ValueError(f"margin is a cosine and must lie in [-1, 1], got {self.margin}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.aggregator not in AGGREGATORS:
+            raise ValueError(f"aggregator must be one of {AGGREGATORS}, got "
+                             f"{self.aggregator!r}")
         if self.order not in ("shuffled", "user"):
             raise ValueError(f"order must be 'shuffled' or 'user', got {self.order!r}")
         if self.sampling not in ("uniform", "popularity"):
@@ -243,13 +256,18 @@ class SimpleX(Recommender):
         Q = (rng.standard_normal((X.shape[1], d)) * self.init_std).astype(np.float32)
         W = np.eye(d, dtype=np.float32)
         bi = np.zeros(X.shape[1], dtype=np.float32)
+        # the attention's key map, torch's default Linear initialisation as officially
+        A = rng.uniform(-d ** -0.5, d ** -0.5, (d, d)).astype(np.float32)
+        ba = rng.uniform(-d ** -0.5, d ** -0.5, d).astype(np.float32)
+        attention = (A, ba) if self.aggregator == "user_attention" else None
         adam = self.optimizer != "adagrad"
         clock = np.zeros(1, np.int32) if self.optimizer == "dense_adam" else None
         state = []
-        for table in (E, Q, W, bi):
+        for table in (E, Q, W, bi, A, ba):
+            whole = table is W or table is A or table is ba  # one row, one step count
             state += [np.zeros_like(table) if adam else None, np.zeros_like(table),
-                      np.zeros(max(len(table), 1) if table is not W else 1, dtype=np.int32)]
-        tables = (E, Q, W, bi)
+                      np.zeros(1 if whole else max(len(table), 1), dtype=np.int32)]
+        tables = (E, Q, W, bi, A, ba)
         cdf = None
         if self.sampling == "popularity":
             cdf = np.cumsum(np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64))
@@ -274,8 +292,9 @@ class SimpleX(Recommender):
                                    self.negative_weight, self.dropout, lr, self.l2,
                                    int(rng.integers(2**63)), cdf, self.block_size,
                                    bool(self.exclude_positives), threads,
-                                   bi if self.biases else None, state[9:], clock, order,
-                                   self.batch_size, self.history_rate)
+                                   bi if self.biases else None, state[9:12], clock, order,
+                                   self.batch_size, self.history_rate, attention,
+                                   state[12:])
             self._store(*tables)
             path.append(lr)
             entry = {"epoch": epoch, "elapsed": time.perf_counter() - start, "loss": loss,
@@ -309,22 +328,26 @@ class SimpleX(Recommender):
             self.schedule_ = best_state[2]
         return self
 
-    def _store(self, E, Q, W, bi) -> None:
+    def _store(self, E, Q, W, bi, A, ba) -> None:
         self.user_factors_ = E.copy()
         self.item_factors_ = Q.copy()
         self.W_ = W.copy()
         self.item_bias_ = bi.copy()  # zeros without biases
+        self.attention_ = A.copy()
+        self.attention_bias_ = ba.copy()
 
     def _factors(self, users, X):
         """Normalised user vectors (own embedding + history branch) and normalised items."""
         P = self.gamma * self.user_factors_[users].astype(np.float64)
         if self.gamma < 1:
             rows = capped_history(X[users], self.max_history, users)
-            counts = np.maximum(np.diff(rows.indptr), 1)[:, None]
-            binary = sp.csr_matrix((np.ones_like(rows.data), rows.indices, rows.indptr),
-                                   shape=rows.shape)
-            mean = (binary @ self.item_factors_) / counts
-            P += (1 - self.gamma) * mean @ self.W_.T
+            weights = np.ones(rows.nnz)
+            if self.aggregator == "user_attention":
+                weights = self._attention_weights(rows, self.user_factors_[users])
+            else:  # the mean
+                weights /= np.maximum(np.diff(rows.indptr), 1)[row_of_values(rows)]
+            pool = sp.csr_matrix((weights, rows.indices, rows.indptr), shape=rows.shape)
+            P += (1 - self.gamma) * (pool @ self.item_factors_.astype(np.float64)) @ self.W_.T
         P /= np.linalg.norm(P, axis=1, keepdims=True) + 1e-8
         Q = self.item_factors_ / (np.linalg.norm(self.item_factors_, axis=1, keepdims=True)
                                   + 1e-8)
@@ -332,6 +355,21 @@ class SimpleX(Recommender):
             P = np.hstack([P, np.ones((len(P), 1))])
             Q = np.hstack([Q, self.item_bias_[:, None]])
         return P.astype(np.float32), Q.astype(np.float32)
+
+    def _attention_weights(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        """Softmax weights of every stored history entry within its row; row r is the user
+        whose embedding is ``users[r]``."""
+        keys = np.tanh(self.item_factors_.astype(np.float64) @ self.attention_.T
+                       + self.attention_bias_)
+        owner = row_of_values(rows)
+        logits = np.einsum("ij,ij->i", keys[rows.indices], users[owner])  # K_k . e_u
+        starts = rows.indptr[:-1][np.diff(rows.indptr) > 0]
+        top = np.maximum.reduceat(logits, starts) if len(starts) else np.zeros(0)
+        full_top = np.zeros(rows.shape[0])
+        full_top[np.diff(rows.indptr) > 0] = top
+        alpha = np.exp(logits - full_top[owner])
+        mass = np.bincount(owner, alpha, minlength=rows.shape[0])
+        return alpha / mass[owner]
 
 
 def capped_history(X: sp.csr_matrix, max_history: int | None,
