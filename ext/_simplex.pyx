@@ -39,7 +39,7 @@ bit-reproducible.
 import numpy as np
 
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport expf, pow, powf, sqrt, sqrtf, tanhf
+from libc.math cimport expf, pow, powf, sqrt, sqrtf
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
@@ -206,9 +206,13 @@ cdef void _keys(const float* Q, const float* A, const float* ba, float* K, int n
     cdef int c
     # row-major K (n x d) = Q A^T is column-major K^T = A Q^T
     sgemm(&ta, &tb, &d, &n_items, &d, &one_f, <float*>A, &d, <float*>Q, &d, &zero_f, K, &d)
+    cdef float x
     for i in range(n_items):
         for c in range(d):
-            K[i * d + c] = tanhf(K[i * d + c] + ba[c])
+            # tanh x = 1 - 2 / (e^2x + 1): glibc's expf is ~3x faster than its tanhf; the
+            # absolute error stays at float32 rounding (it is relative near 0 that suffers)
+            x = min(max(K[i * d + c] + ba[c], -15.0), 15.0)
+            K[i * d + c] = 1 - 2 / (expf(2 * x) + 1)
 
 
 cdef void _key_backward(Sink* k, const float* Q, int d) noexcept nogil:
