@@ -76,8 +76,9 @@ class SimpleX(Recommender):
     learning_rate : float
         Step size of the optimiser.
     history_rate : float
-        W's step size relative to ``learning_rate`` (gamma < 1): W is one shared d x d
-        matrix that steps at every mini-batch, so it moves far faster than any embedding row.
+        The step size of W (and of the attention's A and b) relative to ``learning_rate``
+        (gamma < 1): W is one shared d x d matrix that steps at every mini-batch, so it moves
+        far faster than any embedding row.
     epochs : int
         Maximum epochs.
     dropout : float
