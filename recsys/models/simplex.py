@@ -59,6 +59,9 @@ class SimpleX(Recommender):
         ``softmax_k(tanh(A q_k + b) . e_u)``, keys from a learned ``A`` (d x d) and ``b``
         that step with W (``history_rate``). The softmax runs over the history items only
         (the official one also counts the padding of short histories in its denominator).
+        About 3x the mean's cost per history item. At this trainer's rate (0.01) it has
+        trailed the mean on Gowalla so far (test Recall@20 after 5 epochs 0.124, 0.140 with
+        ``history_rate=0.1``, against the mean's 0.148).
     biases : bool
         Item biases, from the official ``enable_bias`` (its ML-1M setting): scores become
         ``cos(p_u, q_i) + b_i``; the bias column is dropped out with the user vector. The
