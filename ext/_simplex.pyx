@@ -161,15 +161,23 @@ cdef struct Sink:
     int n_items
 
 
-cdef inline void _sink_add(Sink* k, int row, const float* g, int d, float gb) noexcept nogil:
+cdef inline void _sink_into(Sink* k, float* table, int row, const float* g,
+                            int d) noexcept nogil:
+    """Add ``g`` to row ``row`` of one of the sink's tables (item or key gradients), marking
+    the row as touched."""
     cdef int c
-    cdef float* a = k.acc + <Py_ssize_t>row * d
+    cdef float* a = table + <Py_ssize_t>row * d
     if not k.mark[row]:
         k.mark[row] = 1
         k.touched[k.n_touched] = row
         k.n_touched += 1
     for c in range(d):
         a[c] += g[c]
+
+
+cdef inline void _sink_add(Sink* k, int row, const float* g, int d, float gb) noexcept nogil:
+    """Add ``g`` to item ``row``'s gradient and ``gb`` to its bias's."""
+    _sink_into(k, k.acc, row, g, d)
     if k.bacc != NULL:
         k.bacc[row] += gb
 
@@ -183,18 +191,6 @@ cdef inline void _normalise(const float* Q, float* Qh, float* inorm, Py_ssize_t 
     inorm[row] = inv
     for c in range(d):
         Qh[row * d + c] = q[c] * inv
-
-
-cdef inline void _sink_key(Sink* k, int row, const float* g, int d) noexcept nogil:
-    """Add ``g`` to item ``row``'s key gradient (marking the row as touched)."""
-    cdef int c
-    cdef float* a = k.kacc + <Py_ssize_t>row * d
-    if not k.mark[row]:
-        k.mark[row] = 1
-        k.touched[k.n_touched] = row
-        k.n_touched += 1
-    for c in range(d):
-        a[c] += g[c]
 
 
 cdef void _keys(const float* Q, const float* A, const float* ba, float* K, int n_items,
@@ -527,7 +523,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
                             s.gt[c] = al * gh[c]
                             s.gk[c] = ga * e[c] * (1 - key[c] * key[c])
                         _sink_add(sink, t, s.gt, d, 0)
-                        _sink_key(sink, t, s.gk, d)
+                        _sink_into(sink, sink.kacc, t, s.gk, d)
             else:
                 for a in range(m):
                     for c in range(d):

@@ -32,6 +32,15 @@ def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, his
     return total
 
 
+def finite_difference(args, name, index, step=1e-4):
+    """Central difference of ``ccl_reference(**args)`` in ``args[name][index]``."""
+    hi, lo = args[name].astype(np.float64), args[name].astype(np.float64)
+    hi[index] += step
+    lo[index] -= step
+    return (ccl_reference(**{**args, name: hi}) - ccl_reference(**{**args, name: lo})) / (
+        2 * step)
+
+
 @pytest.mark.parametrize("gamma, n_pos, block, cap", [
     (1.0, 4, 256, None), (0.6, 4, 256, None), (0.6, 300, 256, None), (0.6, 7, 3, None),
     (0.6, 9, 4, 5), (0.6, 300, 256, 40), (1.0, 5, 1, None), (0.6, 6, 1, 4), (0.6, 5, 2, 1)])
@@ -116,10 +125,7 @@ def test_attention_gradients_match_finite_differences(n_pos, block, cap):
         assert abs(loss - mean) > 1e-3  # the weights are not uniform
 
     def numeric(name, index):
-        hi, lo = args[name].astype(np.float64), args[name].astype(np.float64)
-        hi[index] += 1e-4
-        lo[index] -= 1e-4
-        return (ccl_reference(**{**args, name: hi}) - ccl_reference(**{**args, name: lo})) / 2e-4
+        return finite_difference(args, name, index)
 
     for c in range(d):
         assert grads["E"][c] == pytest.approx(numeric("E", (u, c)), abs=2e-3)
@@ -153,10 +159,7 @@ def test_bias_gradients_match_finite_differences(block):
     assert loss == pytest.approx(ccl_reference(**args), rel=1e-4)
 
     def numeric(name, index):
-        hi, lo = args[name].astype(np.float64), args[name].astype(np.float64)
-        hi[index] += 1e-4
-        lo[index] -= 1e-4
-        return (ccl_reference(**{**args, name: hi}) - ccl_reference(**{**args, name: lo})) / 2e-4
+        return finite_difference(args, name, index)
 
     for c in range(d):
         assert gE[c] == pytest.approx(numeric("E", (u, c)), abs=2e-3)
