@@ -140,7 +140,7 @@ def _speed_rows(quick: bool) -> list[list]:
                         _num(r["implicit_s"]), _num(r["speedup"])])
 
     def simplex(rows):
-        ours = {r["threads"]: _num(r["epoch_s"]) for r in rows if r["trainer"].startswith("recsys")}
+        ours = {r["threads"]: _num(r["epoch_s"]) for r in rows if r["trainer"] == MEAN_TRAINER}
         peers = [r for r in rows if not r["trainer"].startswith("recsys")]
         for r in peers:
             out.append([f"SimpleX epoch vs {r['trainer']}", "Gowalla, 1000 negatives, d 64",
@@ -295,9 +295,14 @@ def nmf_anneal(quick: bool, out: Path) -> str:
                    f"{100 * _num(r['at_optimum']):.1f}%"] for r in rows])
 
 
+MEAN_TRAINER = "recsys SimpleX"  # bench_simplex.py's row names
+ATTENTION_TRAINER = "recsys SimpleX, user attention"
+
+
 def simplex(quick: bool, out: Path) -> str:
     rows = _read("simplex_speed", quick)
-    ours = {r["threads"]: _num(r["epoch_s"]) for r in rows if r["trainer"].startswith("recsys")}
+    ours = {r["threads"]: _num(r["epoch_s"]) for r in rows if r["trainer"] == MEAN_TRAINER}
+    attention = [_num(r["epoch_s"]) for r in rows if r["trainer"] == ATTENTION_TRAINER]
     text = table(["trainer", "threads", "epoch", "min", "max", "positives/s",
                   "RecBole / recsys"],
                  [[r["trainer"], r["threads"], sec(_num(r["epoch_s"])), sec(_num(r["min_s"])),
@@ -305,6 +310,9 @@ def simplex(quick: bool, out: Path) -> str:
                    ratio(_num(r["ratio"]))] for r in rows])
     if "1" in ours and "2" in ours:
         text += f"\n\nrecsys scales {ours['1'] / ours['2']:.2f}x from 1 to 2 threads."
+    if attention and "2" in ours:
+        text += (f" User attention takes {attention[0] / ours['2']:.2f}x the mean's epoch "
+                 "(2 threads).")
     return text
 
 
