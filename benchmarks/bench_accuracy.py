@@ -66,7 +66,7 @@ def grid(**axes) -> list[dict]:
 # shuffled positives (the default order), two evaluations without improvement per decay
 SIMPLEX_SCHEDULE = dict(epochs=[60], patience=[4], decay_patience=[2], min_learning_rate=[1e-4])
 SIMPLEX = {
-    "ml-1m-lcfn": grid(factors=[128], negatives=[1500], margin=[0.7], negative_weight=[10],
+    "ml-1m-lcfn": grid(factors=[128], negatives=[1500], margin=[0.8], negative_weight=[10],
                        gamma=[1.0], dropout=[0.2], **SIMPLEX_SCHEDULE),
     "gowalla-lightgcn": grid(factors=[64], negatives=[2000], margin=[0.9],
                              negative_weight=[250], gamma=[0.8], dropout=[0.1],
