@@ -260,10 +260,15 @@ class SimpleX(Recommender):
         Q = (rng.standard_normal((X.shape[1], d)) * self.init_std).astype(np.float32)
         W = np.eye(d, dtype=np.float32)
         bi = np.zeros(X.shape[1], dtype=np.float32)
-        # the attention's key map, torch's default Linear initialisation as officially
-        A = rng.uniform(-d ** -0.5, d ** -0.5, (d, d)).astype(np.float32)
-        ba = rng.uniform(-d ** -0.5, d ** -0.5, d).astype(np.float32)
-        attention = (A, ba) if self.aggregator == "user_attention" else None
+        A = np.zeros((d, d), dtype=np.float32)
+        ba = np.zeros(d, dtype=np.float32)
+        attention = None
+        if self.aggregator == "user_attention":
+            # the key map, torch's default Linear initialisation as officially (drawn only
+            # here, so that mean fits keep their random stream)
+            A[...] = rng.uniform(-d ** -0.5, d ** -0.5, (d, d))
+            ba[...] = rng.uniform(-d ** -0.5, d ** -0.5, d)
+            attention = (A, ba)
         adam = self.optimizer != "adagrad"
         clock = np.zeros(1, np.int32) if self.optimizer == "dense_adam" else None
         state = []
