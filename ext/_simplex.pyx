@@ -159,6 +159,14 @@ cdef struct Sink:
     float* Qg       # n_items x d: gathered item rows
     float* Og       # n_items x d: their item gradients through the keys
     int n_items
+    # the official enable_bias's training-only shift (NULL without): every score of user u
+    # gains ub[u] + gb[0]
+    float* ub       # n_users: user biases
+    Table* AUB
+    float* gb       # 1: the global bias, stepped with the items
+    Table* AGB
+    float gacc      # the global bias's gradient since the last step (this thread's)
+    float* gub      # without ``apply``: where the user bias's gradient is summed
 
 
 cdef inline void _sink_into(Sink* k, float* table, int row, const float* g,
@@ -261,6 +269,9 @@ cdef void _flush(Sink* k, float* Q, Table* AQ, float* W, Table* AW, float* GW, f
         k.mark[row] = 0
     k.n_touched = 0
     k.count = 0
+    if k.gb != NULL:
+        _update(k.gb, k.AGB, 0, 1, &k.gacc, lr, 0, now)
+        k.gacc = 0
     if g < 1:
         _update(W, AW, 0, d * d, GW, lr * k.w_rate, l2, now)
         memset(GW, 0, d * d * sizeof(float))
@@ -344,6 +355,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
     cdef float* q
     cdef float* z
     cdef float nq, sc, cs, coef, dot_pg, keep = 1.0 - rho, zero_f = 0.0, one_f = 1.0
+    cdef float shift = 0, gshift
     cdef float hist_w = 1 - g
     cdef float inv_hist, top, mass, al, ga, hdot
     cdef bint attn = sink.K != NULL
@@ -353,6 +365,8 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
     cdef char ta = b'T', tb = b'N'
     cdef double total = 0
     coef = weight / N
+    if sink.ub != NULL:
+        shift = sink.ub[u] + sink.gb[0]
     if exclude:
         for a in range(n_row):
             s.seen[row[a]] = 1
@@ -379,6 +393,7 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
             for j in range(N):
                 negs_out[(start // chunk) * N + j] = s.neg[j]
         memset(s.ge, 0, d * sizeof(float))
+        gshift = 0
         memset(s.GZ, 0, m * d * sizeof(float))
         memset(s.active, 0, N * sizeof(char))
         if g < 1 and attn:
@@ -456,10 +471,11 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
             for j in range(N):
                 cs = s.Sc[a * N + j]  # the cosine; the score adds the biases
                 t = s.neg[j]
-                sc = cs + (s.xb[a] * bi[t] if bi != NULL else 0)
+                sc = cs + (s.xb[a] * bi[t] if bi != NULL else 0) + shift
                 if sc <= margin:
                     continue
                 total += coef * (sc - margin)
+                gshift += coef
                 if not s.active[j]:
                     s.active[j] = 1
                     s.act[n_act] = j
@@ -482,9 +498,10 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
             q = Qh + <Py_ssize_t>t * d
             nq = sink.inorm[t]
             cs = _dot(d, z, q)
-            sc = cs + (s.xb[a] * bi[t] if bi != NULL else 0)
+            sc = cs + (s.xb[a] * bi[t] if bi != NULL else 0) + shift
             if sc < 1:
                 total += 1 - sc
+                gshift -= 1
                 for c in range(d):
                     s.gz[c] -= q[c]
                     s.gt[c] = -(z[c] - cs * q[c]) * nq
@@ -542,6 +559,9 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
             now = clock0 + <int>((<long long>(start // chunk + 1) * steps)
                                  // ((n + chunk - 1) // chunk))
             _update(E + <Py_ssize_t>u * d, AE, u, d, s.ge, lr * m, l2, now)  # step per positive
+            if sink.ub != NULL:
+                _update(sink.ub + u, sink.AUB, u, 1, &gshift, lr * m, l2, now)
+                sink.gacc += gshift
             sink.count += m
             if sink.count >= sink.batch:
                 # items and W step once per ``batch`` positives of this thread (the official
@@ -550,6 +570,8 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
         else:
             for c in range(d):
                 gE[c] += s.ge[c]
+            if sink.gub != NULL:
+                sink.gub[0] += gshift
         start += m
     # history items: item k gets G_h / |H minus target| summed over the positives other than
     # k itself (GH rows are already divided); H and cols are sorted
@@ -588,6 +610,9 @@ cdef Sink _sink(int n_items, int d, bint biases, float* Qh, float* inorm) noexce
     k.n_items = n_items
     k.K = k.A = k.ba = k.GA = k.Gba = k.kacc = k.Kg = k.Qg = k.Og = NULL
     k.AA = k.ABA = NULL
+    k.ub = k.gb = k.gub = NULL
+    k.AUB = k.AGB = NULL
+    k.gacc = 0
     return k
 
 
@@ -726,7 +751,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 unsigned long long seed, cdf, int block, bint exclude, int num_threads,
                 item_bias=None, bias_state=None, clock=None, order=None,
                 int batch=1024, float w_rate=1.0, attention=None,
-                attention_state=None) -> float:
+                attention_state=None, shift=None, shift_state=None) -> float:
     """One epoch over every user (see the module docstring); returns the mean CCL per
     positive. ``block`` positives of a user share their negatives and one optimiser step.
     ``hist_indptr, hist_indices``: each user's history (a sorted subset of its positives; the
@@ -742,7 +767,10 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     data loader does (a user's row is then updated lock-free too). ``w_rate``: W's learning
     rate is ``lr * w_rate``. ``attention``: None (mean history) or ``(A, b)``, the user
     attention's key map (float32, d x d and d; stepped like W) with ``attention_state``
-    ``(mA, vA, tA, mb, vb, tb)``."""
+    ``(mA, vA, tA, mb, vb, tb)``. ``shift``: None or ``(user_bias, global_bias)`` (float32,
+    n_users and 1): the official ``enable_bias``'s training-only terms, added to all of user
+    u's scores; the user's steps with its row, the global one with the items; state
+    ``(m_u, v_u, t_u, m_g, v_g, t_g)``."""
     _check(indptr, indices, E, Q, W, negatives)
     _check_history(indptr, indices, hist_indptr, hist_indices)
     cdef float[:, ::1] A_view
@@ -766,6 +794,18 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
             raise ValueError("item_bias must have one entry per item")
         bi_ptr = &bi_view[0]
         tbi = _table(bias_state[0], bias_state[1], bias_state[2], Q.shape[0], clock is not None)
+    cdef float[::1] ub_view
+    cdef float[::1] gb_view
+    cdef Table t_ub, t_gb
+    cdef float* ub_ptr = NULL
+    if shift is not None:
+        ub_view, gb_view = shift
+        if ub_view.shape[0] != E.shape[0] or gb_view.shape[0] != 1:
+            raise ValueError("shift must be (one bias per user, one global bias)")
+        ub_ptr = &ub_view[0]
+        t_ub = _table(shift_state[0], shift_state[1], shift_state[2], E.shape[0],
+                      clock is not None)
+        t_gb = _table(shift_state[3], shift_state[4], shift_state[5], 1, clock is not None)
     if block < 1:
         raise ValueError("block must be >= 1")
     cdef const int[::1] perm
@@ -830,6 +870,11 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                                 GA_all + tid * (d * d + d), GA_all + tid * (d * d + d) + d * d,
                                 d)
             sink.clock = clock_ptr
+            if ub_ptr != NULL:
+                sink.ub = ub_ptr
+                sink.AUB = &t_ub
+                sink.gb = &gb_view[0]
+                sink.AGB = &t_gb
             sink.batch = batch
             sink.w_rate = w_rate
             try:
@@ -898,13 +943,15 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
                    unsigned long long seed, float[::1] gE, float[:, ::1] gQ,
                    float[:, ::1] gW, int block=256, bint exclude=False,
                    history=None, item_bias=None, float[::1] gbi=None, attention=None,
-                   float[:, ::1] gA=None, float[::1] gba=None) -> tuple:
+                   float[:, ::1] gA=None, float[::1] gba=None, shift=None,
+                   float[::1] gshift=None) -> tuple:
     """The CCL of user ``u`` (positives ``cols``, sorted; no dropout; ``history`` a sorted
     subset of them, all when None) and its gradients, without updating anything (for
     tests). Returns ``(loss, negatives)``, the negatives drawn for each block of ``block``
     positives as an int32 array (blocks x N). With ``item_bias``, ``gbi`` receives its
     gradient; with ``attention = (A, b)`` (user attention), ``gA`` and ``gba`` receive
-    theirs."""
+    theirs; with ``shift = (user_bias, global_bias)``, ``gshift`` (one entry) receives the
+    gradient of the user's shift (that of b_u and of the global bias alike)."""
     cdef int d = <int>E.shape[1], n = <int>cols.shape[0], N = negatives
     cdef Scratch s
     cdef double loss = 0
@@ -916,6 +963,13 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
         bi_ptr = &bi_view[0]
         if gbi is None or gbi.shape[0] != Q.shape[0] or bi_view.shape[0] != Q.shape[0]:
             raise ValueError("item_bias and gbi need one entry per item")
+    cdef float[::1] ub_view
+    cdef float[::1] gb_view
+    if shift is not None:
+        ub_view, gb_view = shift
+        if ub_view.shape[0] <= u or gb_view.shape[0] != 1 or gshift is None or (
+                gshift.shape[0] != 1):
+            raise ValueError("shift needs user biases up to u, one global bias and gshift")
     if n < 1 or block < 1:
         raise ValueError("the user needs at least one positive, block >= 1")
     _check(np.zeros(2, np.int32), cols, E[:1], Q, W, N)
@@ -943,6 +997,10 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     sink.acc = &gQ[0, 0]  # summed straight into the caller's dense gradients
     if bi_ptr != NULL:
         sink.bacc = &gbi[0]
+    if shift is not None:
+        sink.ub = &ub_view[0]
+        sink.gb = &gb_view[0]
+        sink.gub = &gshift[0]
     if attn:
         _sink_attention(&sink, &K_view[0, 0], &A_view[0, 0], &ba_view[0], NULL, NULL,
                         &gA[0, 0], &gba[0], d)

@@ -5,11 +5,12 @@ from recsys._ext._simplex import adam_step, user_gradients
 
 
 def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, history=None,
-                  bi=None, A=None, ba=None):
+                  bi=None, A=None, ba=None, shift=0.0):
     """The user's CCL in float64 NumPy (no dropout); ``negatives[b]`` are shared by the
     positives of block b (``block`` positives each); the history mean runs over ``history``
     (default: all positives) minus the target; ``bi``: item biases added to every score;
-    ``A, ba``: user attention instead of the mean, weights softmax_k(tanh(A q_k + ba) . e_u)."""
+    ``A, ba``: user attention instead of the mean, weights softmax_k(tanh(A q_k + ba) . e_u);
+    ``shift``: the user's training-only bias b_u + b_0, added to all its scores."""
     E, Q, W = (np.asarray(a, dtype=np.float64) for a in (E, Q, W))
     history = list(cols if history is None else history)
     qhat = Q / np.linalg.norm(Q, axis=1, keepdims=True)
@@ -24,9 +25,9 @@ def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, his
             h = (alpha / alpha.sum()) @ Q[rest]
         p = gamma * E[u] + (1 - gamma) * W @ h
         z = p / np.linalg.norm(p)
-        shift_i = shift_n = 0.0
+        shift_i = shift_n = shift
         if bi is not None:
-            shift_i, shift_n = bi[i], bi[neg]
+            shift_i, shift_n = shift + bi[i], shift + bi[neg]
         total += max(0.0, 1 - z @ qhat[i] - shift_i)
         total += weight / len(neg) * np.maximum(0, qhat[neg] @ z + shift_n - margin).sum()
     return total
@@ -170,6 +171,43 @@ def test_bias_gradients_match_finite_differences(block):
     assert (gbi[np.setdiff1d(np.arange(n_items), touched)] == 0).all()
 
 
+@pytest.mark.parametrize("block", [1, 4])
+def test_shift_gradients_match_finite_differences(block):
+    """The user and global biases (``biases=True``) shift all of the user's scores: their
+    gradient is -1 per unsaturated positive plus w / N per active negative; the shift also
+    decides which terms are active for the other gradients."""
+    rng = np.random.default_rng(5)
+    n_items, d, N, n_pos = 150, 6, 40, 8
+    E = rng.normal(0, 1, (3, d)).astype(np.float32)
+    Q = rng.normal(0, 1, (n_items, d)).astype(np.float32)
+    W = (np.eye(d) + rng.normal(0, 0.3, (d, d))).astype(np.float32)
+    bi = rng.normal(0, 0.2, n_items).astype(np.float32)
+    ub = np.array([0.0, 0.0, 0.25], np.float32)
+    b0 = np.array([0.3], np.float32)
+    cols = np.sort(rng.choice(n_items, n_pos, replace=False)).astype(np.int32)
+    u, gamma, margin, weight = 2, 0.8, 0.6, 4.0
+    gE, gQ, gW = np.zeros(d, np.float32), np.zeros_like(Q), np.zeros_like(W)
+    gbi, gshift = np.zeros(n_items, np.float32), np.zeros(1, np.float32)
+    loss, negatives = user_gradients(cols, u, E, Q, W, N, gamma, margin, weight, 11, gE, gQ,
+                                     gW, block, item_bias=bi, gbi=gbi, shift=(ub, b0),
+                                     gshift=gshift)
+    args = dict(E=E, Q=Q, W=W, u=u, cols=cols, negatives=negatives, gamma=gamma,
+                margin=margin, weight=weight, block=block, bi=bi, shift=0.55)
+    assert loss == pytest.approx(ccl_reference(**args), rel=1e-4)
+    h = 1e-4
+    numeric = (ccl_reference(**{**args, "shift": 0.55 + h})
+               - ccl_reference(**{**args, "shift": 0.55 - h})) / (2 * h)
+    assert gshift[0] == pytest.approx(numeric, abs=2e-3)
+    # the shift matters here: without it the loss and its gradient differ
+    assert ccl_reference(**{**args, "shift": 0.0}) != pytest.approx(loss, rel=1e-2)
+    assert numeric != pytest.approx(-len(cols), abs=0.5)  # negatives are active too
+    for c in range(d):
+        assert gE[c] == pytest.approx(finite_difference(args, "E", (u, c)), abs=2e-3)
+    for item in np.unique(np.concatenate([cols, negatives.ravel()]))[:20]:
+        assert gQ[item, 1] == pytest.approx(finite_difference(args, "Q", (item, 1)), abs=2e-3)
+        assert gbi[item] == pytest.approx(finite_difference(args, "bi", item), abs=2e-3)
+
+
 def test_excluded_positives_are_never_negatives():
     """With ``exclude`` a user's positives are redrawn: here 300 of 400 items are positives,
     so uniform draws hit them three times in four."""
@@ -231,6 +269,7 @@ def planted(n_users=120, n_items=90, groups=3, per_user=12, seed=0):
 @pytest.mark.parametrize("gamma, biases, optimizer, order, aggregator", [
     (1.0, False, "adam", "shuffled", "mean"), (0.7, False, "adam", "shuffled", "mean"),
     (0.7, True, "adam", "shuffled", "mean"), (0.7, True, "dense_adam", "shuffled", "mean"),
+    (0.7, "item", "adam", "shuffled", "mean"),
     (0.7, False, "adam", "user", "mean"), (0.7, False, "dense_adam", "user", "mean"),
     (0.7, False, "adam", "shuffled", "user_attention"),
     (0.7, True, "dense_adam", "user", "user_attention")])
@@ -259,7 +298,10 @@ def test_learns_planted_groups_and_is_reproducible(gamma, biases, optimizer, ord
     untrained = SimpleX(**{**params, "epochs": 0}).fit(X)
     # A and b learn with user attention and keep their initial values with the mean
     assert (model.attention_ != untrained.attention_).any() == (aggregator == "user_attention")
-    assert (model.item_bias_ != 0).any() == biases
+    assert (model.item_bias_ != 0).any() == bool(biases)
+    # the user and global biases train with biases=True only (and never enter the scores)
+    np.testing.assert_array_equal(again.user_bias_, model.user_bias_)
+    assert (model.user_bias_ != 0).any() == (model.global_bias_ != 0).any() == (biases is True)
     loaded = SimpleX.load(model.save(tmp_path / "simplex"))
     np.testing.assert_array_equal(loaded.recommend(np.arange(120), X, k=5)[0], ids)
     assert evaluate(model, X, X, k=5, exclude_seen=False)["hit_rate_at_5"] > 0.9
@@ -437,7 +479,8 @@ def test_bad_parameters():
                           ({"decay_patience": 0}, "decay_patience"),
                           ({"lr_schedule": [0.1, -1.0]}, "lr_schedule"),
                           ({"order": "random"}, "order"), ({"batch_size": 0}, "batch_size"),
-                          ({"aggregator": "max"}, "aggregator")]:
+                          ({"aggregator": "max"}, "aggregator"),
+                          ({"biases": "user"}, "biases")]:
         with pytest.raises(ValueError, match=match):
             SimpleX(**kwargs).fit(X)
 
