@@ -468,6 +468,31 @@ def test_dense_adam_matches_adam_over_every_step(touches):
     np.testing.assert_allclose(lazy, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("gap", [1, 7, 300])
+def test_dense_adam_charges_the_penalty_of_skipped_steps(gap):
+    """Dense Adam with l2: a touch after ``gap`` mini-batches adds gap * l2 * w to the
+    gradient (the whole-table penalty of every step since the last touch), lazy Adam l2 * w."""
+    rng = np.random.default_rng(gap)
+    w0, g1 = (rng.standard_normal(6).astype(np.float32) for _ in range(2))
+    l2 = 0.05
+    states = {}
+    for name, penalty, dense in [("dense", l2, True), ("explicit", 0.0, True),
+                                 ("lazy", l2, False)]:
+        w, m, v, t = w0.copy(), np.zeros(6, np.float32), np.zeros(6, np.float32), np.zeros(
+            1, np.int32)
+        # first touch at clock 4 (no earlier step: plain l2) with a gradient that cancels
+        # the penalty, so that no momentum carries over the gap; the next one gap steps later
+        first = -l2 * w0 if penalty else np.zeros(6)
+        adam_step(w, m, v, t, first.astype(np.float32), 0.01, penalty, 4, dense)
+        np.testing.assert_array_equal(w, w0)
+        second = g1 + (0.0 if penalty else gap * l2 * w0)
+        adam_step(w, m, v, t, second.astype(np.float32), 0.01, penalty, 4 + gap, dense)
+        states[name] = w
+    np.testing.assert_allclose(states["dense"], states["explicit"], rtol=1e-6, atol=1e-7)
+    if gap > 1:  # the longer the gap, the more the penalty pulls the row in
+        assert np.linalg.norm(states["dense"]) < np.linalg.norm(states["lazy"])
+
+
 def test_bad_parameters():
     from recsys.models import SimpleX
 
