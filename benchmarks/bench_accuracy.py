@@ -66,8 +66,13 @@ def grid(**axes) -> list[dict]:
 # shuffled positives (the default order), two evaluations without improvement per decay
 SIMPLEX_SCHEDULE = dict(epochs=[60], patience=[4], decay_patience=[2], min_learning_rate=[1e-4])
 SIMPLEX = {
-    "ml-1m-lcfn": grid(factors=[128], negatives=[1500], margin=[0.8], negative_weight=[10],
-                       gamma=[1.0], dropout=[0.2], **SIMPLEX_SCHEDULE),
+    # the official ML-1M configuration and trainer: torch's Adam over whole tables from
+    # N(0, 1e-4^2), its whole-table L2 (1e-5 of the batch-mean loss: 0.01 of our summed one),
+    # item, user and global biases, excluded positives
+    "ml-1m-lcfn": grid(factors=[128], negatives=[1500], margin=[0.9], negative_weight=[10],
+                       gamma=[0.8], dropout=[0.4], biases=[True], exclude_positives=[True],
+                       learning_rate=[1e-3], init_std=[1e-4], l2=[0.01],
+                       optimizer=["dense_adam"], **SIMPLEX_SCHEDULE),
     "gowalla-lightgcn": grid(factors=[64], negatives=[2000], margin=[0.9],
                              negative_weight=[250], gamma=[0.8], dropout=[0.1],
                              **SIMPLEX_SCHEDULE),
