@@ -10,6 +10,8 @@ Gradients (only negatives with s_j > m contribute):
     G_z = -[s_i < 1] q^_i + (w / N) sum_{active j} q^_j
     G_q_t = c_t (z - s_t q^_t) / |q_t|,   G_p = (G_p^ - (p^ . G_p^) p^) / |p|,  G_p^ = xi o G_z
     G_e = g G_p,   G_W = (1 - g) G_p h^T,   G_h = (1 - g) W^T G_p,   G_q_k += G_h / (n - 1)
+The official ``enable_bias`` adds, in training only, a user and a global bias to every score of
+user u (s_t + b_u + b_0 in the relus above): G_{b_u} = G_{b_0} = -[s_i < 1] + (w / N) #active.
 User attention (the official ``user_attention`` aggregator) replaces the mean by
     h_ui = sum_k alpha_k q_k,  alpha = softmax_k(K_k . e_u),  K_k = tanh(A q_k + b)
     G_a_k = alpha_k (G_h . q_k - G_h . h),  G_e += sum_k G_a_k K_k,  G_q_k += alpha_k G_h,
@@ -31,9 +33,9 @@ popularity; with ``exclude``, a draw that is one of the user's positives is redr
 steps a row, so a negative costs one dot product (a block's are one SGEMM on the gathered
 rows); gradients are summed over the active pairs only (s > m: few once training is under
 way). Optimisers: lazy or dense Adam, or Adagrad, per row; l2 on touched rows. Item rows,
-W and (shuffled) user rows are updated lock-free (Hogwild, as implicit's BPR): two threads
-may update one row at the same time; everything else is exact. With one thread an epoch is
-bit-reproducible.
+W, the global bias and (shuffled) user rows and biases are updated lock-free (Hogwild, as
+implicit's BPR): two threads may update one row at the same time; everything else is exact.
+With one thread an epoch is bit-reproducible.
 """
 
 import numpy as np
@@ -372,8 +374,6 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
     cdef char ta = b'T', tb = b'N'
     cdef double total = 0
     coef = weight / N
-    if sink.ub != NULL:
-        shift = sink.ub[u] + sink.gb[0]
     if exclude:
         for a in range(n_row):
             s.seen[row[a]] = 1
@@ -401,6 +401,8 @@ cdef int _user(int u, const int* cols, int n, const int* hcols, int nh, const in
                 negs_out[(start // chunk) * N + j] = s.neg[j]
         memset(s.ge, 0, d * sizeof(float))
         gshift = 0
+        if sink.ub != NULL:  # current at every block: the user's bias steps with its row
+            shift = sink.ub[u] + sink.gb[0]
         memset(s.GZ, 0, m * d * sizeof(float))
         memset(s.active, 0, N * sizeof(char))
         if g < 1 and attn:
