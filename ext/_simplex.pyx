@@ -40,6 +40,8 @@ With one thread an epoch is bit-reproducible.
 
 import numpy as np
 
+from recsys.data.interactions import row_of_values
+
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport expf, pow, powf, sqrt, sqrtf
 from libc.stdint cimport uint64_t
@@ -830,7 +832,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 order.min() < 0 or (np.bincount(order, minlength=nnz) != 1).any())):
             raise ValueError("order must be an int32 permutation of the positives' indices")
         perm = order
-        owner = np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
+        owner = row_of_values(np.asarray(indptr))
     cdef Py_ssize_t n_users = E.shape[0]
     cdef int d = <int>E.shape[1], n_items = <int>Q.shape[0], N = negatives, chunk = block
     cdef int u, n, n_max = 0, tid, c, n_threads = max(num_threads, 1)

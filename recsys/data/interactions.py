@@ -250,9 +250,11 @@ def _timestamps(column: pd.Series) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def row_of_values(X: sp.csr_matrix) -> np.ndarray:
-    """Row index of every stored value of a CSR matrix."""
-    return np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
+def row_of_values(X: sp.csr_matrix | np.ndarray) -> np.ndarray:
+    """Row index of every stored value of a CSR matrix (or of the matrix with this
+    ``indptr``)."""
+    indptr = X.indptr if sp.issparse(X) else np.asarray(X)
+    return np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
 
 
 def select_entries(X: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
