@@ -9,11 +9,12 @@ hits / |test items|, NDCG with binary gains, as in the papers):
    the training items as the history (ml-1m-lcfn: train only, as in the papers; merging the
    validation part into the history would also take its items out of the test rankings,
    which lifts EASE's test Recall@20 from 0.276 to 0.313: not the published protocol).
-   SimpleX is the exception: it early-stops on the validation part (reduce-on-plateau, best
-   epoch kept; its grid is the single configuration found by the sweeps of issue 5). On
+   SimpleX is the exception: each of its configurations early-stops on the validation part
+   (reduce-on-plateau, best epoch kept) and the best validation score picks one. On
    ml-1m-lcfn that model is tested (its training part is the whole training split); where
    the validation part was carved out of the training split (gowalla-lightgcn) it is refitted
-   on the whole training split with the learning rates of its epochs (``schedule_``).
+   on the whole training split with the learning rates of its epochs (``schedule_``); its
+   fit time is the chosen validation run plus the refit (time to that quality).
 3. Fit time and peak memory (VmHWM above the RSS before the fit) of that final fit; evaluation
    throughput (test users per second of ``recsys.evaluation.evaluate``).
 
