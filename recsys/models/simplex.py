@@ -65,7 +65,8 @@ class SimpleX(Recommender):
         with the official trainer (``optimizer="dense_adam"``, ``init_std=1e-4``, 1e-3) it
         led it (validation Recall@20 / NDCG@20 after 6 epochs 0.174 / 0.096 against
         0.170 / 0.093), and 20 epochs (14 at 1e-3, 4 at 1e-4, 2 at 1e-5) gave test
-        0.1815 / 0.1494 against the benchmark row's 0.1823 / 0.1480.
+        0.1815 / 0.1494 against 0.1823 / 0.1480 for the mean with lazy Adam (the mean with
+        the official trainer and a longer schedule: 0.1874 / 0.1522, the benchmark row).
     biases : bool or "item"
         The official ``enable_bias`` (its ML-1M setting): scores become ``cos(p_u, q_i) +
         b_i`` (the bias column is dropped out with the user vector), and in training only
