@@ -14,7 +14,7 @@ endif
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-slow bench bench-quick bench-peers bench-peers-torch clean
+.PHONY: install demo test test-float test-slow bench bench-quick bench-peers bench-peers-torch clean
 
 $(VENV)/.installed: setup.py pyproject.toml $(wildcard ext/*.pyx)
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --nbmake --nbmake-timeout=600 notebooks/
+
+# tests whose results depend on BLAS kernels and thread counts (run by .ci/run under several
+# OpenBLAS core types and OMP_NUM_THREADS values)
+FLOAT_TESTS := tests/test_topk.py tests/test_models.py tests/test_ease.py tests/test_altmin.py \
+	tests/test_nmf.py tests/test_nbmf.py tests/test_metrics.py tests/test_evaluation.py \
+	tests/test_robustness.py
+test-float: install
+	$(PY) -m pytest -q -p no:cacheprovider $(FLOAT_TESTS)
 
 test-slow: install
 	$(PY) -m pytest -q --runslow

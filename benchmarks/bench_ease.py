@@ -123,7 +123,7 @@ def main() -> None:
         return
     names = args.data or (["ml-100k"] if args.quick else
                           ["ml-1m-lcfn", "gowalla-lightgcn:20000", "gowalla-lightgcn"])
-    from recsys.models.ease import available_memory
+    from recsys._validation import available_memory
 
     rows = []
     for name in names:

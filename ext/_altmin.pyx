@@ -204,25 +204,34 @@ def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1
     do not depend on the thread count.
 
     ``targets`` are aligned with ``indices`` (already centred: r - mean - offset). A row whose
-    Cholesky fails (singular with reg 0) is set to zero and counted.
+    Cholesky fails (singular with reg 0) is set to zero and counted. Raises ``MemoryError`` when
+    a thread's scratch (about 5 d^2 values) cannot be allocated.
     """
     cdef Py_ssize_t n_rows = X.shape[0], u, start, n_obs
-    cdef int d = <int>X.shape[1], a, failed = 0
+    cdef int d = <int>X.shape[1], a, failed = 0, no_memory = 0
+    cdef size_t dd = <size_t>d * <size_t>d
     cdef floating* s1
     cdef floating* s2
     cdef floating* s3
     cdef floating* s4
     cdef floating* s5
     cdef floating* work
+    if Y.shape[1] != d or indptr.shape[0] != n_rows + 1 or reg.shape[0] != n_rows \
+            or targets.shape[0] != indices.shape[0]:
+        raise ValueError("inconsistent shapes")
     with nogil, parallel(num_threads=num_threads):
-        s1 = <floating*>malloc(4 * d * d * sizeof(floating))
+        s1 = <floating*>malloc(4 * dd * sizeof(floating))
         s2 = <floating*>malloc(d * sizeof(floating))
         s3 = <floating*>malloc(d * sizeof(floating))
         s4 = <floating*>malloc(d * sizeof(floating))
         s5 = <floating*>malloc(d * sizeof(floating))
-        work = <floating*>malloc(d * d * sizeof(floating))
+        work = <floating*>malloc(dd * sizeof(floating))
         try:
             for u in prange(n_rows, schedule="dynamic", chunksize=16):
+                if s1 == NULL or s2 == NULL or s3 == NULL or s4 == NULL or s5 == NULL \
+                        or work == NULL:
+                    no_memory += 1
+                    continue
                 start = indptr[u]
                 n_obs = indptr[u + 1] - start
                 if solver == 0:
@@ -244,4 +253,7 @@ def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1
             free(s4)
             free(s5)
             free(work)
+    if no_memory:
+        raise MemoryError(f"could not allocate the per-thread scratch of the row solver "
+                          f"({5 * dd * sizeof(floating) / 2**20:.1f} MiB per thread, d = {d})")
     return failed

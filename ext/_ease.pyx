@@ -63,21 +63,27 @@ def sparse_ridge_columns(const int[::1] indptr, const int[::1] indices,
                          int num_threads):
     """Weights (n_items x m): row j holds column j of B on ``neighbors[j]``."""
     cdef Py_ssize_t n = neighbors.shape[0], j, i, t
-    cdef int m = <int>neighbors.shape[1], failed = 0
+    cdef int m = <int>neighbors.shape[1], failed = 0, no_memory = 0
     dtype = np.float32 if floating is float else np.float64
     out_arr = np.zeros((n, m), dtype=dtype)
     cdef floating[:, ::1] out = out_arr
     cdef int* pos
     cdef floating* A
     cdef floating* b
+    if indptr.shape[0] != n + 1 or data.shape[0] != indices.shape[0]:
+        raise ValueError("inconsistent shapes")
     with nogil, parallel(num_threads=num_threads):
-        pos = <int*>malloc(n * sizeof(int))
-        A = <floating*>malloc(m * m * sizeof(floating))
-        b = <floating*>malloc(m * sizeof(floating))
-        try:
+        pos = <int*>malloc(<size_t>n * sizeof(int))
+        A = <floating*>malloc(<size_t>m * m * sizeof(floating))
+        b = <floating*>malloc(<size_t>m * sizeof(floating))
+        if pos != NULL:
             for t in range(n):
                 pos[t] = -1
+        try:
             for j in prange(n, schedule="dynamic", chunksize=8):
+                if pos == NULL or A == NULL or b == NULL:
+                    no_memory += 1
+                    continue
                 if _solve_column(indptr, indices, data, &neighbors[j, 0], m, <int>j, l2, pos,
                                  A, b) != 0:
                     failed += 1
@@ -88,6 +94,9 @@ def sparse_ridge_columns(const int[::1] indptr, const int[::1] indices,
             free(pos)
             free(A)
             free(b)
+    if no_memory:
+        raise MemoryError(f"could not allocate the per-thread scratch of the neighbourhood "
+                          f"solves ({(n * 4 + m * m * sizeof(floating)) / 2**20:.1f} MiB)")
     if failed:
         raise np.linalg.LinAlgError(f"{failed} neighbourhood systems were not positive definite")
     return out_arr

@@ -171,7 +171,7 @@ def nnls_rows(const int[::1] indptr, const int[::1] indices, const double[::1] d
     """W step in place (method 0: coordinate descent, 1: projected gradient); rows warm-start
     from the current W. ``used[u]`` receives the iterations row u took."""
     cdef Py_ssize_t n_rows = W.shape[0], u, start
-    cdef int k = <int>W.shape[1]
+    cdef int k = <int>W.shape[1], no_memory = 0
     cdef double* G
     cdef double* b
     cdef double* s1
@@ -189,6 +189,9 @@ def nnls_rows(const int[::1] indptr, const int[::1] indices, const double[::1] d
         s3 = <double*>malloc(k * sizeof(double))
         try:
             for u in prange(n_rows, schedule="dynamic", chunksize=16):
+                if G == NULL or b == NULL or s1 == NULL or s2 == NULL or s3 == NULL:
+                    no_memory += 1
+                    continue
                 start = indptr[u]
                 _normal_equations(&indices[start], &data[start], indptr[u + 1] - start,
                                   &codes[0], k, alpha[u], G, b)
@@ -202,6 +205,8 @@ def nnls_rows(const int[::1] indptr, const int[::1] indices, const double[::1] d
             free(s1)
             free(s2)
             free(s3)
+    if no_memory:
+        raise MemoryError("could not allocate the W step's per-thread scratch")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,7 +398,7 @@ def h_step(const int[::1] t_indptr, const int[::1] t_indices, const double[::1] 
     Items nobody rated get code 0 and energy 0. ``energies[j]`` is E_j of the new code.
     """
     cdef Py_ssize_t n_items = codes.shape[0], j, start, n_obs
-    cdef int k = <int>W.shape[1]
+    cdef int k = <int>W.shape[1], no_memory = 0
     cdef double* a
     cdef double* B
     cdef double* F
@@ -406,6 +411,9 @@ def h_step(const int[::1] t_indptr, const int[::1] t_indices, const double[::1] 
         F = <double*>malloc(k * sizeof(double))
         try:
             for j in prange(n_items, schedule="dynamic", chunksize=8):
+                if a == NULL or B == NULL or F == NULL:
+                    no_memory += 1
+                    continue
                 start = t_indptr[j]
                 n_obs = t_indptr[j + 1] - start
                 if n_obs == 0:
@@ -419,6 +427,8 @@ def h_step(const int[::1] t_indptr, const int[::1] t_indices, const double[::1] 
             free(a)
             free(B)
             free(F)
+    if no_memory:
+        raise MemoryError("could not allocate the H step's per-thread scratch")
 
 
 def qubo_terms(const int[::1] t_indptr, const int[::1] t_indices, const double[::1] t_data,
@@ -443,7 +453,7 @@ def solve_qubos(const double[:, ::1] a, const double[:, :, ::1] B, uint64_t[::1]
                 unsigned long long seed, int num_threads) -> None:
     """Solve prebuilt QUBOs (``B`` symmetric, zero diagonal) in place of ``codes``."""
     cdef Py_ssize_t n = a.shape[0], r
-    cdef int k = <int>a.shape[1]
+    cdef int k = <int>a.shape[1], no_memory = 0
     cdef double* F
     _check_solver(k, method, reads, sweeps)
     if B.shape[0] != n or B.shape[1] != k or B.shape[2] != k or codes.shape[0] != n \
@@ -453,10 +463,15 @@ def solve_qubos(const double[:, ::1] a, const double[:, :, ::1] B, uint64_t[::1]
         F = <double*>malloc(k * sizeof(double))
         try:
             for r in prange(n, schedule="dynamic", chunksize=8):
+                if F == NULL:
+                    no_memory += 1
+                    continue
                 codes[r] = _solve(&a[r, 0], &B[r, 0, 0], k, codes[r], method, reads, sweeps,
                                   _item_seed(seed, r), F, &energies[r])
         finally:
             free(F)
+    if no_memory:
+        raise MemoryError("could not allocate the QUBO solver's per-thread scratch")
 
 
 def qubo_energy(const double[::1] a, const double[:, ::1] B, uint64_t code) -> float:

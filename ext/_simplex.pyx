@@ -612,7 +612,7 @@ cdef Sink _sink(int n_items, int d, bint biases, float* Qh, float* inorm) noexce
     k.acc = <float*>calloc(<size_t>n_items * d, sizeof(float))
     k.bacc = <float*>calloc(n_items, sizeof(float)) if biases else NULL
     k.mark = <char*>calloc(n_items, sizeof(char))
-    k.touched = <int*>malloc(n_items * sizeof(int))
+    k.touched = <int*>malloc(<size_t>n_items * sizeof(int))
     k.n_touched = 0
     k.count = 0
     k.batch = 1024
@@ -656,37 +656,56 @@ cdef void _sink_free(Sink* k) noexcept nogil:
 
 
 cdef Scratch _alloc(int d, int N, int chunk, int n_max, int n_items, int hmax) noexcept nogil:
+    """This thread's buffers (sizes in size_t); check them with ``_alloc_ok``."""
     cdef Scratch s
+    cdef size_t D = d, CD = <size_t>chunk * d, ND = <size_t>N * d, Nz = N
     s.seen = <char*>calloc(n_items, sizeof(char))
     s.hmax = max(hmax, 1)
     s.AL = <float*>malloc(<size_t>chunk * s.hmax * sizeof(float))
-    s.gk = <float*>malloc(d * sizeof(float))
-    s.S = <float*>malloc(d * sizeof(float))
-    s.WH = <float*>malloc(chunk * d * sizeof(float))
-    s.GP = <float*>malloc(chunk * d * sizeof(float))
-    s.p = <float*>malloc(d * sizeof(float))
-    s.gz = <float*>malloc(d * sizeof(float))
-    s.ge = <float*>malloc(d * sizeof(float))
-    s.gt = <float*>malloc(d * sizeof(float))
-    s.T = <float*>malloc(d * sizeof(float))
-    s.Z = <float*>malloc(chunk * d * sizeof(float))
-    s.P = <float*>malloc(chunk * d * sizeof(float))
-    s.H = <float*>malloc(chunk * d * sizeof(float))
-    s.Xi = <float*>malloc(chunk * d * sizeof(float))
-    s.norm_p = <float*>malloc(chunk * sizeof(float))
-    s.GH = <float*>malloc(max(n_max, 1) * d * sizeof(float))
-    s.inv = <float*>malloc(max(n_max, 1) * sizeof(float))
-    s.Qn = <float*>malloc(N * d * sizeof(float))
-    s.neg = <int*>malloc(N * sizeof(int))
-    s.Sc = <float*>malloc(chunk * N * sizeof(float))
-    s.GZ = <float*>malloc(chunk * d * sizeof(float))
-    s.GQn = <float*>malloc(N * d * sizeof(float))
-    s.colw = <float*>malloc(N * sizeof(float))
-    s.gbn = <float*>malloc(N * sizeof(float))
-    s.xb = <float*>malloc(chunk * sizeof(float))
-    s.active = <char*>malloc(N * sizeof(char))
-    s.act = <int*>malloc(N * sizeof(int))
+    s.gk = <float*>malloc(D * sizeof(float))
+    s.S = <float*>malloc(D * sizeof(float))
+    s.WH = <float*>malloc(CD * sizeof(float))
+    s.GP = <float*>malloc(CD * sizeof(float))
+    s.p = <float*>malloc(D * sizeof(float))
+    s.gz = <float*>malloc(D * sizeof(float))
+    s.ge = <float*>malloc(D * sizeof(float))
+    s.gt = <float*>malloc(D * sizeof(float))
+    s.T = <float*>malloc(D * sizeof(float))
+    s.Z = <float*>malloc(CD * sizeof(float))
+    s.P = <float*>malloc(CD * sizeof(float))
+    s.H = <float*>malloc(CD * sizeof(float))
+    s.Xi = <float*>malloc(CD * sizeof(float))
+    s.norm_p = <float*>malloc(<size_t>chunk * sizeof(float))
+    s.GH = <float*>malloc(<size_t>max(n_max, 1) * D * sizeof(float))
+    s.inv = <float*>malloc(<size_t>max(n_max, 1) * sizeof(float))
+    s.Qn = <float*>malloc(ND * sizeof(float))
+    s.neg = <int*>malloc(Nz * sizeof(int))
+    s.Sc = <float*>malloc(<size_t>chunk * Nz * sizeof(float))
+    s.GZ = <float*>malloc(CD * sizeof(float))
+    s.GQn = <float*>malloc(ND * sizeof(float))
+    s.colw = <float*>malloc(Nz * sizeof(float))
+    s.gbn = <float*>malloc(Nz * sizeof(float))
+    s.xb = <float*>malloc(<size_t>chunk * sizeof(float))
+    s.active = <char*>malloc(Nz * sizeof(char))
+    s.act = <int*>malloc(Nz * sizeof(int))
     return s
+
+
+cdef bint _alloc_ok(Scratch* s) noexcept nogil:
+    return not (s.seen == NULL or s.AL == NULL or s.gk == NULL or s.S == NULL
+                or s.WH == NULL or s.GP == NULL or s.p == NULL or s.gz == NULL
+                or s.ge == NULL or s.gt == NULL or s.T == NULL or s.Z == NULL or s.P == NULL
+                or s.H == NULL or s.Xi == NULL or s.norm_p == NULL or s.GH == NULL
+                or s.inv == NULL or s.Qn == NULL or s.neg == NULL or s.Sc == NULL
+                or s.GZ == NULL or s.GQn == NULL or s.colw == NULL or s.gbn == NULL
+                or s.xb == NULL or s.active == NULL or s.act == NULL)
+
+
+cdef bint _sink_ok(Sink* k, bint biases, bint attention) noexcept nogil:
+    if k.acc == NULL or k.mark == NULL or k.touched == NULL or (biases and k.bacc == NULL):
+        return False
+    return not attention or not (k.kacc == NULL or k.Kg == NULL or k.Qg == NULL
+                                 or k.Og == NULL)
 
 
 cdef void _free(Scratch* s) noexcept nogil:
@@ -857,6 +876,8 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     cdef Sink sink
     cdef float* GW_all
     cdef float* GA_all = NULL
+    cdef bint ok = True
+    cdef int no_memory = 0, no_memory_users = 0
     if cdf is not None:
         cdf_view = cdf
         if cdf_view.shape[0] != n_items:
@@ -865,13 +886,13 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     for u in range(n_users):
         n_max = max(n_max, indptr[u + 1] - indptr[u])
     Qh, inorm = _normalised(Q)
-    GW_all = <float*>malloc(n_threads * d * d * sizeof(float))
-    losses = <double*>malloc(n_threads * sizeof(double))
-    memset(GW_all, 0, n_threads * d * d * sizeof(float))
+    GW_all = <float*>calloc(<size_t>n_threads * d * d, sizeof(float))
+    losses = <double*>calloc(n_threads, sizeof(double))
     if attn:  # this thread's G_A (d x d) then G_b (d)
-        GA_all = <float*>calloc(n_threads * (d * d + d), sizeof(float))
-    memset(losses, 0, n_threads * sizeof(double))
+        GA_all = <float*>calloc(<size_t>n_threads * (d * d + d), sizeof(float))
     try:
+        if GW_all == NULL or losses == NULL or (attn and GA_all == NULL):
+            raise MemoryError(f"SimpleX: could not allocate {n_threads} x {d} x {d} gradients")
         with nogil, parallel(num_threads=n_threads):
             tid = threadid()
             s = _alloc(d, N, chunk, n_max, n_items, hmax)
@@ -880,6 +901,7 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                 _sink_attention(&sink, &K_view[0, 0], &A_view[0, 0], &ba_view[0], &t_a, &t_b,
                                 GA_all + tid * (d * d + d), GA_all + tid * (d * d + d) + d * d,
                                 d)
+            ok = _alloc_ok(&s) and _sink_ok(&sink, bi_ptr != NULL, attn)
             sink.clock = clock_ptr
             if ub_ptr != NULL:
                 sink.ub = ub_ptr
@@ -891,6 +913,9 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
             try:
                 if shuffled:  # mini-batches of ``batch`` positives; items step after each
                     for b in prange(n_batches, schedule="dynamic", chunksize=1):
+                        if not ok:
+                            no_memory += 1
+                            continue
                         for k in range(<Py_ssize_t>b * batch, min(<Py_ssize_t>(b + 1) * batch,
                                                                   nnz)):
                             e = perm[k]
@@ -902,11 +927,14 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                                   NULL, d, N, gamma, margin, weight, dropout, lr, l2, seed,
                                   <uint64_t>e, cdf_ptr, exclude, &s, 1, True, &sink,
                                   &losses[tid], NULL, clock0 + b, 1)
-                        if sink.count > 0:
+                        if ok and sink.count > 0:
                             _flush(&sink, &Q[0, 0], &tq, &W[0, 0], &tw, GW_all + tid * d * d,
                                    bi_ptr, &tbi, d, gamma, lr, l2)
                 else:
                     for u in prange(n_users, schedule="dynamic", chunksize=8):
+                        if not ok:
+                            no_memory_users += 1
+                            continue
                         n = indptr[u + 1] - indptr[u]
                         if n == 0:
                             continue
@@ -916,12 +944,17 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
                               &tw, GW_all + tid * d * d, NULL, d, N, gamma, margin, weight,
                               dropout, lr, l2, seed, <uint64_t>u, cdf_ptr, exclude, &s, chunk,
                               True, &sink, &losses[tid], NULL, clock0, steps)
-                if sink.count > 0:  # this thread's last partial batch
+                if ok and sink.count > 0:  # this thread's last partial batch
                     _flush(&sink, &Q[0, 0], &tq, &W[0, 0], &tw, GW_all + tid * d * d, bi_ptr,
                            &tbi, d, gamma, lr, l2)
             finally:
                 _free(&s)
                 _sink_free(&sink)
+        if no_memory or no_memory_users:
+            per_thread = (2.0 * N * d + 1.0 * chunk * N + 1.0 * n_items * d) * 4 / 2**20
+            raise MemoryError(f"SimpleX: could not allocate a thread's scratch buffers (about "
+                              f"{per_thread:.0f} MiB per thread); lower negatives, block_size "
+                              "or num_threads")
         for tid in range(n_threads):
             loss += losses[tid]
         if dense:
@@ -1004,6 +1037,10 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     Qh, inorm = _normalised(Q)
     s = _alloc(d, N, block, n, <int>Q.shape[0], <int>hv.shape[0])
     sink = _sink(<int>Q.shape[0], d, False, &Qh[0, 0], &inorm[0])
+    if not (_alloc_ok(&s) and _sink_ok(&sink, False, False)):
+        _free(&s)
+        _sink_free(&sink)
+        raise MemoryError("user_gradients: could not allocate the scratch buffers")
     free(sink.acc)
     sink.acc = &gQ[0, 0]  # summed straight into the caller's dense gradients
     if bi_ptr != NULL:

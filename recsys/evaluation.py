@@ -35,6 +35,25 @@ RANKING_METRICS = ("ndcg", "recall", "recall_capped", "precision", "map", "mrr",
 DEFAULT_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hit_rate", "coverage")
 
 
+def parse_metric(key: str) -> tuple[str, int]:
+    """``"ndcg_at_10"`` -> ``("ndcg", 10)``; anything else is a ``ValueError`` listing the
+    metric names."""
+    name, sep, at = key.rpartition("_at_") if isinstance(key, str) else ("", "", "")
+    if not sep or name not in RANKING_METRICS or not at.isdigit() or int(at) < 1:
+        raise ValueError(f"unknown metric {key!r}: expected '<name>_at_<k>' with name one of "
+                         f"{RANKING_METRICS} and k >= 1, e.g. 'ndcg_at_10'")
+    return name, int(at)
+
+
+def is_metric_key(key) -> bool:
+    """Whether ``key`` names a ranking metric at some k (see :func:`parse_metric`)."""
+    try:
+        parse_metric(key)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_ks(k) -> np.ndarray:
     ks = np.atleast_1d(np.asarray(k))
     if ks.size == 0 or not np.issubdtype(ks.dtype, np.integer):

@@ -57,16 +57,75 @@ def reference_topk(scores: np.ndarray, k: int, exclude=None) -> tuple[np.ndarray
     return ids, values
 
 
+def product_tolerance(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Entrywise bound on the rounding error of ``A @ B.T`` computed in A's precision.
+
+    Higham (Accuracy and Stability of Numerical Algorithms, 2002, eq. 3.5): a dot product of
+    length n in floating point is within ``gamma_n sum_i |a_i b_i|`` of the exact value,
+    ``gamma_n = n u / (1 - n u)`` with ``u = eps / 2``, whatever the summation order (so for
+    any GEMM kernel and thread count). Two results rounded independently differ by at most
+    twice that: ``n eps sum_i |a_i b_i|``, plus ``eps |result|`` for the final rounding.
+    """
+    A64, B64 = np.asarray(A, np.float64), np.asarray(B, np.float64)
+    eps = np.finfo(np.result_type(A.dtype, B.dtype)).eps
+    return A.shape[1] * eps * (np.abs(A64) @ np.abs(B64).T) + eps * np.abs(A64 @ B64.T)
+
+
+def reference_scores(model, users: np.ndarray, X: sp.csr_matrix):
+    """Exact (float64) scores of ``users`` and the rounding tolerance of the model's own
+    float32/float64 scores: factor models score ``U @ V.T``, item-item models ``X[users] @ W``
+    (see :func:`product_tolerance`)."""
+    if model._is_factor_model():
+        U, V = model._factors(users, X)
+        return np.asarray(U, np.float64) @ np.asarray(V, np.float64).T, product_tolerance(U, V)
+    W = model._item_weights()
+    W = W.toarray() if sp.issparse(W) else np.asarray(W)
+    rows = X[users].toarray()
+    n = max(int(X[users].getnnz(axis=1).max(initial=0)), 1)
+    exact = rows.astype(np.float64) @ W.astype(np.float64)
+    eps = np.finfo(np.result_type(W.dtype, np.float32)).eps
+    return exact, n * eps * (np.abs(rows) @ np.abs(W)) + eps * np.abs(exact)
+
+
+def assert_topk_close(ids, values, exact, tol, exclude=None):
+    """``(ids, values)`` is a correct top-k of scores known exactly up to ``tol``.
+
+    Per row: the listed ids are distinct candidates (not excluded), as many as ``k`` or the
+    number of candidates; each value is within ``tol`` of its exact score; values are sorted;
+    no unlisted candidate beats a listed one by more than the two tolerances (a near-tie may
+    go either way under another summation order); padding is ``-1`` / ``-inf``.
+    """
+    ids, values = np.atleast_2d(ids), np.atleast_2d(values)
+    exact, tol = np.atleast_2d(exact), np.atleast_2d(tol)
+    banned = np.zeros(exact.shape, dtype=bool) if exclude is None else \
+        np.atleast_2d(exclude.toarray() != 0)
+    k = ids.shape[1]
+    for r in range(ids.shape[0]):
+        listed = ids[r] >= 0
+        got = ids[r][listed]
+        candidates = np.flatnonzero(~banned[r])
+        assert got.size == min(k, candidates.size), (r, got.size, candidates.size)
+        assert np.unique(got).size == got.size and not banned[r, got].any()
+        assert (np.abs(values[r][listed] - exact[r, got]) <= tol[r, got]).all(), r
+        assert (np.diff(values[r][listed]) <= 0).all()
+        assert np.isneginf(values[r][~listed]).all()
+        rest = np.setdiff1d(candidates, got)
+        if rest.size and got.size:
+            slack = tol[r, got].max() + tol[r, rest].max()
+            assert exact[r, got].min() >= exact[r, rest].max() - slack, r
+
+
 def check_rating_model(model, X: sp.csr_matrix, tmp_path: Path):
     """Shared checks of a fitted rating model: ranking excludes seen items and agrees with
     ``predict`` and ``score``; save/load round-trips. Returns the loaded model."""
     users = np.arange(0, X.shape[0], 50)
     ids, scores = model.recommend(users, X, k=10)
+    exact, tol = reference_scores(model, users, X)
+    assert_topk_close(ids, scores, exact, tol, X[users])
     for r, u in enumerate(users):
-        assert not set(ids[r]) & set(X.indices[X.indptr[u]:X.indptr[u + 1]])
-        np.testing.assert_allclose(scores[r], model.predict(np.full(10, u), ids[r], X),
-                                   rtol=1e-6)
-        np.testing.assert_allclose(scores[r], model.score(u, X)[ids[r]], rtol=1e-6)
+        assert (np.abs(model.predict(np.full(10, u), ids[r], X) - exact[r, ids[r]])
+                <= tol[r, ids[r]]).all()
+        assert (np.abs(model.score(u, X)[ids[r]] - exact[r, ids[r]]) <= tol[r, ids[r]]).all()
     loaded = type(model).load(model.save(tmp_path / type(model).__name__))
     assert loaded.get_params() == model.get_params()
     np.testing.assert_array_equal(loaded.recommend(users, X, k=10)[0], ids)

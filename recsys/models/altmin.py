@@ -20,9 +20,10 @@ import numpy as np
 from scipy.sparse.linalg import svds
 from tqdm.auto import tqdm
 
+from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Options, Real
 from recsys._ext._altmin import solve_rows
 from recsys._threads import blas_limit, resolve_num_threads
-from recsys._validation import as_csr, check_random_state
+from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.data.interactions import select_entries
 from recsys.models.base import Recommender, biased_factors
 
@@ -75,6 +76,14 @@ class AltMin(Recommender):
     uses_user_state = True
     rating_model = True
 
+    _parameter_constraints = {
+        "factors": [Integer(1)], "l2": [Real(0)], "iterations": [Integer(0)],
+        "solver": [Options(*_SOLVERS)], "cg_steps": [Integer(1)], "biases": BOOLEAN,
+        "frequency_scaling": [Real(0)], "init": [Options("svd", "random")],
+        "incoherence": [Real(0, low_open=True)], "sample_splitting": BOOLEAN,
+        "random_state": RANDOM_STATE, "num_threads": NUM_THREADS,
+        "dtype": [Options("float32", "float64")], "show_progress": BOOLEAN}
+
     def __init__(self, factors: int = 32, l2: float = 0.05, iterations: int = 15,
                  solver: str = "cholesky", cg_steps: int = 3, biases: bool = True,
                  frequency_scaling: float = 1.0, init: str = "svd", incoherence: float = 4.0,
@@ -95,30 +104,19 @@ class AltMin(Recommender):
         self.dtype = dtype
         self.show_progress = show_progress
 
-    def _check_params(self) -> None:
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}")
-        if self.init not in ("svd", "random"):
-            raise ValueError(f"init must be 'svd' or 'random', got {self.init!r}")
-        if self.factors <= 0 or self.iterations < 0 or self.cg_steps <= 0:
-            raise ValueError("factors and cg_steps must be positive, iterations >= 0")
-        if not self.incoherence > 0:
-            raise ValueError(f"incoherence must be positive, got {self.incoherence}")
-        if self.l2 < 0:
-            raise ValueError(f"l2 must be >= 0, got {self.l2}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-
     def fit(self, X, callback=None) -> AltMin:
         """Fit on observed ratings ``X`` (CSR users x items; stored values are the ratings).
 
         ``callback(iteration, model)`` is called after every sweep.
         """
-        self._check_params()
         X = self._prepare_fit(X)
         dtype = np.dtype(self.dtype)
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
+        d = self.factors + 1
+        check_memory(dtype.itemsize * (threads * 5.0 * d * d + 3.0 * sum(X.shape) * d),
+                     f"AltMin(factors={self.factors}) with {threads} threads (per-thread "
+                     f"{d} x {d} solver scratch and the factor tables)", "Lower factors")
         self.global_mean_ = float(X.data.mean()) if self.biases else 0.0
         k = self.factors
         if self.sample_splitting:  # part 0: the start; 2 s + 1, 2 s + 2: sweep s

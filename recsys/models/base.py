@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from recsys._constraints import validate_params
 from recsys._validation import as_csr, check_users
 from recsys.topk import topk_factors, topk_history, topk_scores
 
@@ -56,10 +57,13 @@ class Recommender(ABC):
     #: False for implicit-feedback models (fitted on positives). Pipelines pick the training
     #: matrix from it.
     rating_model: ClassVar[bool] = False
+    #: What each constructor argument may be (see :mod:`recsys._constraints`), checked by
+    #: :meth:`_validate_params` at ``fit`` and ``load``; every parameter must be declared.
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if not inspect.isabstract(cls):
+        if not inspect.isabstract(cls) and not cls.__name__.startswith("_"):
             _REGISTRY[cls.__name__] = cls
 
     # -- parameters ---------------------------------------------------------------------------
@@ -92,7 +96,13 @@ class Recommender(ABC):
     def fit(self, X) -> Recommender:
         """Learn from ``X`` (CSR users x items, or an ``Interactions``); returns ``self``."""
 
+    def _validate_params(self) -> None:
+        """Check every hyperparameter against ``_parameter_constraints`` (named errors)."""
+        validate_params(type(self).__name__, self.get_params(), self._parameter_constraints)
+
     def _prepare_fit(self, X, nonnegative: bool = False) -> sp.csr_matrix:
+        """Validate the hyperparameters and ``X`` (canonical CSR) and record the shape."""
+        self._validate_params()
         X = as_csr(X, "X", nonnegative=nonnegative)
         self.n_users_, self.n_items_ = (int(n) for n in X.shape)
         return X

@@ -11,15 +11,16 @@ of ``B`` is also the ridge regression of item ``j`` on every other item,
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack, solve_triangular
 
+from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Options, Real
 from recsys._ext._ease import sparse_ridge_columns
 from recsys._ext._gram import gram_dense
 from recsys._threads import blas_limit, resolve_num_threads
+from recsys._validation import available_memory
 from recsys.models.base import Recommender
 from recsys.models.knn import cosine_neighbours
 
@@ -29,21 +30,6 @@ logger = logging.getLogger(__name__)
 # 2 threads crashed, n = 24,000 ran, n = 32,000 on one thread ran): from about 3 GB of matrix
 # on, factorize by blocks instead (see _cholesky_inverse).
 _THREADED_LAPACK_MAX_BYTES = 3.0e9
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 class EASE(Recommender):
@@ -71,6 +57,11 @@ class EASE(Recommender):
         Item-item weights with zero diagonal; dense for the exact model, CSR for the sparse one.
     """
 
+    _parameter_constraints = {"l2": [Real(0, low_open=True)],
+                              "dtype": [Options("float32", "float64")],
+                              "max_items_dense": [Integer(0), None], "neighbors": [Integer(1)],
+                              "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
+
     def __init__(self, l2: float = 500.0, dtype: str = "float32",
                  max_items_dense: int | None = None, neighbors: int = 256,
                  num_threads: int = 0, show_progress: bool = False):
@@ -82,10 +73,6 @@ class EASE(Recommender):
         self.show_progress = show_progress
 
     def fit(self, X) -> EASE:
-        if not self.l2 > 0:
-            raise ValueError(f"l2 must be positive (G must be positive definite), got {self.l2}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         X = self._prepare_fit(X)
         n = X.shape[1]
         if self.max_items_dense is not None and n > self.max_items_dense:

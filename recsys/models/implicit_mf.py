@@ -11,6 +11,7 @@ import numpy as np
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 
+from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Real
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import check_random_state
 from recsys.models.base import Recommender
@@ -69,6 +70,11 @@ class ALS(_ImplicitFactors):
     show_progress : bool
     """
 
+    _parameter_constraints = {"factors": [Integer(1)], "regularization": [Real(0)],
+                              "alpha": [Real(0, low_open=True)], "iterations": [Integer(1)],
+                              "use_cg": BOOLEAN, "random_state": RANDOM_STATE,
+                              "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
+
     def __init__(self, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
                  iterations: int = 15, use_cg: bool = True, random_state=None,
                  num_threads: int = 0, show_progress: bool = False):
@@ -103,6 +109,12 @@ class BPR(_ImplicitFactors):
         0 for all cores (Hogwild SGD: multi-threaded runs are not bit-reproducible).
     show_progress : bool
     """
+
+    _parameter_constraints = {"factors": [Integer(1)],
+                              "learning_rate": [Real(0, low_open=True)],
+                              "regularization": [Real(0)], "iterations": [Integer(1)],
+                              "random_state": RANDOM_STATE, "num_threads": NUM_THREADS,
+                              "show_progress": BOOLEAN}
 
     def __init__(self, factors: int = 64, learning_rate: float = 0.01,
                  regularization: float = 0.01, iterations: int = 100, random_state=None,

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Real
 from recsys._threads import resolve_num_threads
 from recsys.models.base import Recommender
 from recsys.topk import topk_scores
@@ -34,6 +35,10 @@ class ItemKNN(Recommender):
     show_progress : bool
     """
 
+    _parameter_constraints = {"neighbors": [Integer(1)], "shrink": [Real(0)],
+                              "batch_size": [Integer(1)], "num_threads": NUM_THREADS,
+                              "show_progress": BOOLEAN}
+
     def __init__(self, neighbors: int = 100, shrink: float = 0.0, batch_size: int = 512,
                  num_threads: int = 0, show_progress: bool = False):
         self.neighbors = neighbors
@@ -43,10 +48,6 @@ class ItemKNN(Recommender):
         self.show_progress = show_progress
 
     def fit(self, X) -> ItemKNN:
-        if self.neighbors <= 0:
-            raise ValueError(f"neighbors must be positive, got {self.neighbors}")
-        if self.shrink < 0:
-            raise ValueError(f"shrink must be >= 0, got {self.shrink}")
         X = self._prepare_fit(X)
         n_items = X.shape[1]
         k = min(self.neighbors, n_items - 1) if n_items > 1 else 1

@@ -23,6 +23,15 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from recsys._constraints import (
+    BOOLEAN,
+    NUM_THREADS,
+    RANDOM_STATE,
+    Integer,
+    Options,
+    Real,
+    Satisfies,
+)
 from recsys._ext._nbmf import h_step, nnls_rows, qubo_energy, qubo_terms
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import check_random_state
@@ -88,6 +97,17 @@ class NBMF(Recommender):
     uses_user_state = True
     rating_model = True
 
+    _parameter_constraints = {
+        "factors": [Integer(1, 64)], "l2": [Real(0)], "iterations": [Integer(0)],
+        "solver": [Options(*_SOLVERS), Satisfies(
+            lambda s: callable(getattr(s, "sample_qubo", None)),
+            "an object with a sample_qubo method (a dimod-style sampler)")],
+        "num_reads": [Integer(1)], "num_sweeps": [Integer(1)],
+        "sampler_params": [None, Satisfies(lambda p: isinstance(p, dict), "a dict")],
+        "w_solver": [Options(*_W_SOLVERS)], "w_iterations": [Integer(1)], "tol": [Real(0)],
+        "frequency_scaling": [Real(0)], "masked": BOOLEAN, "random_state": RANDOM_STATE,
+        "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
+
     def __init__(self, factors: int = 32, l2: float = 0.5, iterations: int = 20,
                  solver: Any = "anneal", num_reads: int = 1, num_sweeps: int = 100,
                  sampler_params: dict | None = None, w_solver: str = "cd",
@@ -111,33 +131,17 @@ class NBMF(Recommender):
         self.show_progress = show_progress
 
     def _check_params(self) -> None:
-        if not 1 <= self.factors <= 64:
-            raise ValueError(f"factors must lie in [1, 64] (one uint64 code per item), "
-                             f"got {self.factors}")
-        if isinstance(self.solver, str):
-            if self.solver not in _SOLVERS:
-                raise ValueError(f"solver must be one of {list(_SOLVERS)} or an object with "
-                                 f"sample_qubo, got {self.solver!r}")
-            if self.solver == "exact" and self.factors > 24:
-                raise ValueError(f"solver='exact' enumerates 2^k states; k = {self.factors} "
-                                 "is too large (k <= 24)")
-        elif not callable(getattr(self.solver, "sample_qubo", None)):
-            raise TypeError(f"solver {self.solver!r} has no sample_qubo method")
-        if self.w_solver not in _W_SOLVERS:
-            raise ValueError(f"w_solver must be one of {list(_W_SOLVERS)}, got "
-                             f"{self.w_solver!r}")
-        if self.num_reads < 1 or self.num_sweeps < 1 or self.w_iterations < 1:
-            raise ValueError("num_reads, num_sweeps and w_iterations must be positive")
-        if self.iterations < 0 or not self.l2 >= 0 or not self.tol >= 0:
-            raise ValueError("iterations, l2 and tol must be >= 0")
+        if self.solver == "exact" and self.factors > 24:
+            raise ValueError(f"solver='exact' enumerates 2^k states; k = {self.factors} "
+                             "is too large (k <= 24)")
 
     def fit(self, X, callback=None) -> NBMF:
         """Fit on ratings ``X`` (CSR users x items, nonnegative; stored entries are rated).
 
         ``callback(iteration, model)`` is called after every iteration.
         """
-        self._check_params()
         X = self._prepare_fit(X, nonnegative=True)
+        self._check_params()
         if not self.masked:
             X = _fill_unrated(X)
         rng = check_random_state(self.random_state)

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Real
 from recsys._ext._nmf import cd_rows, gather
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import check_random_state
@@ -66,6 +67,12 @@ class MaskedNMF(Recommender):
     uses_user_state = True
     rating_model = True
 
+    _parameter_constraints = {"factors": [Integer(1)], "l2": [Real(0)],
+                              "iterations": [Integer(0)], "biases": BOOLEAN,
+                              "frequency_scaling": [Real(0)], "inner": [Integer(1)],
+                              "random_state": RANDOM_STATE, "num_threads": NUM_THREADS,
+                              "show_progress": BOOLEAN}
+
     def __init__(self, factors: int = 15, l2: float = 0.8, iterations: int = 10,
                  biases: bool = True, frequency_scaling: float = 0.5, inner: int = 1,
                  random_state=None, num_threads: int = 0, show_progress: bool = False):
@@ -79,19 +86,11 @@ class MaskedNMF(Recommender):
         self.num_threads = num_threads
         self.show_progress = show_progress
 
-    def _check_params(self) -> None:
-        if self.factors <= 0 or self.iterations < 0 or self.inner <= 0:
-            raise ValueError("factors and inner must be positive and iterations >= 0, got "
-                             f"{self.factors}, {self.inner}, {self.iterations}")
-        if not self.l2 >= 0:
-            raise ValueError(f"l2 must be >= 0, got {self.l2}")
-
     def fit(self, X, callback=None) -> MaskedNMF:
         """Fit on observed ratings ``X`` (CSR users x items; stored values are the ratings).
 
         ``callback(iteration, model)`` is called after every sweep.
         """
-        self._check_params()
         X = self._prepare_fit(X, nonnegative=not self.biases)
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)

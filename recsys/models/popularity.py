@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recsys._constraints import Options
 from recsys.models.base import Recommender
 
 
@@ -16,12 +17,12 @@ class MostPopular(Recommender):
         Popularity = number of users who interacted with the item, or the sum of the values.
     """
 
+    _parameter_constraints = {"weighting": [Options("count", "sum")]}
+
     def __init__(self, weighting: str = "count"):
         self.weighting = weighting
 
     def fit(self, X) -> MostPopular:
-        if self.weighting not in ("count", "sum"):
-            raise ValueError(f"weighting must be 'count' or 'sum', got {self.weighting!r}")
         X = self._prepare_fit(X)
         if self.weighting == "count":
             popularity = np.bincount(X.indices, minlength=X.shape[1])

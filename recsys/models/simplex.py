@@ -27,16 +27,36 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from recsys._constraints import (
+    BOOLEAN,
+    NUM_THREADS,
+    RANDOM_STATE,
+    Integer,
+    Options,
+    Real,
+    Satisfies,
+)
 from recsys._ext._simplex import train_epoch
 from recsys._threads import blas_limit, resolve_num_threads
-from recsys._validation import as_csr, check_random_state
+from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.data.interactions import row_of_values, select_entries
+from recsys.evaluation import evaluate, is_metric_key
 from recsys.models.base import Recommender
 
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "dense_adam", "adagrad")
 AGGREGATORS = ("mean", "user_attention")
+
+
+def _is_schedule(rates) -> bool:
+    if isinstance(rates, str | bytes) or not hasattr(rates, "__len__"):
+        return False
+    try:
+        arr = np.asarray(rates, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return arr.ndim == 1 and bool(np.all(np.isfinite(arr)) and np.all(arr > 0))
 
 
 class SimpleX(Recommender):
@@ -171,6 +191,24 @@ class SimpleX(Recommender):
     """
 
     uses_user_state = True
+    _parameter_constraints = {
+        "factors": [Integer(1)], "negatives": [Integer(1)], "margin": [Real(-1, 1)],
+        "negative_weight": [Real(0)], "gamma": [Real(0, 1)],
+        "aggregator": [Options(*AGGREGATORS)], "max_history": [Integer(1), None],
+        "biases": [Options(False, True, "item")], "l2": [Real(0)],
+        "learning_rate": [Real(0, low_open=True)], "history_rate": [Real(0, low_open=True)],
+        "epochs": [Integer(0)], "dropout": [Real(0, 1, high_open=True)],
+        "optimizer": [Options(*OPTIMIZERS)], "order": [Options("shuffled", "user")],
+        "batch_size": [Integer(1)], "block_size": [Integer(1)],
+        "sampling": [Options("uniform", "popularity")], "exclude_positives": BOOLEAN,
+        "init_std": [Real(0, low_open=True)], "eval_every": [Integer(1)],
+        "patience": [Integer(1)], "lr_decay": [Real(0, 1, low_open=True)],
+        "decay_patience": [Integer(1)], "min_learning_rate": [Real(0)],
+        "lr_schedule": [None, Satisfies(_is_schedule, "a sequence of positive, finite rates",
+                                             (list, tuple, np.ndarray))],
+        "metric": [Satisfies(is_metric_key, "an evaluate() key such as 'recall_at_20'",
+                              str)],
+        "random_state": RANDOM_STATE, "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
 
     def __init__(self, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
                  negative_weight: float = 150.0, gamma: float = 1.0, aggregator: str = "mean",
@@ -215,44 +253,6 @@ class SimpleX(Recommender):
         self.num_threads = num_threads
         self.show_progress = show_progress
 
-    def _check_params(self) -> None:
-        if (self.factors < 1 or self.negatives < 1 or self.epochs < 0 or self.block_size < 1
-                or self.batch_size < 1):
-            raise ValueError("factors, negatives, batch_size and block_size must be >= 1, "
-                             "epochs >= 0")
-        if not 0 <= self.gamma <= 1:
-            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
-        if self.max_history is not None and self.max_history < 1:
-            raise ValueError(f"max_history must be >= 1 or None, got {self.max_history}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
-        if not -1 <= self.margin <= 1:
-            raise ValueError(f"margin is a cosine and must lie in [-1, 1], got {self.margin}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.aggregator not in AGGREGATORS:
-            raise ValueError(f"aggregator must be one of {AGGREGATORS}, got "
-                             f"{self.aggregator!r}")
-        if self.order not in ("shuffled", "user"):
-            raise ValueError(f"order must be 'shuffled' or 'user', got {self.order!r}")
-        if self.biases not in (False, True, "item"):
-            raise ValueError(f"biases must be False, True or 'item', got {self.biases!r}")
-        if self.sampling not in ("uniform", "popularity"):
-            raise ValueError(f"sampling must be 'uniform' or 'popularity', got "
-                             f"{self.sampling!r}")
-        if (self.learning_rate <= 0 or self.history_rate <= 0 or self.l2 < 0
-                or self.negative_weight < 0):
-            raise ValueError("learning_rate and history_rate must be > 0, l2 and "
-                             "negative_weight >= 0")
-        if self.lr_schedule is not None:
-            rates = np.asarray(self.lr_schedule, dtype=np.float64)
-            if rates.ndim != 1 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
-                raise ValueError("lr_schedule must be a sequence of positive, finite rates")
-        if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
-        if self.decay_patience < 1 or self.patience < 1:
-            raise ValueError("patience and decay_patience must be >= 1")
-
     def fit(self, X, callback=None, validation=None) -> SimpleX:
         """Fit on positives ``X`` (CSR users x items; every stored entry is a positive).
 
@@ -260,9 +260,6 @@ class SimpleX(Recommender):
         ``callback(epoch, model)`` after every epoch (``model.history_[-1]`` holds the
         epoch's loss, elapsed time and validation metrics).
         """
-        from recsys.evaluation import evaluate
-
-        self._check_params()
         X = self._prepare_fit(X, nonnegative=True)
         if validation is not None:
             validation = as_csr(validation, "validation", allow_empty=True,
@@ -270,6 +267,7 @@ class SimpleX(Recommender):
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
         d = self.factors
+        self._check_memory(X, threads)
         E = (rng.standard_normal((X.shape[0], d)) * self.init_std).astype(np.float32)
         Q = (rng.standard_normal((X.shape[1], d)) * self.init_std).astype(np.float32)
         W = np.eye(d, dtype=np.float32)
@@ -354,6 +352,20 @@ class SimpleX(Recommender):
             self.best_epoch_ = best_state[1]
             self.schedule_ = best_state[2]
         return self
+
+    def _check_memory(self, X: sp.csr_matrix, threads: int) -> None:
+        """``MemoryError`` before training when the tables and the kernel's per-thread scratch
+        (negatives' rows and gradients, a block's scores, an item-gradient sink) cannot fit."""
+        d, N, block = self.factors, self.negatives, self.block_size
+        n_users, n_items = X.shape
+        longest = int(np.diff(X.indptr).max(initial=0))
+        history = longest if self.max_history is None else min(longest, self.max_history)
+        sink = n_items * d * (4 if self.aggregator == "user_attention" else 1)
+        per_thread = 2 * N * d + block * (N + history + 10 * d) + longest * d + sink
+        tables = 5 * (n_users + n_items) * d  # embeddings, Adam moments, kept copies
+        check_memory(4.0 * (threads * per_thread + tables),
+                     f"SimpleX(factors={d}, negatives={N}) on {n_users} x {n_items} with "
+                     f"{threads} threads", "Lower negatives, factors or num_threads")
 
     def _store(self, E, Q, W, bi, A, ba, bu, b0) -> None:
         self.user_factors_ = E.copy()
