@@ -160,13 +160,21 @@ class AltMin(Recommender):
     def _spectral_init(self, X, k, rng):
         centred = X.copy().astype(np.float64)
         centred.data -= self.global_mean_
+        centred.eliminate_zeros()
         p = X.nnz / (X.shape[0] * X.shape[1])
-        k_svd = min(k, min(X.shape) - 1)
-        v0 = rng.standard_normal(min(X.shape))
-        u, s, vt = svds(centred / p, k=k_svd, v0=v0)
-        root = np.sqrt(s * p)  # undo the 1/p rescaling in the factor scale
         users = np.zeros((X.shape[0], k))
         items = np.zeros((X.shape[1], k))
+        if centred.nnz == 0:  # constant ratings: nothing beyond the mean to start from
+            return users, items
+        k_svd = min(k, min(X.shape) - 1)
+        if k_svd < 1:  # one row or one column: ARPACK needs k < min(shape); the SVD is exact
+            u, s, vt = np.linalg.svd(centred.toarray() / p, full_matrices=False)
+            k_svd = 1
+            u, s, vt = u[:, :1], s[:1], vt[:1]
+        else:
+            v0 = rng.standard_normal(min(X.shape))
+            u, s, vt = svds(centred / p, k=k_svd, v0=v0)
+        root = np.sqrt(s * p)  # undo the 1/p rescaling in the factor scale
         users[:, :k_svd] = clip_incoherent(u, self.incoherence) * root
         items[:, :k_svd] = clip_incoherent(vt.T, self.incoherence) * root
         return users, items

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
+from implicit.recommender_base import ModelFitError
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Real
 from recsys._threads import blas_limit, resolve_num_threads
@@ -40,9 +41,19 @@ class _ImplicitFactors(Recommender):
             callback(iteration, self)
 
         with blas_limit(1):  # implicit's OpenMP loops must not fight BLAS threads
-            model.fit(X, show_progress=self.show_progress,
-                      callback=epoch_done if callback is not None else None)
+            try:
+                model.fit(X, show_progress=self.show_progress,
+                          callback=epoch_done if callback is not None else None)
+            except ModelFitError as exc:
+                raise ValueError(
+                    f"{type(self).__name__} diverged ({exc}); the largest value in X is "
+                    f"{X.data.max():.3g}: rescale the values (or lower alpha / learning_rate)"
+                ) from exc
         self._store(model)
+        if not (np.isfinite(self.user_factors_).all() and np.isfinite(self.item_factors_).all()):
+            raise ValueError(f"{type(self).__name__} diverged: its factors hold NaN or inf "
+                             f"(largest value in X {X.data.max():.3g}; rescale the values or "
+                             "lower the learning rate)")
         return self
 
     def _store(self, model) -> None:

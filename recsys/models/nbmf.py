@@ -98,7 +98,7 @@ class NBMF(Recommender):
     rating_model = True
 
     _parameter_constraints = {
-        "factors": [Integer(1, 64)], "l2": [Real(0)], "iterations": [Integer(0)],
+        "factors": [Integer(1, 64)], "l2": [Real(0)], "iterations": [Integer(1)],
         "solver": [Options(*_SOLVERS), Satisfies(
             lambda s: callable(getattr(s, "sample_qubo", None)),
             "an object with a sample_qubo method (a dimod-style sampler)")],

@@ -68,7 +68,7 @@ class MaskedNMF(Recommender):
     rating_model = True
 
     _parameter_constraints = {"factors": [Integer(1)], "l2": [Real(0)],
-                              "iterations": [Integer(0)], "biases": BOOLEAN,
+                              "iterations": [Integer(1)], "biases": BOOLEAN,
                               "frequency_scaling": [Real(0)], "inner": [Integer(1)],
                               "random_state": RANDOM_STATE, "num_threads": NUM_THREADS,
                               "show_progress": BOOLEAN}

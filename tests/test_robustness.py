@@ -1,0 +1,346 @@
+"""Bad input never crashes a kernel or changes a result silently (issue 19).
+
+Every registered model goes through the same gate: corrupt CSR structures, duplicate and
+unsorted entries, all-zero matrices, non-finite or out-of-range hyperparameters, degenerate but
+valid data, huge memory requests, and a hypothesis fuzz over all of them. Either a clear
+``ValueError`` / ``TypeError`` / ``MemoryError`` naming the problem, or a valid model.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import recsys._validation as validation
+from recsys._constraints import Integer, Real
+from recsys.models import (ALS, BPR, EASE, NBMF, AltMin, ItemKNN, MaskedNMF, MostPopular,
+                           Recommender, SimpleX)
+from recsys.models.base import _REGISTRY
+
+#: A quick configuration of every registered model.
+FAST = {
+    "MostPopular": lambda: MostPopular(),
+    "ItemKNN": lambda: ItemKNN(neighbors=5),
+    "EASE": lambda: EASE(l2=5.0),
+    "ALS": lambda: ALS(factors=3, iterations=2, random_state=0, num_threads=1),
+    "BPR": lambda: BPR(factors=3, iterations=3, random_state=0, num_threads=1),
+    "AltMin": lambda: AltMin(factors=2, iterations=2, random_state=0, num_threads=1),
+    "MaskedNMF": lambda: MaskedNMF(factors=2, iterations=2, random_state=0, num_threads=1),
+    "NBMF": lambda: NBMF(factors=4, iterations=2, random_state=0, num_threads=1),
+    "SimpleX": lambda: SimpleX(factors=4, negatives=4, epochs=1, random_state=0,
+                               num_threads=1),
+}
+ALL = sorted(FAST)
+CLEAN = (ValueError, TypeError)
+
+
+def small(seed: int = 0, n_users: int = 12, n_items: int = 9) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_users, n_items)) < 0.4) * rng.integers(1, 6, (n_users, n_items))
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = 3  # every user rated one
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def raw(data, indices, indptr, shape) -> sp.csr_matrix:
+    """A CSR matrix with exactly these arrays (scipy checks lengths only, not contents)."""
+    X = sp.csr_matrix(shape, dtype=np.float32)
+    X.data, X.indices, X.indptr = (np.asarray(data, np.float32), np.asarray(indices, np.int32),
+                                   np.asarray(indptr, np.int32))
+    return X
+
+
+def assert_valid_recommendations(model, X):
+    users = np.arange(X.shape[0])
+    ids, scores = model.recommend(users, X, k=min(4, X.shape[1]))
+    assert ((ids >= -1) & (ids < X.shape[1])).all()
+    assert np.isfinite(scores[ids >= 0]).all(), "a fitted model gave NaN/inf scores"
+    for u in users:
+        assert not set(ids[u][ids[u] >= 0]) & set(X.indices[X.indptr[u]:X.indptr[u + 1]])
+
+
+def test_every_registered_model_is_covered():
+    assert set(FAST) == set(_REGISTRY)
+    for name, cls in _REGISTRY.items():  # every constructor argument has a constraint
+        assert set(cls._param_names()) == set(cls._parameter_constraints), name
+
+
+# -- 2. one validation gate: CSR structure --------------------------------------------------
+CORRUPT = {
+    "column index out of range": lambda X: raw(X.data, np.r_[X.indices[:-1], 40],
+                                               X.indptr, X.shape),
+    "negative column index": lambda X: raw(X.data, np.r_[-3, X.indices[1:]], X.indptr,
+                                           X.shape),
+    "decreasing indptr": lambda X: raw(X.data, X.indices,
+                                       np.r_[0, X.indptr[2], X.indptr[1], X.indptr[3:]],
+                                       X.shape),
+    "indptr not starting at 0": lambda X: raw(X.data, X.indices, X.indptr + 1, X.shape),
+    "indptr too short": lambda X: raw(X.data, X.indices, X.indptr[:-1], X.shape),
+    "indptr beyond the values": lambda X: raw(X.data, X.indices,
+                                              np.r_[X.indptr[:-1], X.indptr[-1] + 5], X.shape),
+}
+MESSAGES = "index|indptr|values are stored|needs|entries"
+
+
+def _corrupt(X, how):
+    try:
+        return CORRUPT[how](X)
+    except ValueError:  # a newer scipy refused to build it at all: nothing to test
+        pytest.skip(f"scipy itself refuses a CSR with {how}")
+
+
+@pytest.mark.parametrize("how", list(CORRUPT))
+@pytest.mark.parametrize("name", ALL)
+def test_corrupt_csr_is_refused_by_fit(name, how):
+    bad = _corrupt(small(), how)
+    with pytest.raises(ValueError, match=MESSAGES):
+        FAST[name]().fit(bad)
+
+
+@pytest.mark.parametrize("how", list(CORRUPT))
+@pytest.mark.parametrize("name", ALL)
+def test_corrupt_csr_is_refused_at_scoring(name, how):
+    from recsys.evaluation import evaluate
+
+    X = small()
+    model = FAST[name]().fit(X)
+    bad = _corrupt(X, how)
+    for call in (lambda: model.recommend(np.arange(3), bad, k=2),
+                 lambda: model.score(np.arange(3), bad),
+                 lambda: model.predict(np.arange(3), np.arange(3), bad),
+                 lambda: evaluate(model, bad, X),
+                 lambda: evaluate(model, X, bad)):
+        with pytest.raises(ValueError, match=MESSAGES):
+            call()
+
+
+def test_corrupt_csr_is_refused_by_interactions_and_coo():
+    from recsys.data import Interactions
+
+    X = small()
+    for how in CORRUPT:
+        with pytest.raises(ValueError, match=MESSAGES):
+            Interactions.from_csr(_corrupt(X, how))
+    coo = X.tocoo(copy=True)  # (without the copy, col would share X's indices)
+    coo.col[0] = 99
+    with pytest.raises(ValueError, match="column index 99"):
+        validation.as_csr(coo)
+    csc = small().tocsc()
+    csc.indices[0] = -1
+    with pytest.raises(ValueError, match="negative row index"):
+        validation.as_csr(csc)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_duplicates_are_summed_and_unsorted_indices_sorted(name):
+    X = small()
+    coo = X.tocoo()
+    order = np.random.default_rng(1).permutation(X.nnz)  # unsorted within rows
+    rows, cols, vals = coo.row[order], coo.col[order], coo.data[order]
+    # the first entry split in two halves: the same matrix once duplicates are summed
+    rows, cols = np.r_[rows, rows[0]], np.r_[cols, cols[0]]
+    vals = np.r_[vals, vals[0] / 2]
+    vals[0] /= 2
+    counts = np.bincount(rows, minlength=X.shape[0])
+    indptr = np.r_[0, np.cumsum(counts)]
+    by_row = np.argsort(rows, kind="stable")
+    messy = raw(vals[by_row], cols[by_row], indptr, X.shape)
+    with pytest.warns(UserWarning, match="1 duplicate"):
+        clean = validation.as_csr(messy)
+    np.testing.assert_array_equal(clean.toarray(), X.toarray())
+    assert clean.has_canonical_format
+    with pytest.warns(UserWarning, match="duplicate"):
+        a = FAST[name]().fit(messy)
+    b = FAST[name]().fit(X)
+    users = np.arange(X.shape[0])
+    np.testing.assert_array_equal(a.score(users, X), b.score(users, X))
+
+
+def test_duplicate_test_items_count_once():
+    from recsys.evaluation import evaluate
+
+    X = small()
+    model = MostPopular().fit(X)
+    test = raw([1.0, 1.0, 1.0], [1, 1, 2], [0, 3] + [3] * (X.shape[0] - 1), X.shape)
+    train = sp.csr_matrix(X.shape, dtype=np.float32)
+    with pytest.warns(UserWarning, match="duplicate"):
+        got = evaluate(model, train, test, k=9, metrics=("recall", "precision"))
+    assert got["recall_at_9"] == 1.0  # 2 distinct test items, both in a full ranking
+    assert got["precision_at_9"] == pytest.approx(2 / 9)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_matrix_of_stored_zeros_is_empty(name):
+    zeros = raw(np.zeros(5), [0, 1, 2, 3, 4], [0, 5] + [5] * 3, (4, 6))
+    with pytest.raises(ValueError, match="empty"):
+        FAST[name]().fit(zeros)
+
+
+def test_values_beyond_float32_are_refused():
+    X = sp.csr_matrix(np.array([[1e39, 1.0], [0.0, 2.0]]))
+    with pytest.raises(ValueError, match="float32"):
+        validation.as_csr(X)
+
+
+# -- 2. hyperparameters -----------------------------------------------------------------------
+def _numeric_params():
+    for name in ALL:
+        for param, allowed in _REGISTRY[name]._parameter_constraints.items():
+            if any(isinstance(c, Integer | Real) for c in allowed):
+                yield name, param
+
+
+BAD_NUMBERS = [float("nan"), float("inf"), -float("inf"), -1, 0, -1e-3, 0.5, True, "3"]
+
+
+@pytest.mark.parametrize("name,param", list(_numeric_params()))
+def test_every_numeric_parameter_gives_a_clear_error_or_a_valid_model(name, param):
+    X = small()
+    baseline = FAST[name]().fit(X).score(np.arange(X.shape[0]), X)
+    personal = np.ptp(baseline, axis=1).max() > 0
+    for value in BAD_NUMBERS:
+        model = FAST[name]().set_params(**{param: value})
+        try:
+            model.fit(X)
+        except CLEAN as exc:
+            assert param in str(exc), f"{name}({param}={value!r}): {exc}"
+            continue
+        assert_valid_recommendations(model, X)
+        if personal:  # a value that makes a personalised model score all items alike
+            scores = model.score(np.arange(X.shape[0]), X)
+            assert np.ptp(scores, axis=1).max() > 0, f"{name}({param}={value!r}) is constant"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_options_and_flags_are_checked_by_type(name):
+    cls = _REGISTRY[name]
+    for param, allowed in cls._parameter_constraints.items():
+        if param == "random_state" or any(isinstance(c, Integer | Real) for c in allowed):
+            continue
+        for value in ("no-such-option", 1.5, object()):
+            if any(c is None and value is None for c in allowed):
+                continue
+            model = FAST[name]().set_params(**{param: value})
+            try:
+                model._validate_params()
+            except CLEAN as exc:
+                assert param in str(exc)
+            else:
+                pytest.fail(f"{name}({param}={value!r}) was accepted")
+
+
+def test_named_cases_from_the_issue():
+    X = small()
+    for model, param in [(ALS(factors=0), "factors"), (ALS(alpha=0), "alpha"),
+                         (SimpleX(init_std=0), "init_std"), (SimpleX(eval_every=0), "eval_every"),
+                         (SimpleX(metric="ndcg@10"), "metric"),
+                         (SimpleX(batch_size=-1), "batch_size"),
+                         (AltMin(iterations=-1), "iterations"),
+                         (BPR(learning_rate=float("nan")), "learning_rate"),
+                         (EASE(l2=float("inf")), "l2"), (MaskedNMF(l2=-1.0), "l2")]:
+        with pytest.raises(CLEAN, match=param):
+            model.fit(X)
+
+
+# -- 2. memory ----------------------------------------------------------------------------------
+def test_huge_requests_fail_before_allocating(monkeypatch):
+    X = small()
+    with pytest.raises(MemoryError, match="GiB"):
+        AltMin(factors=23171).fit(X)  # 4 d^2 overflowed an int in the kernel and crashed
+    with pytest.raises(MemoryError, match="negatives"):
+        SimpleX(negatives=10**8).fit(X)
+    monkeypatch.setattr(validation, "available_memory", lambda: 1 << 20)  # a 1 MiB machine
+    with pytest.raises(MemoryError, match="AltMin"):
+        AltMin(factors=300, num_threads=1).fit(X)
+    with pytest.raises(MemoryError, match="SimpleX"):
+        SimpleX(factors=64, negatives=20000, num_threads=1).fit(X)
+
+
+# -- 2. degenerate but valid data ---------------------------------------------------------------
+DEGENERATE = {
+    "constant ratings": lambda: (small() > 0).astype(np.float32) * 4,
+    "0/1 ratings": lambda: sp.csr_matrix((np.random.default_rng(2).random((10, 7)) < 0.5)
+                                         .astype(np.float32)),
+    "one user": lambda: sp.csr_matrix(np.array([[1, 0, 3, 2, 0]], np.float32)),
+    "one item": lambda: sp.csr_matrix(np.array([[1], [3], [0], [2]], np.float32)),
+    "one interaction": lambda: sp.csr_matrix(np.array([[0, 0], [0, 5]], np.float32)),
+}
+
+
+@pytest.mark.parametrize("case", list(DEGENERATE))
+@pytest.mark.parametrize("name", ALL)
+def test_degenerate_data_fits_or_says_why(name, case):
+    X = sp.csr_matrix(DEGENERATE[case]())
+    try:
+        model = FAST[name]().fit(X)
+    except ValueError as exc:
+        assert str(exc), name
+        return
+    assert_valid_recommendations(model, X)
+    assert np.isfinite(model.predict(np.zeros(1, int), np.zeros(1, int), X)).all()
+
+
+def test_altmin_fits_one_item_and_one_user():
+    for X in (DEGENERATE["one item"](), DEGENERATE["one user"]()):
+        model = AltMin(factors=2, iterations=3, random_state=0).fit(X)
+        pred = model.predict(*X.nonzero(), X)
+        assert np.isfinite(pred).all()
+
+
+# -- fuzz ---------------------------------------------------------------------------------------
+@st.composite
+def matrices(draw):
+    """Small CSR matrices: mostly valid (unsorted, duplicated, zero-valued entries and odd
+    dtypes included), else with one corruption of the index structure or of the values."""
+    n_rows, n_cols = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    nnz = draw(st.integers(0, 14))
+    indices = draw(st.lists(st.integers(0, n_cols - 1), min_size=nnz, max_size=nnz))
+    cuts = sorted(draw(st.lists(st.integers(0, nnz), min_size=n_rows - 1,
+                                max_size=n_rows - 1)))
+    indptr = [0, *cuts, nnz]
+    values = draw(st.lists(st.sampled_from([1.0, 2.0, 5.0, 0.5]), min_size=nnz, max_size=nnz))
+    mode = draw(st.sampled_from(["valid"] * 5 + ["index", "indptr", "value"]))
+    if mode == "index" and nnz:
+        bad = draw(st.sampled_from([-1, -(2**31), n_cols, n_cols + 7, 2**31 - 1]))
+        indices[draw(st.integers(0, nnz - 1))] = bad
+    elif mode == "indptr":
+        indptr[draw(st.integers(0, n_rows))] = draw(st.integers(-3, nnz + 3))
+    elif mode == "value" and nnz:
+        values[draw(st.integers(0, nnz - 1))] = draw(st.sampled_from(
+            [0.0, -1.0, np.nan, np.inf, -np.inf, 1e30, 1e39]))
+    dtype = draw(st.sampled_from([np.float32] * 3 + [np.float64, np.int64, np.bool_,
+                                                      np.float16]))
+    X = sp.csr_matrix((n_rows, n_cols), dtype=np.float32)
+    with np.errstate(all="ignore"):
+        X.data = np.asarray(values).astype(dtype)
+    X.indices = np.asarray(indices, dtype=np.int32)
+    X.indptr = np.asarray(indptr, dtype=np.int32)
+    return X
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(X=matrices(), name=st.sampled_from(ALL), query=matrices())
+def test_fuzz_fit_and_score_never_crash(X, name, query):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model = FAST[name]().fit(X)
+        except CLEAN:
+            return
+        try:
+            clean = validation.as_csr(X, allow_empty=True)
+        except CLEAN:
+            pytest.fail("fit accepted a matrix that the gate refuses")
+        assert_valid_recommendations(model, clean)
+        try:  # a corrupt query matrix at scoring time
+            ids, _ = model.recommend(np.arange(min(query.shape[0], 2)), query, k=2)
+        except CLEAN:
+            return
+        assert ((ids >= -1) & (ids < model.n_items_)).all()
+
+
+def test_recommender_registry_has_no_private_classes():
+    assert all(not name.startswith("_") for name in _REGISTRY)
+    assert Recommender not in _REGISTRY.values()
