@@ -16,8 +16,18 @@ from hypothesis import strategies as st
 
 import recsys._validation as validation
 from recsys._constraints import Integer, Real
-from recsys.models import (ALS, BPR, EASE, NBMF, AltMin, ItemKNN, MaskedNMF, MostPopular,
-                           Recommender, SimpleX)
+from recsys.models import (
+    ALS,
+    BPR,
+    EASE,
+    NBMF,
+    AltMin,
+    ItemKNN,
+    MaskedNMF,
+    MostPopular,
+    Recommender,
+    SimpleX,
+)
 from recsys.models.base import _REGISTRY
 
 #: A quick configuration of every registered model.

@@ -197,7 +197,7 @@ class SimpleX(Recommender):
         "aggregator": [Options(*AGGREGATORS)], "max_history": [Integer(1), None],
         "biases": [Options(False, True, "item")], "l2": [Real(0)],
         "learning_rate": [Real(0, low_open=True)], "history_rate": [Real(0, low_open=True)],
-        "epochs": [Integer(1)], "dropout": [Real(0, 1, high_open=True)],
+        "epochs": [Integer(0)], "dropout": [Real(0, 1, high_open=True)],
         "optimizer": [Options(*OPTIMIZERS)], "order": [Options("shuffled", "user")],
         "batch_size": [Integer(1)], "block_size": [Integer(1)],
         "sampling": [Options("uniform", "popularity")], "exclude_positives": BOOLEAN,
