@@ -21,14 +21,18 @@ the ranking then holds every candidate and the formulas above keep their nominal
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recsys._ext import _metrics
 from recsys._threads import resolve_num_threads
-from recsys._validation import as_csr
+from recsys._validation import as_csr, check_users
+
+logger = logging.getLogger(__name__)
 
 RANKING_METRICS = ("ndcg", "recall", "recall_capped", "precision", "map", "mrr", "hit_rate",
                    "coverage")
@@ -127,11 +131,14 @@ def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
     train_X : CSR or Interactions (n_users, n_items)
         The history the model scores from; its items are excluded from the rankings.
     test_X : CSR or Interactions, same shape
-        Held-out items.
+        Held-out items. Two ``Interactions`` with different id maps are matched by raw id
+        (:func:`align_ids`).
     k : int or sequence of int
     metrics : names from ``RANKING_METRICS``
     users : array of int, optional
-        Restrict to these rows; default every row of ``test_X`` with a test item.
+        Restrict to these rows (integer row indices); default every row of ``test_X`` with a
+        test item. Requested users without a test item are skipped and counted
+        (``"n_users_skipped"``), never averaged in as NaN.
     per_user : bool
         Also return the per-user values (and the evaluated user rows under ``"users"``).
     batch_size : int
@@ -139,19 +146,29 @@ def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
 
     Returns
     -------
-    dict ``"<metric>_at_<k>" -> mean`` (plus ``"n_users"``); with ``per_user`` a pair
+    dict ``"<metric>_at_<k>" -> mean`` (plus ``"n_users"`` and ``"n_users_skipped"``);
+    with ``per_user`` a pair
     ``(means, per_user_arrays)``.
     """
+    test_X = align_ids(test_X, train_X)
     train = as_csr(train_X, "train_X", allow_empty=True)
     test = as_csr(test_X, "test_X")
     if train.shape != test.shape:
         raise ValueError(f"train_X and test_X must have the same shape, got {train.shape} "
                          f"and {test.shape}")
     ks = _check_ks(k)
+    has_test = np.diff(test.indptr) > 0
     if users is None:
-        users = np.flatnonzero(np.diff(test.indptr) > 0).astype(np.int32)
+        users = np.flatnonzero(has_test).astype(np.int32)
+        skipped = 0
     else:
-        users = np.asarray(users, dtype=np.int32)
+        users, _ = check_users(users, test.shape[0])
+        keep = has_test[users]
+        skipped = int(users.size - keep.sum())
+        if skipped:
+            logger.warning("evaluate: %d of the %d requested users have no test item and are "
+                           "skipped", skipped, users.size)
+        users = users[keep]
     if users.size == 0:
         raise ValueError("no test users: test_X has no interactions for the requested users")
     width = int(min(ks.max(), test.shape[1]))
@@ -165,9 +182,38 @@ def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
                              n_items=test.shape[1])
     means = {name: float(np.mean(v)) for name, v in values.items()}
     means["n_users"] = int(users.size)
+    means["n_users_skipped"] = skipped
     if per_user:
         return means, {"users": users, **{n: v for n, v in values.items() if v.ndim}}
     return means
+
+
+def align_ids(test_X, train_X):
+    """``test_X`` in ``train_X``'s index space when both are ``Interactions`` with different
+    id maps (rows and columns matched by raw id); anything else is returned as it is.
+
+    Raises ``ValueError`` when the test part holds users or items that the training part does
+    not know (they cannot be ranked from a training history); build both parts over shared
+    maps (``Interactions.from_pandas(..., users=, items=)``) to keep such ids.
+    """
+    if not all(hasattr(x, "users") and hasattr(x, "items") for x in (train_X, test_X)):
+        return test_X
+    if test_X.users == train_X.users and test_X.items == train_X.items:
+        return test_X
+    rows = train_X.users.to_index(test_X.users.raw_ids, missing=-1)
+    cols = train_X.items.to_index(test_X.items.raw_ids, missing=-1)
+    coo = test_X.matrix.tocoo()
+    for what, index, used in (("users", rows, coo.row), ("items", cols, coo.col)):
+        unknown = np.unique(used[index[used] < 0])
+        if unknown.size:
+            raw = getattr(test_X, what).to_raw(unknown[:5]).tolist()
+            raise ValueError(f"test_X holds {unknown.size} {what} unknown to train_X (e.g. "
+                             f"{raw}); its id maps differ from train_X's, and only known ids "
+                             "can be ranked. Build both over shared id maps")
+    matrix = sp.csr_matrix((coo.data, (rows[coo.row], cols[coo.col])), shape=train_X.shape,
+                           dtype=np.float32)
+    logger.info("evaluate: test_X re-indexed onto train_X's id maps (matched by raw id)")
+    return type(test_X)(matrix, train_X.users, train_X.items)
 
 
 def rmse(y_true, y_pred) -> float:

@@ -354,3 +354,71 @@ def test_fuzz_fit_and_score_never_crash(X, name, query):
 def test_recommender_registry_has_no_private_classes():
     assert all(not name.startswith("_") for name in _REGISTRY)
     assert Recommender not in _REGISTRY.values()
+
+
+# -- 3. evaluate() and Interactions do what they say ------------------------------------------
+def test_evaluate_refuses_float_users_and_skips_users_without_test_items():
+    from recsys.evaluation import evaluate
+
+    X = small()
+    model = MostPopular().fit(X)
+    test = sp.csr_matrix((np.ones(3, np.float32), ([0, 1, 2], [0, 1, 2])), shape=X.shape)
+    with pytest.raises(TypeError, match="integer"):
+        evaluate(model, X, test, users=np.array([0.0, 1.7]))
+    full = evaluate(model, X, test, k=5)
+    got = evaluate(model, X, test, k=5, users=np.array([0, 1, 2, 5, 7]))
+    assert got["n_users"] == 3 and got["n_users_skipped"] == 2
+    assert np.isfinite(got["ndcg_at_5"]) and got["ndcg_at_5"] == full["ndcg_at_5"]
+
+
+def test_evaluate_aligns_interactions_with_different_id_maps():
+    import pandas as pd
+
+    from recsys.data import Interactions
+    from recsys.evaluation import evaluate
+
+    train_df = pd.DataFrame({"user": ["a", "a", "b", "c", "c"],
+                             "item": ["x", "y", "y", "x", "z"]})
+    test_df = pd.DataFrame({"user": ["c", "a"], "item": ["y", "z"]})  # other sorted order
+    train, test = Interactions.from_pandas(train_df), Interactions.from_pandas(test_df)
+    assert test.users != train.users
+    shared = Interactions.from_pandas(test_df, users=train.users, items=train.items)
+    model = MostPopular().fit(train)
+    assert evaluate(model, train, test, k=2) == evaluate(model, train, shared, k=2)
+    stranger = Interactions.from_pandas(pd.DataFrame({"user": ["d"], "item": ["x"]}))
+    with pytest.raises(ValueError, match="unknown to train_X"):
+        evaluate(model, train, stranger, k=2)
+
+
+def test_ids_never_merge_or_change_silently(tmp_path):
+    import pandas as pd
+
+    from recsys.data import Interactions
+
+    with pytest.raises(TypeError, match="mixes kinds of ids"):
+        Interactions.from_pandas(pd.DataFrame({"user": [7, "7", "a"], "item": [1, 2, 3]}))
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,rating\n007,1,5\n7,1,3\n7,02,4\n")
+    data = Interactions.from_csv(path, value="rating")
+    assert sorted(data.users.raw_ids.tolist()) == ["007", "7"]
+    assert sorted(data.items.raw_ids.tolist()) == ["02", "1"]
+    assert data.nnz == 3
+    with pytest.raises(ValueError, match="float32"):
+        Interactions.from_pandas(pd.DataFrame({"user": [1], "item": [1], "v": [1e39]}),
+                                 value="v")
+    with pytest.raises(ValueError, match="float32"):  # two halves that overflow once summed
+        Interactions.from_pandas(pd.DataFrame({"user": [1, 1], "item": [1, 1],
+                                               "v": [3e38, 3e38]}), value="v")
+
+
+def test_tz_aware_timestamps_are_utc_seconds():
+    import pandas as pd
+
+    from recsys.data import Interactions
+
+    stamps = pd.to_datetime(["2024-03-01 12:00:00", "2024-03-01 13:00:00"]).tz_localize(
+        "Europe/Paris")  # UTC+1 in March
+    data = Interactions.from_pandas(pd.DataFrame({"user": [1, 2], "item": [1, 1],
+                                                  "ts": stamps}), timestamp="ts")
+    utc = int(pd.Timestamp("2024-03-01 11:00:00", tz="UTC").timestamp())
+    assert data.timestamps.tolist() == [utc, utc + 3600]

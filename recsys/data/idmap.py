@@ -55,11 +55,14 @@ class IdMap:
         head = ", ".join(map(repr, self._raw[:3].tolist()))
         return f"IdMap({len(self)} ids: {head}{', ...' if len(self) > 3 else ''})"
 
-    def to_index(self, raw_ids) -> np.ndarray:
-        """Indices of ``raw_ids`` (int32); unknown ids raise ``KeyError`` naming them."""
+    def to_index(self, raw_ids, missing: int | None = None) -> np.ndarray:
+        """Indices of ``raw_ids`` (int32); unknown ids raise ``KeyError`` naming them, or
+        become ``missing`` when it is given (e.g. -1)."""
         keys = np.atleast_1d(np.asarray(raw_ids)).tolist()
         out = np.fromiter((self._index.get(key, -1) for key in keys), dtype=np.int64,
                           count=len(keys))
+        if missing is not None:
+            return np.where(out < 0, missing, out).astype(np.int32)
         if (out < 0).any():
             missing = [key for key, i in zip(keys, out) if i < 0]
             shown = ", ".join(map(repr, missing[:10]))

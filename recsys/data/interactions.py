@@ -74,7 +74,10 @@ class Interactions:
         Notes
         -----
         Zero values cannot be told apart from "no interaction" in a sparse matrix: they are
-        dropped (and logged).
+        dropped (and logged). Ids must be of one kind per column (all numbers or all strings):
+        a column mixing ``7`` and ``"7"`` is refused, since the two would merge or split
+        silently. Values must fit in float32 (the matrix's dtype), also after duplicates are
+        summed. Timestamps with a time zone are converted to UTC.
         """
         if duplicates not in _DUPLICATES:
             raise ValueError(f"duplicates must be one of {_DUPLICATES}, got {duplicates!r}")
@@ -87,8 +90,8 @@ class Interactions:
         for col in (user, item):
             if df[col].isna().any():
                 raise ValueError(f"column {col!r} holds {int(df[col].isna().sum())} missing ids")
-        user_map, rows = _codes(df[user], users)
-        item_map, cols = _codes(df[item], items)
+        user_map, rows = _codes(df[user], users, user)
+        item_map, cols = _codes(df[item], items, item)
         if value is None:
             vals = np.ones(len(df), dtype=np.float64)
         else:
@@ -98,6 +101,7 @@ class Interactions:
             if not np.isfinite(vals).all():
                 raise ValueError(f"column {value!r} holds {int((~np.isfinite(vals)).sum())} "
                                  "NaN or infinite values")
+            _check_float32(vals, f"column {value!r}")
         ts = None if timestamp is None else _timestamps(df[timestamp])
         return cls._from_coo(rows, cols, vals, ts, duplicates, user_map, item_map)
 
@@ -105,8 +109,15 @@ class Interactions:
     def from_csv(cls, path, user: str = "user", item: str = "item", value: str | None = None,
                  timestamp: str | None = None, duplicates: str = "sum",
                  **read_csv_kwargs) -> Interactions:
-        """Read a CSV (any ``pandas.read_csv`` options) and build as :meth:`from_pandas`."""
-        df = pd.read_csv(path, **read_csv_kwargs)
+        """Read a CSV (any ``pandas.read_csv`` options) and build as :meth:`from_pandas`.
+
+        The user and item columns are read as strings unless ``dtype`` says otherwise, so that
+        ids such as ``007`` and ``7`` stay two different ids (pandas would parse both as 7).
+        """
+        dtype = read_csv_kwargs.pop("dtype", None)
+        if dtype is None:
+            dtype = {user: str, item: str}
+        df = pd.read_csv(path, dtype=dtype, **read_csv_kwargs)
         return cls.from_pandas(df, user, item, value, timestamp, duplicates)
 
     @classmethod
@@ -158,6 +169,7 @@ class Interactions:
             if ts is not None:
                 ts = np.maximum.reduceat(ts, starts)
             rows, cols = rows[starts], cols[starts]
+            _check_float32(vals, f"the {duplicates} of duplicate interactions")
         keep = vals != 0
         if not keep.all():
             logger.info("dropping %d interactions with value 0", int((~keep).sum()))
@@ -227,7 +239,19 @@ class Interactions:
             self.users, self.items)
 
 
-def _codes(column: pd.Series, id_map: IdMap | None) -> tuple[IdMap, np.ndarray]:
+def _check_float32(values: np.ndarray, what: str) -> None:
+    if values.size and np.abs(values).max() > np.finfo(np.float32).max:
+        raise ValueError(f"{what} holds values beyond float32's range (largest magnitude "
+                         f"{np.abs(values).max():.3g}); rescale them")
+
+
+def _codes(column: pd.Series, id_map: IdMap | None, name: str) -> tuple[IdMap, np.ndarray]:
+    kind = pd.api.types.infer_dtype(column, skipna=False)
+    if kind.startswith("mixed"):
+        kinds = sorted({type(v).__name__ for v in column.head(100_000)})
+        raise TypeError(f"id column {name!r} mixes kinds of ids ({', '.join(kinds)}): 7 and "
+                        f"'7' would be told apart or merged by accident; convert the column to "
+                        f"one type first, e.g. df[{name!r}].astype(str)")
     if id_map is not None:
         return id_map, id_map.to_index(column.to_numpy()).astype(np.int64)
     try:
@@ -241,6 +265,8 @@ def _timestamps(column: pd.Series) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(column):
         if column.isna().any():
             raise ValueError("timestamp column holds missing values")
+        if isinstance(column.dtype, pd.DatetimeTZDtype):  # an instant: Unix seconds in UTC
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
         return column.astype("datetime64[s]").astype(np.int64).to_numpy()
     if not pd.api.types.is_numeric_dtype(column):
         raise TypeError(f"timestamp column must be numeric or datetime, got {column.dtype}")
