@@ -8,6 +8,9 @@ renamed, so a killed job never leaves a partial file behind; a sharded run write
 ``_SUCCESS`` after its last part.
 
 Output columns: ``user`` (raw id), ``rank`` (1..N), ``item`` (raw id), ``score`` (float32).
+What is excluded from a user's list is chosen with ``exclude`` (:data:`EXCLUDE`): by default
+every training interaction of the user, whatever its value (a movie rated 1 is as "seen" as
+one rated 5), not only the positives the model scores from.
 """
 
 from __future__ import annotations
@@ -26,20 +29,38 @@ from recsys.models.base import Recommender
 logger = logging.getLogger(__name__)
 
 
+#: ``exclude`` choices: every training interaction (``"training"``), only the training
+#: positives the model scores from (``"positives"``), or nothing (``"none"``).
+EXCLUDE = ("training", "positives", "none")
+
+
 def recommend_frame(model: Recommender, history: Interactions, users: np.ndarray, k: int,
-                    batch_size: int = 4096, show_progress: bool = False):
-    """A pyarrow Table of the top-``k`` unseen items of ``users`` (row indices of history)."""
+                    batch_size: int = 4096, show_progress: bool = False,
+                    seen: Interactions | None = None, exclude_seen: bool = True):
+    """A pyarrow Table of the top-``k`` items of ``users`` (row indices of ``history``).
+
+    ``history`` is what the model scores from; its items are excluded, and so are those of
+    ``seen`` (same index space; e.g. every training interaction, rated or not) when given;
+    ``exclude_seen=False`` excludes nothing. ``k`` above the catalogue lists every candidate.
+    """
     import pyarrow as pa
 
     X = history.matrix
+    extra = None
+    if seen is not None:
+        if seen.users != history.users or seen.items != history.items:
+            raise ValueError("seen and history must share their id maps")
+        extra = seen.matrix
     parts = []
     for start in tqdm(range(0, users.size, batch_size), desc="recommend",
                       disable=not show_progress):
         block = users[start:start + batch_size]
-        ids, scores = model.recommend(block, X, k=k)
+        ids, scores = model.recommend(block, X, k=k, exclude_seen=exclude_seen,
+                                      exclude=extra if exclude_seen else None)
+        width = ids.shape[1]  # k, or the catalogue when k is larger
         valid = ids >= 0  # rows run short only when a user has fewer than k unseen items
-        rows = np.repeat(block, k).reshape(block.size, k)[valid]
-        ranks = np.tile(np.arange(1, k + 1, dtype=np.int32), (block.size, 1))[valid]
+        rows = np.repeat(block, width).reshape(block.size, width)[valid]
+        ranks = np.tile(np.arange(1, width + 1, dtype=np.int32), (block.size, 1))[valid]
         parts.append((rows, ranks, ids[valid], scores[valid]))
     rows, ranks, items, scores = (np.concatenate(p) for p in zip(*parts)) if parts else (
         np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
@@ -48,12 +69,18 @@ def recommend_frame(model: Recommender, history: Interactions, users: np.ndarray
                      "score": np.asarray(scores, dtype=np.float32)})
 
 
+def _stale_temporaries(folder: Path, name: str) -> list[Path]:
+    return list(folder.glob(f".{name}.*.tmp"))
+
+
 def write_parquet_atomic(table, path: str | os.PathLike) -> Path:
     """Write ``table`` to ``path`` through a temporary file in the same folder + rename."""
     import pyarrow.parquet as pq
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _stale_temporaries(path.parent, path.name):  # left by a killed run
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -66,36 +93,56 @@ def write_parquet_atomic(table, path: str | os.PathLike) -> Path:
 
 
 def recommend_to_parquet(model: Recommender, history: Interactions, k: int, out,
-                         users=None, batch_size: int = 4096, show_progress: bool = True
-                         ) -> Path:
-    """Top-``k`` for ``users`` (row indices; default every user) into one Parquet file."""
+                         users=None, batch_size: int = 4096, show_progress: bool = True,
+                         seen: Interactions | None = None, exclude_seen: bool = True) -> Path:
+    """Top-``k`` for ``users`` (row indices; default every user) into one Parquet file
+    (``seen``: more items to exclude, see :func:`recommend_frame`)."""
     users = np.arange(history.shape[0]) if users is None else np.asarray(users)
-    table = recommend_frame(model, history, users, k, batch_size, show_progress)
+    table = recommend_frame(model, history, users, k, batch_size, show_progress, seen,
+                            exclude_seen)
     path = write_parquet_atomic(table, out)
     logger.info("wrote %d recommendations for %d users to %s", table.num_rows, users.size, path)
     return path
 
 
+def job_inputs(exp, exclude: str = "training") -> tuple[Interactions, Interactions | None]:
+    """``(history, seen)`` of a prepared experiment for a batch job: the positives the model
+    scores from, and the further interactions to exclude (``exclude`` in :data:`EXCLUDE`)."""
+    if exclude not in EXCLUDE:
+        raise ValueError(f"exclude must be one of {EXCLUDE}, got {exclude!r}")
+    return exp.history, exp.seen if exclude == "training" else None
+
+
 def _score_shard(model_path: str, data: str, data_home, start: int, stop: int, k: int,
-                 part: str, batch_size: int) -> str:
+                 part: str, batch_size: int, exclude: str = "training") -> str:
     """One Dask task: load the model and the data, score users [start, stop), write ``part``."""
     from recsys.experiment import load_experiment
 
     model = Recommender.load(model_path)
-    history = load_experiment(data, data_home=data_home).full().history
+    history, seen = job_inputs(load_experiment(data, data_home=data_home).full(), exclude)
     return str(recommend_to_parquet(model, history, k, part, np.arange(start, stop),
-                                    batch_size, show_progress=False))
+                                    batch_size, show_progress=False, seen=seen,
+                                    exclude_seen=exclude != "none"))
+
+
+def clear_output_folder(out_dir: Path) -> None:
+    """Remove what an earlier sharded run left in ``out_dir`` (its ``_SUCCESS``, its parts and
+    the temporary files of a killed run); nothing else is touched."""
+    (out_dir / "_SUCCESS").unlink(missing_ok=True)
+    for old in [*out_dir.glob("part-*.parquet"), *out_dir.glob(".part-*.parquet.*.tmp")]:
+        old.unlink(missing_ok=True)
 
 
 def recommend_sharded(model_path, data: str, k: int, out_dir, n_shards: int,
                       scheduler: str | None = None, data_home=None, batch_size: int = 4096,
-                      n_workers: int | None = None) -> list[Path]:
+                      n_workers: int | None = None, exclude: str = "training") -> list[Path]:
     """Top-``k`` for every user of ``data`` over ``n_shards`` contiguous user shards on Dask.
 
     ``scheduler``: a ``tcp://host:port`` address, or None for a LocalCluster of
     ``n_workers`` single-threaded processes. Writes ``part-00000.parquet`` ... and
-    ``_SUCCESS`` into ``out_dir``; returns the part paths. recsys must be installed on the
-    workers (the Dask scheduler also unpickles the task graph).
+    ``_SUCCESS`` into ``out_dir`` (after clearing the parts and ``_SUCCESS`` of an earlier
+    run there, so two runs never mix); returns the part paths. recsys must be installed on
+    the workers (the Dask scheduler also unpickles the task graph).
     """
     from dask.distributed import Client, LocalCluster
 
@@ -104,9 +151,11 @@ def recommend_sharded(model_path, data: str, k: int, out_dir, n_shards: int,
     n_users = load_experiment(data, data_home=data_home).split.train.shape[0]
     if n_shards < 1:
         raise ValueError(f"n_shards must be >= 1, got {n_shards}")
+    if exclude not in EXCLUDE:
+        raise ValueError(f"exclude must be one of {EXCLUDE}, got {exclude!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "_SUCCESS").unlink(missing_ok=True)
+    clear_output_folder(out_dir)
     bounds = np.linspace(0, n_users, n_shards + 1).astype(int)
     data_home = None if data_home is None else str(data_home)
     cluster = None
@@ -118,7 +167,7 @@ def recommend_sharded(model_path, data: str, k: int, out_dir, n_shards: int,
             futures = [client.submit(_score_shard, str(model_path), data, data_home,
                                      int(bounds[i]), int(bounds[i + 1]), k,
                                      str(out_dir / f"part-{i:05d}.parquet"), batch_size,
-                                     pure=False)
+                                     exclude, pure=False)
                        for i in range(n_shards)]
             parts = [Path(p) for p in client.gather(futures)]
     finally:
@@ -129,5 +178,5 @@ def recommend_sharded(model_path, data: str, k: int, out_dir, n_shards: int,
     return parts
 
 
-__all__ = ["recommend_frame", "recommend_sharded", "recommend_to_parquet",
-           "write_parquet_atomic"]
+__all__ = ["EXCLUDE", "clear_output_folder", "job_inputs", "recommend_frame",
+           "recommend_sharded", "recommend_to_parquet", "write_parquet_atomic"]

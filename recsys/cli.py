@@ -20,9 +20,15 @@ import logging
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 logger = logging.getLogger("recsys.cli")
+
+
+#: What bad input raises (bad files, parameters, data): reported in one line, exit code 2.
+_USER_ERRORS = (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile,
+                MemoryError, NotImplementedError)
 
 
 def _parse_value(text: str):
@@ -110,7 +116,7 @@ def cmd_evaluate(args) -> dict:
 
 
 def cmd_recommend(args) -> dict:
-    from recsys.batch import recommend_sharded, recommend_to_parquet
+    from recsys.batch import job_inputs, recommend_sharded, recommend_to_parquet
     from recsys.experiment import load_experiment
 
     if args.shards:
@@ -119,13 +125,17 @@ def cmd_recommend(args) -> dict:
             model_path = str(Path(tempfile.mkdtemp()) / "model.npz")
             _load_model(args).save(model_path)
         parts = recommend_sharded(model_path, args.dataset, args.k, args.out, args.shards,
-                                  scheduler=args.dask_scheduler, data_home=args.data_home)
+                                  scheduler=args.dask_scheduler, data_home=args.data_home,
+                                  exclude=args.exclude)
         return {"parts": [str(p) for p in parts]}
     model = _load_model(args)
-    history = load_experiment(args.dataset, data_home=args.data_home).full().history
+    exp = load_experiment(args.dataset, data_home=args.data_home).full()
+    history, seen = job_inputs(exp, args.exclude)
     path = recommend_to_parquet(model, history, args.k, args.out,
-                                show_progress=not args.quiet)
-    return {"path": str(path), "users": history.shape[0], "k": args.k}
+                                show_progress=not args.quiet, seen=seen,
+                                exclude_seen=args.exclude != "none")
+    return {"path": str(path), "users": history.shape[0], "k": args.k,
+            "excluded": args.exclude}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dataset", default="ml-100k")
         p.add_argument("--data-home", default=None, help="data cache ($RECSYS_DATA_HOME)")
         p.add_argument("--quiet", action="store_true", help="no progress bars or log")
-        p.add_argument("--verbose", action="store_true", help="debug log")
+        p.add_argument("--verbose", action="store_true",
+                       help="debug log, and the traceback of an error")
 
     p = sub.add_parser("sweep", help="tune a model with Optuna, log trials to MLflow")
     common(p)
@@ -179,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--shards", type=int, default=0, help="score user shards on Dask")
             p.add_argument("--dask-scheduler", default=None,
                            help="tcp://host:port (default: a LocalCluster)")
+            p.add_argument("--exclude", choices=("training", "positives", "none"),
+                           default="training",
+                           help="what is never recommended back to a user: every training "
+                           "interaction of theirs, rated or not (training, the default), only "
+                           "the training positives the model scores from (positives: e.g. a "
+                           "movie rated 2 can come back), or nothing (none)")
         p.set_defaults(run=func)
     return parser
 
@@ -193,9 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         result = args.run(args)
-    except (ValueError, FileNotFoundError) as exc:  # bad input: a message, not a traceback
+    except _USER_ERRORS as exc:  # bad input: one line, not a traceback (--verbose shows it)
         logger.debug("failed", exc_info=True)
-        print(f"recsys {args.command}: error: {exc}", file=sys.stderr)
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"recsys {args.command}: error: {type(exc).__name__}: {message}".splitlines()[0],
+              file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))
     return 0

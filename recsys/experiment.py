@@ -52,6 +52,12 @@ class Experiment:
         return self.split.train.binarize(self.threshold)
 
     @property
+    def seen(self) -> Interactions:
+        """Every training interaction, whatever its value (a movie rated 1 included): what a
+        batch job must never recommend back to the user."""
+        return self.split.train.binarize(None)
+
+    @property
     def test(self) -> Interactions:
         """Held-out positives."""
         return self.split.test.binarize(self.threshold)

@@ -422,3 +422,81 @@ def test_tz_aware_timestamps_are_utc_seconds():
                                                   "ts": stamps}), timestamp="ts")
     utc = int(pd.Timestamp("2024-03-01 11:00:00", tz="UTC").timestamp())
     assert data.timestamps.tolist() == [utc, utc + 3600]
+
+
+# -- 5. model files -----------------------------------------------------------------------------
+def _rewrite(path, out, change):
+    import json
+
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    change(arrays, meta)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(out, **arrays)
+    return out
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_round_trips_through_its_declared_schema(name, tmp_path):
+    X = small()
+    model = FAST[name]().fit(X)
+    loaded = Recommender.load(model.save(tmp_path / "m.npz"))
+    np.testing.assert_array_equal(loaded.score(np.arange(X.shape[0]), X),
+                                  model.score(np.arange(X.shape[0]), X))
+
+
+def test_crafted_model_files_are_refused(tmp_path):
+    X = small()
+    pop = MostPopular().fit(X).save(tmp_path / "pop.npz")
+    knn = ItemKNN(neighbors=3).fit(X).save(tmp_path / "knn.npz")
+    als = ALS(factors=3, iterations=1, random_state=0).fit(X).save(tmp_path / "als.npz")
+    simplex = SimpleX(factors=4, negatives=3, epochs=1, random_state=0).fit(X).save(
+        tmp_path / "sx.npz")
+    cases = {
+        "beyond the catalogue": (pop, lambda a, m: a.update(
+            item_popularity_=np.arange(1041, dtype=np.float32)), "shape"),
+        "a method overwritten": (pop, lambda a, m: a.update(
+            recommend=np.zeros(3, np.float32)), "no fitted attribute recommend"),
+        "a scalar overwriting a method": (pop, lambda a, m: m["fitted"].update(
+            score=1), "no fitted attribute score"),
+        "a wrong dtype": (als, lambda a, m: a.update(
+            user_factors_=a["user_factors_"].astype(np.int64)), "dtype"),
+        "factor tables that disagree": (als, lambda a, m: a.update(
+            item_factors_=np.zeros((X.shape[1], 5), np.float32)), "axis 1"),
+        "NaN factors": (als, lambda a, m: a["user_factors_"].__setitem__((0, 0), np.nan),
+                        "NaN"),
+        "a missing array": (als, lambda a, m: a.pop("item_factors_"), "lacks"),
+        "n_items_ not an int": (als, lambda a, m: m["fitted"].update(n_items_="9"),
+                                "n_items_"),
+        "an out-of-range sparse index": (knn, lambda a, m: a["similarity_.indices"]
+                                         .__setitem__(0, 500), "index 500"),
+        "a bad hyperparameter": (simplex, lambda a, m: m["params"].update(gamma=7.0),
+                                 "gamma"),
+        "an unknown hyperparameter": (simplex, lambda a, m: m["params"].update(evil=1),
+                                      "no parameter evil"),
+        "an unknown class": (pop, lambda a, m: m.update({"class": "os.system"}),
+                             "unknown model class"),
+    }
+    for what, (source, change, message) in cases.items():
+        crafted = _rewrite(source, tmp_path / "crafted.npz", change)
+        with pytest.raises(ValueError, match=message):
+            Recommender.load(crafted)
+            pytest.fail(what)
+
+
+def test_unreadable_model_files_get_a_clear_error(tmp_path):
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        Recommender.load(empty)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="not a readable recsys model file"):
+        Recommender.load(garbage)
+    bare = tmp_path / "bare.npy"
+    np.save(bare, np.arange(3))
+    with pytest.raises(ValueError, match="not a readable"):
+        Recommender.load(bare)
+    with pytest.raises(FileNotFoundError):
+        Recommender.load(tmp_path / "missing.npz")

@@ -26,6 +26,7 @@ from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.data.interactions import select_entries
 from recsys.models.base import Recommender, biased_factors
+from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,11 @@ class AltMin(Recommender):
         "incoherence": [Real(0, low_open=True)], "sample_splitting": BOOLEAN,
         "random_state": RANDOM_STATE, "num_threads": NUM_THREADS,
         "dtype": [Options("float32", "float64")], "show_progress": BOOLEAN}
+
+    _fitted = {"user_factors_": Array("f", ("n_users_", "k")),
+               "item_factors_": Array("f", ("n_items_", "k")),
+               "user_bias_": Array("f", ("n_users_",)), "item_bias_": Array("f", ("n_items_",)),
+               "global_mean_": Scalar(float)}
 
     def __init__(self, factors: int = 32, l2: float = 0.05, iterations: int = 15,
                  solver: str = "cholesky", cg_steps: int = 3, biases: bool = True,

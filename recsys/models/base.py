@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ import scipy.sparse as sp
 
 from recsys._constraints import validate_params
 from recsys._validation import as_csr, check_users
+from recsys.models.schema import Array, Scalar, check_fitted
 from recsys.topk import topk_factors, topk_history, topk_scores
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,9 @@ class Recommender(ABC):
     #: What each constructor argument may be (see :mod:`recsys._constraints`), checked by
     #: :meth:`_validate_params` at ``fit`` and ``load``; every parameter must be declared.
     _parameter_constraints: ClassVar[dict[str, list]] = {}
+    #: The fitted attributes a model file may set (see :mod:`recsys.models.schema`), beyond
+    #: ``n_users_`` and ``n_items_``.
+    _fitted: ClassVar[dict[str, Array | Scalar]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -160,7 +165,8 @@ class Recommender(ABC):
         return scores[0] if scalar else scores
 
     def recommend(self, users, X, k: int = 10, exclude_seen: bool = True, items=None,
-                  batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  batch_size: int | None = None, exclude=None
+                  ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for ``users`` (row indices of the full history matrix ``X``).
 
         Parameters
@@ -176,6 +182,9 @@ class Recommender(ABC):
             Rank only these candidate items.
         batch_size : int, optional
             Users per scoring batch for dense-score models (bounds memory).
+        exclude : CSR (n_rows, n_items), optional
+            More items never to recommend, per row of ``X`` (e.g. every training interaction
+            of the user when ``X`` holds only the positives the model scores from).
 
         Returns
         -------
@@ -196,7 +205,14 @@ class Recommender(ABC):
                 raise ValueError(f"items must lie in [0, {n_items})")
             if np.unique(candidates).size != candidates.size:
                 raise ValueError("items holds duplicates")
+        extra = exclude
         exclude = X[users] if exclude_seen else None
+        if extra is not None:
+            extra = as_csr(extra, "exclude", allow_empty=True, n_items=n_items)
+            if extra.shape[0] != X.shape[0]:
+                raise ValueError(f"exclude has {extra.shape[0]} rows but X has {X.shape[0]}")
+            extra = extra[users]
+            exclude = extra if exclude is None else _union(exclude, extra)
         if candidates is not None and exclude is not None:
             exclude = _restrict_columns(exclude, candidates, n_items)
         threads = getattr(self, "num_threads", 0) or 0
@@ -276,8 +292,10 @@ class Recommender(ABC):
                 arrays[name] = value
             else:
                 scalars[name] = value.item() if isinstance(value, np.generic) else value
+        params = self.get_params()
         meta = {"format": _FORMAT_VERSION, "class": type(self).__name__,
-                "params": _json_params(self.get_params()), "fitted": scalars, "sparse": sparse}
+                "params": _json_params(params), "fitted": scalars, "sparse": sparse,
+                "unsaved": [name for name, value in params.items() if not _jsonable(value)]}
         arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -292,12 +310,33 @@ class Recommender(ABC):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recommender:
-        """Read a model written by :meth:`save` (``allow_pickle=False``)."""
-        with np.load(path, allow_pickle=False) as npz:
-            if _META_KEY not in npz.files:
-                raise ValueError(f"{path} is not a recsys model file (no metadata)")
-            meta = json.loads(npz[_META_KEY].tobytes().decode())
-            arrays = {name: npz[name] for name in npz.files if name != _META_KEY}
+        """Read a model written by :meth:`save` (``allow_pickle=False``).
+
+        The file is checked before anything is set: it must be an ``.npz`` archive with the
+        metadata, of a registered class; only the attributes that class declares (its
+        ``_fitted`` schema) are set, each with its declared dtype and a shape consistent with
+        the metadata and the other arrays, and the hyperparameters pass the class's
+        constraints. Anything else is a ``ValueError`` naming the problem.
+        """
+        path = Path(path)
+        if path.is_file() and path.stat().st_size == 0:
+            raise ValueError(f"{path} is empty (0 bytes): not a recsys model file")
+        try:
+            npz = np.load(path, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ValueError("a bare array, not an .npz archive")
+            with npz:
+                if _META_KEY not in npz.files:
+                    raise ValueError("no metadata")
+                meta = json.loads(npz[_META_KEY].tobytes().decode())
+                arrays = {name: npz[name] for name in npz.files if name != _META_KEY}
+        except FileNotFoundError:
+            raise
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not a readable recsys model file: {exc}") from exc
+        if not isinstance(meta, dict) or not {"format", "class", "params", "fitted",
+                                              "sparse"} <= set(meta):
+            raise ValueError(f"{path}: malformed metadata")
         if meta.get("format") != _FORMAT_VERSION:
             raise ValueError(f"{path}: unsupported model format {meta.get('format')}")
         model_cls = _REGISTRY.get(meta["class"])
@@ -305,15 +344,46 @@ class Recommender(ABC):
             raise ValueError(f"{path} holds an unknown model class {meta['class']!r}")
         if cls is not Recommender and not issubclass(model_cls, cls):
             raise TypeError(f"{path} holds a {meta['class']}, not a {cls.__name__}")
-        model = model_cls(**meta["params"])
+        params = dict(meta["params"]) if isinstance(meta["params"], dict) else {}
+        defaults = model_cls().get_params()
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise ValueError(f"{path}: {meta['class']} has no parameter {', '.join(unknown)}")
+        for name in meta.get("unsaved", []):  # an object saved as its repr: back to default
+            if name in params:
+                logger.warning("%s: parameter %s was not saved (%s); the loaded model uses "
+                               "the default %r", path, name, params[name], defaults[name])
+                params[name] = defaults[name]
+        model = model_cls(**params)
+        try:
+            model._validate_params()
+        except TypeError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
         for name in meta["sparse"]:
-            shape = tuple(arrays.pop(f"{name}.shape"))
-            setattr(model, name, sp.csr_matrix(
-                tuple(arrays.pop(f"{name}.{p}") for p in ("data", "indices", "indptr")),
-                shape=shape))
-        for name, value in {**meta["fitted"], **arrays}.items():
+            parts = [f"{name}.{p}" for p in ("data", "indices", "indptr", "shape")]
+            if not all(part in arrays for part in parts):
+                raise ValueError(f"{path}: sparse {name} lacks one of {parts}")
+            data, indices, indptr, shape = (arrays.pop(part) for part in parts)
+            if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 0).any():
+                raise ValueError(f"{path}: sparse {name} has a bad shape {shape.tolist()}")
+            if indptr.ndim != 1 or indptr.size != int(shape[0]) + 1:
+                raise ValueError(f"{path}: sparse {name} has {indptr.size} row pointers for "
+                                 f"{int(shape[0])} rows")
+            X = sp.csr_matrix((int(shape[0]), int(shape[1])), dtype=data.dtype)
+            X.data, X.indices, X.indptr = data, indices, indptr  # checked by check_fitted
+            arrays[name] = X
+        attributes = check_fitted(meta["class"], model_cls._fitted, meta["fitted"], arrays)
+        for name, value in attributes.items():
             setattr(model, name, value)
         return model
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -350,6 +420,13 @@ def biased_factors(user_factors: np.ndarray, user_bias: np.ndarray, item_factors
 def _rows_per_batch(n_items: int) -> int:
     """Users per dense score block: about 64 MiB of float32 scores."""
     return max(1, (64 << 20) // (4 * n_items))
+
+
+def _union(a: sp.csr_matrix, b: sp.csr_matrix) -> sp.csr_matrix:
+    """The stored positions of either matrix (values 1), sorted."""
+    out = ((a != 0) + (b != 0)).astype(np.float32).tocsr()
+    out.sort_indices()
+    return out
 
 
 def _restrict_columns(X: sp.csr_matrix, columns: np.ndarray, n_cols: int) -> sp.csr_matrix:

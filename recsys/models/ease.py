@@ -23,6 +23,7 @@ from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import available_memory
 from recsys.models.base import Recommender
 from recsys.models.knn import cosine_neighbours
+from recsys.models.schema import Array
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class EASE(Recommender):
                               "dtype": [Options("float32", "float64")],
                               "max_items_dense": [Integer(0), None], "neighbors": [Integer(1)],
                               "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
+
+    _fitted = {"B_": Array("f", ("n_items_", "n_items_"), sparse=None)}
 
     def __init__(self, l2: float = 500.0, dtype: str = "float32",
                  max_items_dense: int | None = None, neighbors: int = 256,

@@ -16,6 +16,7 @@ from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Rea
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import check_random_state
 from recsys.models.base import Recommender
+from recsys.models.schema import Array
 
 
 def _seed(random_state) -> int:
@@ -27,6 +28,9 @@ def _seed(random_state) -> int:
 
 class _ImplicitFactors(Recommender):
     uses_user_state = True
+
+    _fitted = {"user_factors_": Array("f", ("n_users_", "k")),
+               "item_factors_": Array("f", ("n_items_", "k"))}
 
     def _make(self):
         raise NotImplementedError

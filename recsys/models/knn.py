@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Real
 from recsys._threads import resolve_num_threads
 from recsys.models.base import Recommender
+from recsys.models.schema import Array
 from recsys.topk import topk_scores
 
 
@@ -38,6 +39,8 @@ class ItemKNN(Recommender):
     _parameter_constraints = {"neighbors": [Integer(1)], "shrink": [Real(0)],
                               "batch_size": [Integer(1)], "num_threads": NUM_THREADS,
                               "show_progress": BOOLEAN}
+
+    _fitted = {"similarity_": Array("f", ("n_items_", "n_items_"), sparse=True)}
 
     def __init__(self, neighbors: int = 100, shrink: float = 0.0, batch_size: int = 512,
                  num_threads: int = 0, show_progress: bool = False):

@@ -36,6 +36,7 @@ from recsys._ext._nbmf import h_step, nnls_rows, qubo_energy, qubo_terms
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import check_random_state
 from recsys.models.base import Recommender
+from recsys.models.schema import Array
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ class NBMF(Recommender):
         "w_solver": [Options(*_W_SOLVERS)], "w_iterations": [Integer(1)], "tol": [Real(0)],
         "frequency_scaling": [Real(0)], "masked": BOOLEAN, "random_state": RANDOM_STATE,
         "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
+
+    _fitted = {"user_factors_": Array("f", ("n_users_", "k")),
+               "item_codes_": Array("u", ("n_items_",)), "loss_": Array("f", ("t",))}
 
     def __init__(self, factors: int = 32, l2: float = 0.5, iterations: int = 20,
                  solver: Any = "anneal", num_reads: int = 1, num_sweeps: int = 100,

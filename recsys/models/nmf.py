@@ -26,6 +26,7 @@ from recsys._ext._nmf import cd_rows, gather
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import check_random_state
 from recsys.models.base import Recommender, biased_factors
+from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,11 @@ class MaskedNMF(Recommender):
                               "frequency_scaling": [Real(0)], "inner": [Integer(1)],
                               "random_state": RANDOM_STATE, "num_threads": NUM_THREADS,
                               "show_progress": BOOLEAN}
+
+    _fitted = {"user_factors_": Array("f", ("n_users_", "k")),
+               "item_factors_": Array("f", ("n_items_", "k")),
+               "user_bias_": Array("f", ("n_users_",)), "item_bias_": Array("f", ("n_items_",)),
+               "global_mean_": Scalar(float), "loss_": Array("f", ("t",))}
 
     def __init__(self, factors: int = 15, l2: float = 0.8, iterations: int = 10,
                  biases: bool = True, frequency_scaling: float = 0.5, inner: int = 1,

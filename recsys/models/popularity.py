@@ -6,6 +6,7 @@ import numpy as np
 
 from recsys._constraints import Options
 from recsys.models.base import Recommender
+from recsys.models.schema import Array
 
 
 class MostPopular(Recommender):
@@ -18,6 +19,8 @@ class MostPopular(Recommender):
     """
 
     _parameter_constraints = {"weighting": [Options("count", "sum")]}
+
+    _fitted = {"item_popularity_": Array("f", ("n_items_",))}
 
     def __init__(self, weighting: str = "count"):
         self.weighting = weighting

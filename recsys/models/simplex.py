@@ -42,6 +42,7 @@ from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.data.interactions import row_of_values, select_entries
 from recsys.evaluation import evaluate, is_metric_key
 from recsys.models.base import Recommender
+from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +210,14 @@ class SimpleX(Recommender):
         "metric": [Satisfies(is_metric_key, "an evaluate() key such as 'recall_at_20'",
                               str)],
         "random_state": RANDOM_STATE, "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
+
+    _fitted = {
+        "user_factors_": Array("f", ("n_users_", "d")),
+        "item_factors_": Array("f", ("n_items_", "d")), "W_": Array("f", ("d", "d")),
+        "item_bias_": Array("f", ("n_items_",)), "attention_": Array("f", ("d", "d")),
+        "attention_bias_": Array("f", ("d",)), "user_bias_": Array("f", ("n_users_",)),
+        "global_bias_": Array("f", (1,)), "history_": Scalar(list), "schedule_": Scalar(list),
+        "best_epoch_": Scalar(int, optional=True)}
 
     def __init__(self, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
                  negative_weight: float = 150.0, gamma: float = 1.0, aggregator: str = "mean",

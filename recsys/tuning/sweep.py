@@ -76,6 +76,10 @@ def trial_seed(study_seed: int, params: dict[str, Any]) -> int:
 def make_model(cls: type[Recommender], params: dict[str, Any], seed: int) -> Recommender:
     """``cls`` with the sweep's fixed values, ``params`` and ``seed`` (when it takes one)."""
     names = cls._param_names()
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"valid: {names}")
     kwargs = {**FIXED.get(cls.__name__, {}), **params}
     if "random_state" in names:
         kwargs["random_state"] = seed
