@@ -202,3 +202,84 @@ def test_parent_tags_survive_a_concurrent_writer():
     assert client.tags == {"best.l2": "500.0", "best.trial": "3"}
     with pytest.raises(MlflowException):
         _set_tags(RacyClient({"best.l2": 9}), "run", {"best.l2": "1.0"}, attempts=3)
+
+
+def test_a_trial_killed_before_it_recorded_its_worker_is_failed(tmp_path, data_home):
+    """Optuna creates the trial, the worker dies before the objective's first line: the trial
+    would stay RUNNING forever (no worker to check, no heartbeat). The next run fails it."""
+    import datetime
+
+    from recsys.tuning import sweep
+    from recsys.tuning.sweep import ORPHAN_GRACE_S, open_storage
+
+    journal = str(tmp_path / "journal.log")
+    storage = open_storage(journal)
+    study = optuna.create_study(study_name="orphan", storage=storage, direction="maximize")
+    started = datetime.datetime.now() - datetime.timedelta(seconds=2 * ORPHAN_GRACE_S)
+    template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                         params={}, distributions={})
+    template.datetime_start = started
+    orphan = storage.create_new_trial(study._study_id, template_trial=template)
+    fresh = storage.create_new_trial(study._study_id)  # another worker's, just created
+    assert storage.get_trial(orphan).state == optuna.trial.TrialState.RUNNING
+    sweep("mostpopular", "ml-100k", n_trials=1, storage=journal, study_name="orphan",
+          tracking_uri=f"sqlite:///{tmp_path}/m.db", data_home=data_home, show_progress=False)
+    assert storage.get_trial(orphan).state == optuna.trial.TrialState.FAIL
+    assert storage.get_trial(fresh).state == optuna.trial.TrialState.RUNNING  # left alone
+
+
+def test_a_bad_metric_is_rejected_before_any_fit_or_run(tmp_path, data_home, monkeypatch):
+    from recsys.models import EASE
+    from recsys.tuning import sweep
+
+    fits = []
+    monkeypatch.setattr(EASE, "fit", lambda self, X: fits.append(1) or self)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    for bad in ("ndcg@10", "ndcg_at_0", "auc_at_10", "ndcg_at_ten"):
+        with pytest.raises(ValueError, match="unknown metric"):
+            sweep("ease", "ml-100k", n_trials=2, metric=bad, storage=str(tmp_path / "j.log"),
+                  tracking_uri=uri, data_home=data_home, show_progress=False)
+    assert fits == []
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    assert mlflow.search_runs(search_all_experiments=True).empty  # no run at all, none RUNNING
+    out = cli(["sweep", "--model", "ease", "--metric", "ndcg@10", "--trials", "1",
+               "--tracking-uri", uri, "--storage", str(tmp_path / "j.log"), "--quiet"],
+              tmp_path, data_home, timeout=120)
+    assert out.returncode == 2 and "unknown metric" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_metric_at_another_k_is_evaluated(tmp_path, data_home):
+    from recsys.tuning import sweep
+
+    result = sweep("mostpopular", "ml-100k", n_trials=1, metric="recall_at_5",
+                   storage=str(tmp_path / "j.log"), tracking_uri=f"sqlite:///{tmp_path}/m.db",
+                   data_home=data_home, show_progress=False)
+    assert np.isfinite(result.best_value) and "recall_at_5" in result.test_metrics
+
+
+def test_cli_bad_model_files_and_params_are_one_line(tmp_path, data_home):
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    for args, message in (
+            (["evaluate", "--model-path", str(empty)], "empty"),
+            (["recommend", "--model-path", str(tmp_path / "nope.npz"), "--out",
+              str(tmp_path / "r.parquet")], "nope.npz"),
+            (["fit", "--model", "als", "--param", "factors=0", "--out",
+              str(tmp_path / "m.npz")], "factors=0"),
+            (["fit", "--model", "als", "--param", "nosuch=1", "--out",
+              str(tmp_path / "m.npz")], "no parameter 'nosuch'"),
+            (["fit", "--model", "ease", "--param", "l2=NaN", "--out",
+              str(tmp_path / "m.npz")], "l2"),
+            (["fit", "--model", "simplex", "--param", "metric=auc", "--out",
+              str(tmp_path / "m.npz")], "metric")):
+        out = cli([*args, "--quiet"], tmp_path, data_home, timeout=300)
+        assert out.returncode == 2, (args, out.stderr[-500:])
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr, lines
+    assert not (tmp_path / "m.npz").exists()
+    verbose = cli(["evaluate", "--model-path", str(empty), "--verbose"], tmp_path, data_home,
+                  timeout=120)
+    assert verbose.returncode == 2 and "Traceback" in verbose.stderr

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.evaluation import evaluate
+from recsys.evaluation import evaluate, parse_metric
 from recsys.experiment import Experiment, load_experiment
 from recsys.models.base import _REGISTRY, Recommender, _json_params
 from recsys.tuning.spaces import FIXED, SPACES, suggest
@@ -135,9 +135,10 @@ def sweep(model: str | type, data: str | Experiment = "ml-100k", n_trials: int =
     cls = model_class(model)
     if cls.__name__ not in SPACES:
         raise ValueError(f"no search space for {cls.__name__}")
+    _, metric_k = parse_metric(metric)  # a bad metric fails here, before any fit or run
+    ks = tuple(sorted({*((k,) if isinstance(k, int) else tuple(k)), metric_k}))
     exp = data if isinstance(data, Experiment) else load_experiment(data, data_home=data_home)
     study_name = study_name or f"{exp.name}-{cls.__name__.lower()}"
-    ks = (k,) if isinstance(k, int) else tuple(k)
     tune = exp.tuning(random_state=seed)
     if not show_progress:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -157,11 +158,12 @@ def sweep(model: str | type, data: str | Experiment = "ml-100k", n_trials: int =
     _fail_orphaned_runs(client, experiment.experiment_id, parent_id, study)
 
     def objective(trial):
+        # first, so that a worker killed from here on is recognised as dead by the next run
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = suggest(trial, SPACES[cls.__name__])
         seed_t = trial_seed(seed, params)
         estimator = make_model(cls, params, seed_t)
         trial.set_user_attr("seed", seed_t)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         tags = {"mlflow.parentRunId": parent_id, _PARENT_TAG: study_name,
                 "recsys.trial": str(trial.number), "recsys.role": "trial"}
         with mlflow.start_run(run_name=f"trial-{trial.number}", tags=tags,
@@ -253,20 +255,39 @@ def _parent_run(client, experiment_id: str, study_name: str, exp: Experiment, cl
     return run.info.run_id
 
 
+#: A RUNNING trial that has not recorded its worker this long after it started belongs to a
+#: worker killed between Optuna creating the trial and the objective's first line.
+ORPHAN_GRACE_S = 120.0
+
+
 def _fail_orphaned_trials(study, storage) -> None:
-    """Mark RUNNING trials of dead processes on this host as FAIL (journal storage has no
-    heartbeat; RDB storages fail stale trials by heartbeat themselves)."""
+    """Mark RUNNING trials of dead workers as FAIL: those of dead processes on this host
+    (journal storage has no heartbeat; RDB storages fail stale trials by heartbeat
+    themselves), and on any storage those that never recorded a worker within
+    :data:`ORPHAN_GRACE_S` (killed before their first heartbeat or attribute)."""
+    import datetime
+
     import optuna
 
     host = socket.gethostname()
     study_id = storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker", "")
-        name, _, pid = worker.rpartition(":")
-        if name == host and pid.isdigit() and not _alive(int(pid)):
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
-            logger.warning("trial %d of a dead worker (pid %s) marked FAIL", t.number, pid)
+        worker = t.user_attrs.get("worker")
+        if worker is None:
+            started = t.datetime_start
+            now = datetime.datetime.now(started.tzinfo if started is not None else None)
+            age = (now - started).total_seconds() if started is not None else np.inf
+            if age < ORPHAN_GRACE_S:
+                continue
+            why = f"no worker recorded {age:.0f} s after it started"
+        else:
+            name, _, pid = worker.rpartition(":")
+            if not (name == host and pid.isdigit() and not _alive(int(pid))):
+                continue
+            why = f"its worker (pid {pid}) is dead"
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        logger.warning("trial %d marked FAIL: %s", t.number, why)
 
 
 def _alive(pid: int) -> bool:
