@@ -160,21 +160,26 @@ def topk_dense(floating[:, ::1] scores, int k, const int[::1] excl_indptr,
     cdef Py_ssize_t n_rows = scores.shape[0], n_cols = scores.shape[1], r
     cdef const int* ex_ptr = &excl_indptr[0] if excl_indptr.shape[0] > 0 else NULL
     cdef const int* ex_idx = &excl_indices[0] if excl_indices.shape[0] > 0 else NULL
-    cdef int nan_rows = 0
+    cdef int nan_rows = 0, no_memory = 0
     cdef floating* hs
     cdef int* hi
     if n_rows == 0:
         return 0
     with nogil, parallel(num_threads=num_threads):
-        hs = <floating*>malloc(k * sizeof(floating))
-        hi = <int*>malloc(k * sizeof(int))
+        hs = <floating*>malloc(<size_t>k * sizeof(floating))
+        hi = <int*>malloc(<size_t>k * sizeof(int))
         try:
             for r in prange(n_rows, schedule="dynamic", chunksize=16):
+                if hs == NULL or hi == NULL:
+                    no_memory += 1
+                    continue
                 nan_rows += _select_user(&scores[r, 0], n_cols, ex_ptr, ex_idx, r, k, hs, hi,
                                          &out_ids[r, 0], &out_scores[r, 0])
         finally:
             free(hs)
             free(hi)
+    if no_memory:
+        raise MemoryError(f"top-{k}: could not allocate the per-thread heaps")
     return nan_rows
 
 
@@ -207,18 +212,23 @@ def topk_factors(const floating[:, ::1] users, const floating[:, ::1] items, int
     cdef Py_ssize_t b, r, start, stop
     cdef const int* ex_ptr = &excl_indptr[0] if excl_indptr.shape[0] > 0 else NULL
     cdef const int* ex_idx = &excl_indices[0] if excl_indices.shape[0] > 0 else NULL
-    cdef int nan_rows = 0
+    cdef int nan_rows = 0, no_memory = 0
     cdef floating* buf
     cdef floating* hs
     cdef int* hi
     if n_users == 0:
         return 0
+    if batch_size < 1 or k < 1:
+        raise ValueError("batch_size and k must be >= 1")
     with nogil, parallel(num_threads=num_threads):
-        buf = <floating*>malloc(batch_size * n_items * sizeof(floating))
-        hs = <floating*>malloc(k * sizeof(floating))
-        hi = <int*>malloc(k * sizeof(int))
+        buf = <floating*>malloc(<size_t>batch_size * n_items * sizeof(floating))
+        hs = <floating*>malloc(<size_t>k * sizeof(floating))
+        hi = <int*>malloc(<size_t>k * sizeof(int))
         try:
             for b in prange(n_batches, schedule="dynamic"):
+                if buf == NULL or hs == NULL or hi == NULL:
+                    no_memory += 1
+                    continue
                 start = b * batch_size
                 stop = start + batch_size
                 if stop > n_users:
@@ -232,6 +242,9 @@ def topk_factors(const floating[:, ::1] users, const floating[:, ::1] items, int
             free(buf)
             free(hs)
             free(hi)
+    if no_memory:
+        raise MemoryError(f"top-{k}: could not allocate a thread's {batch_size} x {n_items} "
+                          "score buffer")
     return nan_rows
 
 
@@ -249,7 +262,7 @@ def topk_history(const int[::1] indptr, const int[::1] indices, const float[::1]
     cdef Py_ssize_t r, p, j
     cdef const int* ex_ptr = &excl_indptr[0] if excl_indptr.shape[0] > 0 else NULL
     cdef const int* ex_idx = &excl_indices[0] if excl_indices.shape[0] > 0 else NULL
-    cdef int nan_rows = 0
+    cdef int nan_rows = 0, no_memory = 0
     cdef floating v
     cdef const floating* w_row
     cdef floating* buf
@@ -258,11 +271,14 @@ def topk_history(const int[::1] indptr, const int[::1] indices, const float[::1]
     if n_rows == 0:
         return 0
     with nogil, parallel(num_threads=num_threads):
-        buf = <floating*>malloc(n_items * sizeof(floating))
-        hs = <floating*>malloc(k * sizeof(floating))
-        hi = <int*>malloc(k * sizeof(int))
+        buf = <floating*>malloc(<size_t>n_items * sizeof(floating))
+        hs = <floating*>malloc(<size_t>k * sizeof(floating))
+        hi = <int*>malloc(<size_t>k * sizeof(int))
         try:
             for r in prange(n_rows, schedule="dynamic", chunksize=4):
+                if buf == NULL or hs == NULL or hi == NULL:
+                    no_memory += 1
+                    continue
                 for j in range(n_items):
                     buf[j] = 0
                 for p in range(indptr[r], indptr[r + 1]):
@@ -276,4 +292,6 @@ def topk_history(const int[::1] indptr, const int[::1] indices, const float[::1]
             free(buf)
             free(hs)
             free(hi)
+    if no_memory:
+        raise MemoryError(f"top-{k}: could not allocate the per-thread score buffers")
     return nan_rows

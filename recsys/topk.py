@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from recsys._ext import _topk
 from recsys._threads import blas_limit, resolve_num_threads
-from recsys._validation import check_k
+from recsys._validation import check_k, check_structure
 
 _EMPTY = np.zeros(0, dtype=np.int32)
 # Scores buffered per thread: about 16 MiB, 32..256 rows. Measured on 20k users x 10k/40k items:
@@ -38,6 +38,7 @@ def _exclusion_arrays(exclude, n_rows: int, n_cols: int) -> tuple[np.ndarray, np
         raise ValueError(f"exclude has {exclude.shape[0]} rows but there are {n_rows} query rows")
     if exclude.shape[1] > n_cols:
         raise ValueError(f"exclude has {exclude.shape[1]} columns but there are {n_cols} items")
+    check_structure(exclude, "exclude")  # the kernel walks indptr without the GIL
     indices = np.ascontiguousarray(exclude.indices, dtype=np.int32)
     if indices.size and (indices.min() < 0 or indices.max() >= n_cols):
         raise ValueError("exclude holds item indices outside [0, n_items)")

@@ -6,6 +6,7 @@ valid data, huge memory requests, and a hypothesis fuzz over all of them. Either
 ``ValueError`` / ``TypeError`` / ``MemoryError`` naming the problem, or a valid model.
 """
 
+import os
 import warnings
 
 import numpy as np
@@ -330,7 +331,9 @@ def matrices(draw):
     return X
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get("RECSYS_FUZZ_EXAMPLES", 1500)), deadline=None,
+          suppress_health_check=list(HealthCheck), derandomize=os.environ.get(
+              "RECSYS_FUZZ_RANDOM") is None)
 @given(X=matrices(), name=st.sampled_from(ALL), query=matrices())
 def test_fuzz_fit_and_score_never_crash(X, name, query):
     with warnings.catch_warnings():

@@ -6,6 +6,7 @@ Models see row and column indices only; :class:`~recsys.data.IdMap` converts at 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -68,6 +69,8 @@ class Recommender(ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "fit" in cls.__dict__ and not getattr(cls.fit, "_checks_result", False):
+            cls.fit = _finite_result(cls.fit)
         if not inspect.isabstract(cls) and not cls.__name__.startswith("_"):
             _REGISTRY[cls.__name__] = cls
 
@@ -376,6 +379,30 @@ class Recommender(ABC):
         for name, value in attributes.items():
             setattr(model, name, value)
         return model
+
+
+def _finite_result(fit):
+    """Wrap a model's ``fit`` so that a fit ending with NaN or infinite learned values is a
+    ``ValueError`` naming the attribute (e.g. values so large that X^T X overflows float32),
+    never a model that silently scores NaN."""
+
+    @functools.wraps(fit)
+    def checked(self, *args, **kwargs):
+        out = fit(self, *args, **kwargs)
+        for name, value in vars(self).items():
+            if not name.endswith("_") or name.startswith("_"):
+                continue
+            data = value.data if sp.issparse(value) else value
+            if isinstance(data, np.ndarray) and data.dtype.kind == "f" and \
+                    not np.isfinite(data).all():
+                raise ValueError(
+                    f"{type(self).__name__} fit produced NaN or infinite values in {name}: "
+                    "the input values are probably too large for the arithmetic (rescale "
+                    "them, e.g. log1p of counts) or a hyperparameter makes the fit diverge")
+        return out
+
+    checked._checks_result = True
+    return checked
 
 
 def _jsonable(value) -> bool:
