@@ -84,6 +84,17 @@ def ranking_metrics(recommended: np.ndarray, test_X, k: int | Sequence[int] = (1
         raise ValueError(f"recommended must have one row per test row ({test.shape[0]}), "
                          f"got shape {recs.shape}")
     ks = _check_ks(k)
+    if recs.size:
+        size = n_items if n_items is not None else test.shape[1]
+        if recs.min() < -1 or recs.max() >= size:
+            raise ValueError(f"recommended ids must lie in [0, {size}) (-1 for none), got "
+                             f"[{recs.min()}, {recs.max()}]")
+        ordered = np.sort(recs, axis=1)
+        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+        if repeated.any():
+            row = int(np.flatnonzero(repeated.any(axis=1))[0])
+            raise ValueError(f"recommended row {row} lists an item twice; a hit would count "
+                             "twice")
     n_ks, n_users = ks.size, recs.shape[0]
     hits = np.zeros((n_ks, n_users), dtype=np.int32)
     dcg, ap, rr = (np.zeros((n_ks, n_users)) for _ in range(3))

@@ -503,3 +503,25 @@ def test_unreadable_model_files_get_a_clear_error(tmp_path):
         Recommender.load(bare)
     with pytest.raises(FileNotFoundError):
         Recommender.load(tmp_path / "missing.npz")
+
+
+def test_search_spaces_lie_inside_the_constraints():
+    from recsys.tuning import FIXED, SPACES
+
+    for name, space in SPACES.items():
+        for param, (kind, *args) in space.items():
+            values = args[0] if kind == "categorical" else [a for a in args if a != "log"]
+            for value in values:
+                FAST[name]().set_params(**FIXED.get(name, {}), **{param: value}
+                                        )._validate_params()
+
+
+def test_ranking_metrics_refuse_lists_that_would_count_a_hit_twice():
+    from recsys.evaluation import ranking_metrics
+
+    test = sp.csr_matrix(np.array([[1, 0, 1, 0]], np.float32))
+    assert ranking_metrics(np.array([[2, 0, -1]]), test, k=3)["recall_at_3"][0] == 1.0
+    with pytest.raises(ValueError, match="twice"):
+        ranking_metrics(np.array([[0, 0, 2]]), test, k=3)
+    with pytest.raises(ValueError, match="must lie in"):
+        ranking_metrics(np.array([[0, 9, 2]]), test, k=3)
