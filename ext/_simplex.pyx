@@ -1052,6 +1052,11 @@ def user_gradients(const int[::1] cols, int u, float[:, ::1] E, float[:, ::1] Q,
     if attn:
         _sink_attention(&sink, &K_view[0, 0], &A_view[0, 0], &ba_view[0], NULL, NULL,
                         &gA[0, 0], &gba[0], d)
+        if not _sink_ok(&sink, False, True):
+            _free(&s)
+            sink.acc = sink.bacc = NULL
+            _sink_free(&sink)
+            raise MemoryError("user_gradients: could not allocate the attention's buffers")
     try:
         _user(u, &cols[0], n, &hv[0], <int>hv.shape[0], &cols[0], n, <int>Q.shape[0],
               &E[0, 0], &Q[0, 0], &W[0, 0], bi_ptr, NULL, NULL, NULL,
