@@ -36,7 +36,7 @@ test: install
 # OpenBLAS core types and OMP_NUM_THREADS values)
 FLOAT_TESTS := tests/test_topk.py tests/test_models.py tests/test_ease.py tests/test_altmin.py \
 	tests/test_nmf.py tests/test_nbmf.py tests/test_metrics.py tests/test_evaluation.py \
-	tests/test_robustness.py
+	tests/test_robustness.py tests/test_model_api.py
 test-float: install
 	$(PY) -m pytest -q -p no:cacheprovider $(FLOAT_TESTS)
 

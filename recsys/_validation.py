@@ -217,6 +217,8 @@ def check_users(users, n_rows: int, name: str = "users") -> tuple[np.ndarray, bo
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0:
             raise ValueError(f"{name} holds negative index {lo}")
+        if hi >= n_rows and name != "users":
+            raise ValueError(f"{name} holds index {hi} but there are only {n_rows}")
         if hi >= n_rows:
             raise ValueError(
                 f"{name} holds index {hi} but the history matrix X has only {n_rows} rows. "

@@ -56,7 +56,7 @@ def recommend_frame(model: Recommender, history: Interactions, users: np.ndarray
                       disable=not show_progress):
         block = users[start:start + batch_size]
         ids, scores = model.recommend(block, X, k=k, exclude_seen=exclude_seen,
-                                      exclude=extra if exclude_seen else None)
+                                      filter_items=extra if exclude_seen else None)
         width = ids.shape[1]  # k, or the catalogue when k is larger
         valid = ids >= 0  # rows run short only when a user has fewer than k unseen items
         rows = np.repeat(block, width).reshape(block.size, width)[valid]

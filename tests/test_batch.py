@@ -29,7 +29,7 @@ def check_output(df: pd.DataFrame, model, history, k: int, seen=None):
     assert (df["rank"].to_numpy().reshape(-1, k) == np.arange(1, k + 1)).all()
     for row, u in enumerate(users):
         assert not set(items[row]) & set(S.indices[S.indptr[u]:S.indptr[u + 1]])
-    ids, scores = model.recommend(users, X, k=k, exclude=None if seen is None else S)
+    ids, scores = model.recommend(users, X, k=k, filter_items=None if seen is None else S)
     np.testing.assert_array_equal(items, ids)
     np.testing.assert_allclose(df["score"].to_numpy().reshape(-1, k), scores, rtol=1e-6)
 

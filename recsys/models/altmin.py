@@ -212,8 +212,8 @@ class AltMin(Recommender):
         self.item_bias_ = V[:, k].copy() if self.biases else np.zeros(len(V), V.dtype)
 
     def _factors(self, users, X):
-        return biased_factors(self.user_factors_[users], self.user_bias_[users],
-                              self.item_factors_, self.item_bias_, self.global_mean_)
+        U, b = self._user_state(users, X, self.user_factors_, self.user_bias_)
+        return biased_factors(U, b, self.item_factors_, self.item_bias_, self.global_mean_)
 
     def fold_in(self, X_new) -> tuple[np.ndarray, np.ndarray]:
         """Factors and biases of new users from their ratings (users x the fitted items).

@@ -21,8 +21,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys._constraints import validate_params
-from recsys._validation import as_csr, check_users
+from recsys._validation import as_csr, check_k, check_users
 from recsys.models.schema import Array, Scalar, check_fitted
+from recsys.models.similarity import cosine_neighbours, history_cosine_rows, row_neighbours
 from recsys.topk import topk_factors, topk_history, topk_scores
 
 logger = logging.getLogger(__name__)
@@ -149,13 +150,41 @@ class Recommender(ABC):
     def _check_query(self, users, X) -> tuple[np.ndarray, bool, sp.csr_matrix]:
         self._check_fitted()
         X = as_csr(X, "X", allow_empty=True, n_items=self.n_items_)
-        if self.uses_user_state and X.shape[0] != self.n_users_:
+        if self.uses_user_state and X.shape[0] < self.n_users_:
             raise ValueError(
                 f"X has {X.shape[0]} rows but {type(self).__name__} was fitted on "
                 f"{self.n_users_} users and keeps per-user factors. Pass the full history "
-                "matrix X (all users, as in fit) with `users` as row indices, not X[users]")
+                "matrix X (the fitted users first, as in fit; rows beyond them are new users, "
+                "folded in) with `users` as row indices, not X[users]")
         users, scalar = check_users(users, X.shape[0])
         return users, scalar, X
+
+    # -- new users ----------------------------------------------------------------------------
+    def fold_in(self, X_new):
+        """The per-user state (factors, and biases where the model has them) of new users,
+        learned from their history rows ``X_new`` (n_new x n_items) with everything else fixed.
+
+        ``recommend``, ``score`` and ``predict`` call it for the rows of ``X`` beyond the
+        fitted users. History-based models (EASE, ItemKNN, MostPopular) keep no per-user
+        state: they score any row as it is.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no per-user state: it scores "
+                                  "any history row directly, so there is nothing to fold in")
+
+    def _user_state(self, users: np.ndarray, X: sp.csr_matrix,
+                    *fitted: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Rows ``users`` of the fitted per-user arrays ``fitted``; rows of ``X`` beyond the
+        fitted users get theirs from :meth:`fold_in` of their history."""
+        new = users >= self.n_users_
+        known = np.where(new, 0, users)
+        out = [a[known] if len(a) else np.zeros((users.size, *a.shape[1:]), a.dtype)
+               for a in fitted]
+        if new.any():
+            folded = self.fold_in(X[users[new]])
+            folded = folded if isinstance(folded, tuple) else (folded,)
+            for part, value in zip(out, folded):
+                part[new] = value
+        return tuple(out)
 
     def score(self, users, X) -> np.ndarray:
         """Dense scores for ``users`` (row indices of ``X``) over all items.
@@ -168,7 +197,7 @@ class Recommender(ABC):
         return scores[0] if scalar else scores
 
     def recommend(self, users, X, k: int = 10, exclude_seen: bool = True, items=None,
-                  batch_size: int | None = None, exclude=None
+                  batch_size: int | None = None, filter_items=None
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for ``users`` (row indices of the full history matrix ``X``).
 
@@ -176,7 +205,9 @@ class Recommender(ABC):
         ----------
         users : int or array of int
         X : CSR (n_rows, n_items)
-            History of every user; row ``users[i]`` is user ``i``'s history.
+            History of every user; row ``users[i]`` is user ``i``'s history. Models with
+            per-user state read their fitted users from the first rows and fold in the rows
+            beyond them (new users, :meth:`fold_in`).
         k : int
             Number of items; clipped to the number of candidates (then all are ranked).
         exclude_seen : bool
@@ -185,9 +216,12 @@ class Recommender(ABC):
             Rank only these candidate items.
         batch_size : int, optional
             Users per scoring batch for dense-score models (bounds memory).
-        exclude : CSR (n_rows, n_items), optional
-            More items never to recommend, per row of ``X`` (e.g. every training interaction
-            of the user when ``X`` holds only the positives the model scores from).
+        filter_items : array of int or CSR (n_rows, n_items), optional
+            A block-list: item indices never recommended to anyone, or a matrix of items never
+            recommended per row of ``X`` (e.g. every training interaction of the user when
+            ``X`` holds only the positives the model scores from). Combines with ``items``
+            and ``exclude_seen``; a row gets exactly ``k`` items whenever ``k`` candidates
+            remain.
 
         Returns
         -------
@@ -199,23 +233,28 @@ class Recommender(ABC):
         n_items = self.n_items_
         candidates = None
         if items is not None:
-            candidates = np.asarray(items)
-            if candidates.ndim != 1 or not np.issubdtype(candidates.dtype, np.integer):
-                raise TypeError("items must be a 1-D array of integer item indices")
+            candidates = _check_items(items, n_items, "items")
             if candidates.size == 0:
                 raise ValueError("items is empty")
-            if candidates.min() < 0 or candidates.max() >= n_items:
-                raise ValueError(f"items must lie in [0, {n_items})")
-            if np.unique(candidates).size != candidates.size:
-                raise ValueError("items holds duplicates")
-        extra = exclude
+        blocked = None
+        if filter_items is not None and not sp.issparse(filter_items):
+            banned = _check_items(filter_items, n_items, "filter_items")
+            keep = np.setdiff1d(np.arange(n_items) if candidates is None else candidates,
+                                banned, assume_unique=True)
+            if candidates is not None:  # keep the caller's order of candidates
+                keep = candidates[np.isin(candidates, keep)]
+            if keep.size == 0:
+                raise ValueError("filter_items blocks every candidate item")
+            candidates = keep
+        elif filter_items is not None:
+            blocked = as_csr(filter_items, "filter_items", allow_empty=True, n_items=n_items)
+            if blocked.shape[0] != X.shape[0]:
+                raise ValueError(f"filter_items has {blocked.shape[0]} rows but X has "
+                                 f"{X.shape[0]}")
+            blocked = blocked[users]
         exclude = X[users] if exclude_seen else None
-        if extra is not None:
-            extra = as_csr(extra, "exclude", allow_empty=True, n_items=n_items)
-            if extra.shape[0] != X.shape[0]:
-                raise ValueError(f"exclude has {extra.shape[0]} rows but X has {X.shape[0]}")
-            extra = extra[users]
-            exclude = extra if exclude is None else _union(exclude, extra)
+        if blocked is not None:
+            exclude = blocked if exclude is None else _union(exclude, blocked)
         if candidates is not None and exclude is not None:
             exclude = _restrict_columns(exclude, candidates, n_items)
         threads = getattr(self, "num_threads", 0) or 0
@@ -264,6 +303,65 @@ class Recommender(ABC):
             sel = (inverse >= start) & (inverse < start + step)
             out[sel] = block[inverse[sel] - start, items[sel]]
         return out
+
+    # -- neighbours ---------------------------------------------------------------------------
+    def _item_vectors(self) -> np.ndarray:
+        """The item representation whose cosine ranks :meth:`similar_items` (factor models)."""
+        if hasattr(self, "item_factors_"):
+            return self.item_factors_
+        raise NotImplementedError(f"{type(self).__name__} has no item representation to "
+                                  "compare items by")
+
+    def _user_vectors(self, users: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
+        """The user representation whose cosine ranks :meth:`similar_users`."""
+        return self._user_state(users, X, self.user_factors_)[0]
+
+    def _item_rows(self, items: np.ndarray) -> np.ndarray:
+        """Item-item models: the dense rows of their item-item weights for ``items``."""
+        raise NotImplementedError
+
+    def similar_items(self, items, k: int = 10, filter_items=None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items most similar to each of ``items`` (never the item itself).
+
+        Factor models rank by the cosine of their item vectors; EASE by the row ``B[i, :]``
+        (how much having ``i`` in a history raises each item's score), ItemKNN by its
+        similarity row. ``filter_items``: item indices never returned. Returns ``(ids,
+        scores)`` shaped as :meth:`recommend`'s (``-1`` / ``-inf`` padding).
+        """
+        self._check_fitted()
+        items, scalar = check_users(items, self.n_items_, "items")
+        blocked = None if filter_items is None else \
+            _check_items(filter_items, self.n_items_, "filter_items")
+        k = check_k(k, self.n_items_)
+        threads = getattr(self, "num_threads", 0) or 0
+        if type(self)._item_rows is not Recommender._item_rows:
+            ids, scores = row_neighbours(self._item_rows, items, self.n_items_, k, blocked,
+                                         threads)
+        else:
+            ids, scores = cosine_neighbours(self._item_vectors(), items, k, blocked, threads)
+        return (ids[0], scores[0]) if scalar else (ids, scores)
+
+    def similar_users(self, users, X, k: int = 10, filter_users=None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` rows of ``X`` (users) most similar to each of ``users`` (never itself).
+
+        Models with per-user state rank by the cosine of their user vectors (rows beyond the
+        fitted users folded in); history-based models (EASE, ItemKNN, MostPopular) by the
+        cosine of the users' history rows. ``filter_users``: rows never returned.
+        """
+        users, scalar, X = self._check_query(users, X)
+        blocked = None if filter_users is None else \
+            _check_items(filter_users, X.shape[0], "filter_users")
+        k = check_k(k, X.shape[0])
+        threads = getattr(self, "num_threads", 0) or 0
+        if self.uses_user_state:
+            vectors = self._user_vectors(np.arange(X.shape[0]), X)
+            ids, scores = cosine_neighbours(vectors, users, k, blocked, threads)
+        else:
+            ids, scores = row_neighbours(history_cosine_rows(X), users, X.shape[0], k,
+                                         blocked, threads)
+        return (ids[0], scores[0]) if scalar else (ids, scores)
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -447,6 +545,18 @@ def biased_factors(user_factors: np.ndarray, user_bias: np.ndarray, item_factors
 def _rows_per_batch(n_items: int) -> int:
     """Users per dense score block: about 64 MiB of float32 scores."""
     return max(1, (64 << 20) // (4 * n_items))
+
+
+def _check_items(items, n_items: int, name: str) -> np.ndarray:
+    """A 1-D array of distinct item indices in ``[0, n_items)``."""
+    arr = np.asarray(items)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must be a 1-D array of integer item indices")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_items):
+        raise ValueError(f"{name} must lie in [0, {n_items})")
+    if np.unique(arr).size != arr.size:
+        raise ValueError(f"{name} holds duplicates")
+    return arr.astype(np.int64)
 
 
 def _union(a: sp.csr_matrix, b: sp.csr_matrix) -> sp.csr_matrix:

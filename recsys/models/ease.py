@@ -87,6 +87,10 @@ class EASE(Recommender):
     def _item_weights(self):
         return self.B_
 
+    def _item_rows(self, items):
+        rows = self.B_[items]
+        return rows.toarray() if sp.issparse(rows) else rows
+
     # -- exact ------------------------------------------------------------------------------
     def _fit_dense(self, X: sp.csr_matrix) -> np.ndarray:
         n = X.shape[1]

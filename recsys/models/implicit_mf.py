@@ -8,13 +8,14 @@ a GPU does not silently switch implementations.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.recommender_base import ModelFitError
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Real
 from recsys._threads import blas_limit, resolve_num_threads
-from recsys._validation import check_random_state
+from recsys._validation import as_csr, check_random_state
 from recsys.models.base import Recommender
 from recsys.models.schema import Array
 
@@ -65,7 +66,12 @@ class _ImplicitFactors(Recommender):
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
 
     def _factors(self, users, X):
-        return self.user_factors_[users], self.item_factors_
+        (U,) = self._user_state(users, X, self.user_factors_)
+        return U, self.item_factors_
+
+    def _new_rows(self, X_new) -> sp.csr_matrix:
+        self._check_fitted()
+        return as_csr(X_new, "X_new", allow_empty=True, nonnegative=True, n_items=self.n_items_)
 
 
 class ALS(_ImplicitFactors):
@@ -101,6 +107,24 @@ class ALS(_ImplicitFactors):
         self.random_state = random_state
         self.num_threads = num_threads
         self.show_progress = show_progress
+
+    def fold_in(self, X_new) -> np.ndarray:
+        """Factors of new users: the exact least-squares solve of each row against the fixed
+        item factors (implicit's ``recalculate_user``, Cholesky),
+
+            x_u = (Y^T Y + regularization I + sum_{i in I_u} (c_ui - 1) y_i y_i^T)^{-1}
+                  sum_{i in I_u} c_ui y_i,        c_ui = alpha r_ui,
+
+        i.e. the user half-step of Hu et al.'s ALS (eq. 4 of the paper) for these rows.
+        """
+        X_new = self._new_rows(X_new)
+        if X_new.shape[0] == 0:
+            return np.zeros((0, self.item_factors_.shape[1]), np.float32)
+        model = self._make()
+        model.item_factors = self.item_factors_
+        with blas_limit(1):
+            U = model.recalculate_user(np.arange(X_new.shape[0]), X_new)
+        return np.ascontiguousarray(U, dtype=np.float32)
 
     def _make(self):
         return AlternatingLeastSquares(
@@ -141,6 +165,33 @@ class BPR(_ImplicitFactors):
         self.random_state = random_state
         self.num_threads = num_threads
         self.show_progress = show_progress
+
+    def fold_in(self, X_new) -> np.ndarray:
+        """Factors of new users by a least-squares projection of their 0/1 rows onto the fixed
+        item factors (BPR's pairwise objective has no closed form per user): with ``y_i`` the
+        item factors and ``b_i`` the item bias (their last column),
+
+            x_u = argmin_x sum_i (p_ui - b_i - x . y_i)^2 + regularization |x|^2
+                = (Y^T Y + regularization I)^{-1} (sum_{i in I_u} y_i - Y^T b),
+
+        the ALS fold-in with unit confidence; the constant 1 that multiplies the bias is
+        appended. Approximate: it ranks like the fitted model on typical users, not exactly.
+        """
+        X_new = self._new_rows(X_new)
+        Y = self.item_factors_[:, :-1].astype(np.float64)
+        bias = self.item_factors_[:, -1].astype(np.float64)
+        A = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
+        positives = X_new.copy()
+        positives.data[:] = 1.0
+        rhs = positives @ Y - (Y.T @ bias)[None, :]
+        U = np.linalg.solve(A, rhs.T).T if X_new.shape[0] else np.zeros((0, Y.shape[1]))
+        return np.hstack([U, np.ones((len(U), 1))]).astype(np.float32)
+
+    def _item_vectors(self):
+        return self.item_factors_[:, :-1]  # without the bias column
+
+    def _user_vectors(self, users, X):
+        return super()._user_vectors(users, X)[:, :-1]  # without the constant 1
 
     def _make(self):
         return BayesianPersonalizedRanking(

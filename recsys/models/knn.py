@@ -69,6 +69,9 @@ class ItemKNN(Recommender):
     def _item_weights(self):
         return self.similarity_
 
+    def _item_rows(self, items):
+        return self.similarity_[items].toarray()
+
 
 def cosine_neighbours(gram_rows: Callable[[int, int], sp.spmatrix], norms: np.ndarray, k: int,
                       shrink: float = 0.0, block_size: int = 512, num_threads: int = 0,

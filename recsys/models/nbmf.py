@@ -34,7 +34,7 @@ from recsys._constraints import (
 )
 from recsys._ext._nbmf import h_step, nnls_rows, qubo_energy, qubo_terms
 from recsys._threads import blas_limit, resolve_num_threads
-from recsys._validation import check_random_state
+from recsys._validation import as_csr, check_random_state
 from recsys.models.base import Recommender
 from recsys.models.schema import Array
 
@@ -218,7 +218,23 @@ class NBMF(Recommender):
         return unpack_codes(self.item_codes_, self.factors)
 
     def _factors(self, users, X):
-        return self.user_factors_[users], self.item_factors_
+        (U,) = self._user_state(users, X, self.user_factors_)
+        return U, self.item_factors_
+
+    def fold_in(self, X_new) -> np.ndarray:
+        """Factors of new users from their ratings: the W step of the fit (nonnegative least
+        squares against the fixed binary item codes, to ``tol``) for these rows."""
+        self._check_fitted()
+        X_new = as_csr(X_new, "X_new", allow_empty=True, nonnegative=True,
+                       n_items=self.n_items_)
+        W = np.zeros((X_new.shape[0], self.user_factors_.shape[1]))
+        alpha = self.l2 * np.power(np.diff(X_new.indptr), self.frequency_scaling, dtype=float)
+        used = np.zeros(X_new.shape[0], dtype=np.int32)
+        with blas_limit(1):
+            nnls_rows(X_new.indptr, X_new.indices, X_new.data.astype(np.float64),
+                      self.item_codes_, W, alpha, _W_SOLVERS[self.w_solver],
+                      self.w_iterations, self.tol, used, resolve_num_threads(self.num_threads))
+        return W
 
 
 def unpack_codes(codes: np.ndarray, k: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Real
 from recsys._ext._nmf import cd_rows, gather
 from recsys._threads import blas_limit, resolve_num_threads
-from recsys._validation import check_random_state
+from recsys._validation import as_csr, check_random_state
 from recsys.models.base import Recommender, biased_factors
 from recsys.models.schema import Array, Scalar
 
@@ -146,8 +146,38 @@ class MaskedNMF(Recommender):
         self.loss_ = np.asarray(losses, dtype=np.float64)
 
     def _factors(self, users, X):
-        return biased_factors(self.user_factors_[users], self.user_bias_[users],
-                              self.item_factors_, self.item_bias_, self.global_mean_)
+        U, b = self._user_state(users, X, self.user_factors_, self.user_bias_)
+        return biased_factors(U, b, self.item_factors_, self.item_bias_, self.global_mean_)
+
+    def fold_in(self, X_new, max_sweeps: int = 500,
+                tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+        """Factors and biases of new users from their ratings (rows x the fitted items): the
+        user side of the fit, solved to convergence for these rows with H, the item biases
+        and the mean fixed (coordinate descent from zero until no coordinate moves by more
+        than ``tol`` times the ratings' scale, at most ``max_sweeps`` passes).
+
+        Returns ``(user_factors, user_bias)``.
+        """
+        self._check_fitted()
+        X_new = as_csr(X_new, "X_new", allow_empty=True, nonnegative=not self.biases,
+                       n_items=self.n_items_)
+        n, k = X_new.shape[0], self.item_factors_.shape[1]
+        W, b = np.zeros((n, k)), np.zeros(n)
+        resid = (X_new.data.astype(np.float64) - self.global_mean_
+                 - self.item_bias_[X_new.indices])
+        reg = self.l2 * np.power(np.diff(X_new.indptr), self.frequency_scaling, dtype=float)
+        scale = max(float(np.abs(X_new.data).max(initial=0.0)), 1.0)
+        threads = resolve_num_threads(self.num_threads)
+        with blas_limit(1):
+            for _ in range(max_sweeps):
+                before_W, before_b = W.copy(), b.copy()
+                cd_rows(X_new.indptr, X_new.indices, resid, W, self.item_factors_, b, reg, 1,
+                        True, self.biases, threads)
+                moved = max(np.abs(W - before_W).max(initial=0.0),
+                            np.abs(b - before_b).max(initial=0.0))
+                if moved <= tol * scale:
+                    break
+        return W, b
 
 
 def transpose_positions(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -34,6 +34,10 @@ class MostPopular(Recommender):
         self.item_popularity_ = popularity.astype(np.float32)
         return self
 
+    def _item_vectors(self):
+        raise NotImplementedError("MostPopular ranks items by popularity alone: it has no "
+                                  "notion of one item being similar to another")
+
     def _factors(self, users, X):
         # score(u, i) = 1 * popularity_i: a rank-1 "factor model", so the fused top-k applies
         return (np.ones((users.size, 1), dtype=np.float32),

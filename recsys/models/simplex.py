@@ -386,18 +386,77 @@ class SimpleX(Recommender):
         self.user_bias_ = bu.copy()
         self.global_bias_ = b0.copy()
 
+    def _history_vectors(self, rows: sp.csr_matrix, row_ids: np.ndarray,
+                         embeddings: np.ndarray) -> np.ndarray:
+        """``W agg(q_k, k in H_u)`` of each row (the history branch before the gamma mix)."""
+        rows = capped_history(rows, self.max_history, row_ids)
+        weights = np.ones(rows.nnz)
+        if self.aggregator == "user_attention":
+            weights = self._attention_weights(rows, embeddings)
+        else:  # the mean
+            weights /= np.maximum(np.diff(rows.indptr), 1)[row_of_values(rows)]
+        pool = sp.csr_matrix((weights, rows.indices, rows.indptr), shape=rows.shape)
+        return (pool @ self.item_factors_.astype(np.float64)) @ self.W_.T
+
+    def fold_in(self, X_new, steps: int = 100) -> np.ndarray:
+        """User embeddings ``e_u`` of new users, trained as the fit trains a user's row: the
+        cosine contrastive loss of the user's positives with every other parameter fixed,
+
+            L_u = sum_{i in I_u} (1 - s_ui) + |I_u| w mean_j max(0, s_uj - m),
+
+        (the negatives' term in its expectation under uniform sampling, so the result is
+        deterministic; ``s`` includes the item and global biases as in training), by ``steps``
+        Adam steps from ``e_u`` = the history branch rescaled to the fitted users' mean norm.
+        With ``gamma = 0`` the embedding does not enter the scores and stays zero.
+        """
+        self._check_fitted()
+        X_new = as_csr(X_new, "X_new", allow_empty=True, nonnegative=True,
+                       n_items=self.n_items_)
+        n, d = X_new.shape[0], self.factors
+        if n == 0 or self.gamma == 0:
+            return np.zeros((n, d), np.float32)
+        ids = self.n_users_ + np.arange(n)  # stable pseudo-random history caps for new rows
+        branch = self._history_vectors(X_new, ids, np.zeros((n, d)))  # attention: from e = 0
+        scale = float(np.linalg.norm(self.user_factors_, axis=1).mean()) or 1.0
+        E = branch / (np.linalg.norm(branch, axis=1, keepdims=True) + 1e-12) * scale
+        Q = self.item_factors_.astype(np.float64)
+        Qn = Q / (np.linalg.norm(Q, axis=1, keepdims=True) + 1e-8)
+        shift = self.item_bias_.astype(np.float64) if self.biases else np.zeros(len(Q))
+        if self.biases and self.biases != "item":
+            shift = shift + float(self.global_bias_[0])
+        block = max(1, (32 << 20) // (8 * len(Q)))
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            E[start:stop] = self._fold_in_block(X_new[start:stop], E[start:stop],
+                                                branch[start:stop], Qn, shift, steps, scale)
+        return E.astype(np.float32)
+
+    def _fold_in_block(self, rows, E, branch, Qn, shift, steps, scale) -> np.ndarray:
+        positives = (rows != 0).astype(np.float64).toarray()
+        n_pos = positives.sum(axis=1, keepdims=True)
+        weight = self.negative_weight / len(Qn)
+        m1, m2 = np.zeros_like(E), np.zeros_like(E)
+        lr = self.learning_rate * scale
+        for t in range(1, steps + 1):
+            P = self.gamma * E + (1 - self.gamma) * branch
+            norm = np.linalg.norm(P, axis=1, keepdims=True) + 1e-8
+            Ph = P / norm
+            cos = Ph @ Qn.T
+            # dL/ds: -1 per positive, w / n_items per active negative (expected over draws)
+            coef = n_pos * weight * (cos + shift[None, :] > self.margin) - positives
+            # d cos(p, q) / dp = (q^ - cos p^) / |p|, and dp / de = gamma
+            grad = self.gamma * (coef @ Qn - (coef * cos).sum(axis=1, keepdims=True) * Ph) / norm
+            m1 = 0.9 * m1 + 0.1 * grad
+            m2 = 0.999 * m2 + 0.001 * grad ** 2
+            E = E - lr * (m1 / (1 - 0.9 ** t)) / (np.sqrt(m2 / (1 - 0.999 ** t)) + 1e-8)
+        return E
+
     def _factors(self, users, X):
         """Normalised user vectors (own embedding + history branch) and normalised items."""
-        P = self.gamma * self.user_factors_[users].astype(np.float64)
+        (E,) = self._user_state(users, X, self.user_factors_)
+        P = self.gamma * E.astype(np.float64)
         if self.gamma < 1:
-            rows = capped_history(X[users], self.max_history, users)
-            weights = np.ones(rows.nnz)
-            if self.aggregator == "user_attention":
-                weights = self._attention_weights(rows, self.user_factors_[users])
-            else:  # the mean
-                weights /= np.maximum(np.diff(rows.indptr), 1)[row_of_values(rows)]
-            pool = sp.csr_matrix((weights, rows.indices, rows.indptr), shape=rows.shape)
-            P += (1 - self.gamma) * (pool @ self.item_factors_.astype(np.float64)) @ self.W_.T
+            P += (1 - self.gamma) * self._history_vectors(X[users], users, E)
         P /= np.linalg.norm(P, axis=1, keepdims=True) + 1e-8
         Q = self.item_factors_ / (np.linalg.norm(self.item_factors_, axis=1, keepdims=True)
                                   + 1e-8)
@@ -405,6 +464,9 @@ class SimpleX(Recommender):
             P = np.hstack([P, np.ones((len(P), 1))])
             Q = np.hstack([Q, self.item_bias_[:, None]])
         return P.astype(np.float32), Q.astype(np.float32)
+
+    def _user_vectors(self, users, X):
+        return self._factors(users, X)[0][:, :self.factors]  # the scoring vectors p_u / |p_u|
 
     def _attention_weights(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
         """Softmax weights of every stored history entry within its row; row r is the user
