@@ -250,3 +250,38 @@ def test_similar_users_find_the_same_group(name):
         assert u not in ids[r] and 4 not in ids[r]
         assert np.all(np.diff(scores[r]) <= 0)
         assert ((ids[r] - u) % 2 == 0).mean() >= 2 / 3, (name, u, ids[r])
+
+
+EXPLAINED = {"EASE", "ItemKNN", "ALS", "BPR", "AltMin", "SimpleX"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_explanations_sum_to_the_score(name):
+    X = data_for(name)
+    n_fit = X.shape[0] - 5
+    model = GOOD[name]().fit(X[:n_fit])
+    if name not in EXPLAINED:
+        with pytest.raises(NotImplementedError, match="not|nothing"):
+            model.explain(0, 1, X)
+        return
+    for user in (0, 3, n_fit + 1):  # fitted users and a new one
+        scores = model.score(user, X)
+        for item in (1, 4, 9):
+            why = model.explain(user, item, X)
+            assert set(why.items.tolist()) <= set(X[user].indices.tolist())
+            assert np.all(np.diff(why.contributions) <= 0)
+            assert why.score == pytest.approx(why.base + why.contributions.sum(), abs=1e-12)
+            # history models score the row itself; factor models the fold-in of that history
+            # (= the fitted vector at convergence; a new user's vector is the fold-in)
+            if not model.uses_user_state or user >= n_fit:
+                assert why.score == pytest.approx(float(scores[item]),
+                                                  abs=1e-4 * max(1.0, float(abs(scores).max())))
+
+
+def test_ease_explanation_is_the_row_times_the_column():
+    X = groups()
+    model = GOOD["EASE"]().fit(X)
+    why = model.explain(2, 5, X)
+    row = X[2]
+    expected = dict(zip(row.indices.tolist(), (row.data * model.B_[row.indices, 5]).tolist()))
+    assert dict(zip(why.items.tolist(), why.contributions.tolist())) == pytest.approx(expected)

@@ -26,6 +26,7 @@ from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.data.interactions import select_entries
 from recsys.models.base import Recommender, biased_factors
+from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
@@ -239,6 +240,24 @@ class AltMin(Recommender):
                             solver="cholesky")
         bias = U[:, k].copy() if self.biases else np.zeros(len(U), dtype)
         return np.ascontiguousarray(U[:, :k]), bias
+
+    def _explain(self, user, item, row):
+        # the user's exact solve: [x_u, b_u] = A^{-1} sum_j t_j z_j with z_j = [y_j, 1] and
+        # t_j = r_uj - mu - b_j, so the score is sum_j t_j z_i^T A^{-1} z_j + mu + b_i
+        Z = self.item_factors_.astype(np.float64)
+        if self.biases:
+            Z = np.hstack([Z, np.ones((len(Z), 1))])
+        targets = row.data.astype(np.float64) - self.global_mean_
+        if self.biases:
+            targets -= self.item_bias_[row.indices]
+        reg = self._row_reg(row, np.float64)[0]
+        if self.l2 == 0:
+            reg = max(reg, np.finfo(np.float64).eps)
+        Zh = Z[row.indices]
+        A = Zh.T @ Zh + reg * np.eye(Z.shape[1])
+        base = self.global_mean_ + (self.item_bias_[item] if self.biases else 0.0)
+        return Explanation.of(user, item, row.indices,
+                              ridge_contributions(Z, targets, A, Z[item], row.indices), base)
 
     def predict_new(self, X_new, items) -> np.ndarray:
         """Predicted ratings of folded-in users: ``items[u]`` for row u of ``X_new``."""

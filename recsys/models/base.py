@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from recsys._constraints import validate_params
 from recsys._validation import as_csr, check_k, check_users
+from recsys.models.explain import Explanation
 from recsys.models.schema import Array, Scalar, check_fitted
 from recsys.models.similarity import cosine_neighbours, history_cosine_rows, row_neighbours
 from recsys.topk import topk_factors, topk_history, topk_scores
@@ -303,6 +304,19 @@ class Recommender(ABC):
             sel = (inverse >= start) & (inverse < start + step)
             out[sel] = block[inverse[sel] - start, items[sel]]
         return out
+
+    # -- explanations -------------------------------------------------------------------------
+    def explain(self, user: int, item: int, X) -> Explanation:
+        """The score of ``item`` for ``user`` (a row of ``X``) split into the contributions of
+        the user's history items (see :mod:`recsys.models.explain`); they sum to the score.
+        Models whose score is not a linear function of the history raise
+        ``NotImplementedError`` saying why."""
+        users, _, X = self._check_query(np.asarray([user]), X)
+        items = _check_items(np.asarray([item]), self.n_items_, "item")
+        return self._explain(int(users[0]), int(items[0]), X[int(users[0])])
+
+    def _explain(self, user: int, item: int, row: sp.csr_matrix) -> Explanation:
+        raise NotImplementedError(f"{type(self).__name__} does not explain its scores")
 
     # -- neighbours ---------------------------------------------------------------------------
     def _item_vectors(self) -> np.ndarray:

@@ -22,6 +22,7 @@ from recsys._ext._gram import gram_dense
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import available_memory
 from recsys.models.base import Recommender
+from recsys.models.explain import Explanation
 from recsys.models.knn import cosine_neighbours
 from recsys.models.schema import Array
 
@@ -90,6 +91,11 @@ class EASE(Recommender):
     def _item_rows(self, items):
         rows = self.B_[items]
         return rows.toarray() if sp.issparse(rows) else rows
+
+    def _explain(self, user, item, row):
+        # score(u, i) = sum_{j in I_u} x_uj W_ji: exact, term by term
+        column = self._item_rows(row.indices)[:, item] if row.nnz else np.zeros(0)
+        return Explanation.of(user, item, row.indices, row.data * column)
 
     # -- exact ------------------------------------------------------------------------------
     def _fit_dense(self, X: sp.csr_matrix) -> np.ndarray:

@@ -17,6 +17,7 @@ from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Rea
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
 from recsys.models.base import Recommender
+from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array
 
 
@@ -126,6 +127,15 @@ class ALS(_ImplicitFactors):
             U = model.recalculate_user(np.arange(X_new.shape[0]), X_new)
         return np.ascontiguousarray(U, dtype=np.float32)
 
+    def _explain(self, user, item, row):
+        # x_u = A^{-1} sum_j c_uj y_j (the fold-in), so y_i . x_u = sum_j c_uj y_i^T A^{-1} y_j
+        Y = self.item_factors_.astype(np.float64)
+        c = self.alpha * row.data.astype(np.float64)
+        Yh = Y[row.indices]
+        A = Y.T @ Y + self.regularization * np.eye(Y.shape[1]) + (Yh * (c - 1)[:, None]).T @ Yh
+        return Explanation.of(user, item, row.indices,
+                              ridge_contributions(Y, c, A, Y[item], row.indices))
+
     def _make(self):
         return AlternatingLeastSquares(
             factors=self.factors, regularization=self.regularization, alpha=self.alpha,
@@ -186,6 +196,15 @@ class BPR(_ImplicitFactors):
         rhs = positives @ Y - (Y.T @ bias)[None, :]
         U = np.linalg.solve(A, rhs.T).T if X_new.shape[0] else np.zeros((0, Y.shape[1]))
         return np.hstack([U, np.ones((len(U), 1))]).astype(np.float32)
+
+    def _explain(self, user, item, row):
+        # the projection: x_u = A^{-1} (sum_{j in I_u} y_j - Y^T b), score = y_i . x_u + b_i
+        Y = self.item_factors_[:, :-1].astype(np.float64)
+        bias = self.item_factors_[:, -1].astype(np.float64)
+        A = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
+        shares = ridge_contributions(Y, np.ones(row.nnz), A, Y[item], row.indices)
+        base = bias[item] - Y[item] @ np.linalg.solve(A, Y.T @ bias)
+        return Explanation.of(user, item, row.indices, shares, base)
 
     def _item_vectors(self):
         return self.item_factors_[:, :-1]  # without the bias column

@@ -221,6 +221,10 @@ class NBMF(Recommender):
         (U,) = self._user_state(users, X, self.user_factors_)
         return U, self.item_factors_
 
+    def _explain(self, user, item, row):
+        raise NotImplementedError("NBMF's user factors are a nonnegative least-squares "
+                                  "solution, not a linear function of the history")
+
     def fold_in(self, X_new) -> np.ndarray:
         """Factors of new users from their ratings: the W step of the fit (nonnegative least
         squares against the fixed binary item codes, to ``tol``) for these rows."""

@@ -149,6 +149,10 @@ class MaskedNMF(Recommender):
         U, b = self._user_state(users, X, self.user_factors_, self.user_bias_)
         return biased_factors(U, b, self.item_factors_, self.item_bias_, self.global_mean_)
 
+    def _explain(self, user, item, row):
+        raise NotImplementedError("MaskedNMF's user factors are a nonnegative least-squares "
+                                  "solution, not a linear function of the history")
+
     def fold_in(self, X_new, max_sweeps: int = 500,
                 tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
         """Factors and biases of new users from their ratings (rows x the fitted items): the

@@ -38,6 +38,10 @@ class MostPopular(Recommender):
         raise NotImplementedError("MostPopular ranks items by popularity alone: it has no "
                                   "notion of one item being similar to another")
 
+    def _explain(self, user, item, row):
+        raise NotImplementedError("MostPopular's scores do not depend on the user's history: "
+                                  "there is nothing to attribute to it")
+
     def _factors(self, users, X):
         # score(u, i) = 1 * popularity_i: a rank-1 "factor model", so the fused top-k applies
         return (np.ones((users.size, 1), dtype=np.float32),

@@ -42,6 +42,7 @@ from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.data.interactions import row_of_values, select_entries
 from recsys.evaluation import evaluate, is_metric_key
 from recsys.models.base import Recommender
+from recsys.models.explain import Explanation
 from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
@@ -464,6 +465,28 @@ class SimpleX(Recommender):
             P = np.hstack([P, np.ones((len(P), 1))])
             Q = np.hstack([Q, self.item_bias_[:, None]])
         return P.astype(np.float32), Q.astype(np.float32)
+
+    def _explain(self, user, item, row):
+        # p_u = gamma e_u + (1 - gamma) W sum_k a_k q_k (a_k: the mean's or the attention's
+        # weights over the capped history) and score = p_u . q^_i / |p_u| + b_i: linear in
+        # the history items' terms once |p_u| is fixed
+        e = (self.user_factors_[user] if user < self.n_users_ else self.fold_in(row)[0])
+        e = e.astype(np.float64)
+        capped = capped_history(row, self.max_history, np.array([user]))
+        weights = np.full(capped.nnz, 1.0 / max(capped.nnz, 1))
+        if self.aggregator == "user_attention" and capped.nnz:
+            weights = self._attention_weights(capped, e[None, :].astype(np.float32))
+        Q = self.item_factors_.astype(np.float64)
+        q_hat = Q[item] / (np.linalg.norm(Q[item]) + 1e-8)
+        mapped = Q[capped.indices] @ self.W_.T.astype(np.float64)  # W q_k
+        p = self.gamma * e + (1 - self.gamma) * weights @ mapped
+        norm = np.linalg.norm(p) + 1e-8
+        shares = (1 - self.gamma) * weights * (mapped @ q_hat) / norm
+        if self.gamma == 1:
+            shares = np.zeros(capped.nnz)
+        base = self.gamma * (e @ q_hat) / norm + (float(self.item_bias_[item]) if self.biases
+                                                  else 0.0)
+        return Explanation.of(user, item, capped.indices, shares, base)
 
     def _user_vectors(self, users, X):
         return self._factors(users, X)[0][:, :self.factors]  # the scoring vectors p_u / |p_u|
