@@ -5,7 +5,8 @@ import pytest
 import scipy.sparse as sp
 from conftest import assert_topk_close, reference_scores
 
-from recsys.models import ALS, BPR, EASE, ItemKNN, MostPopular, NotFittedError, Recommender
+from recsys.models import (ALS, BPR, EASE, NBMF, AltMin, ItemKNN, MaskedNMF, MostPopular,
+                           NotFittedError, Recommender, SimpleX)
 
 
 def checkerboard(n: int = 50) -> sp.csr_matrix:
@@ -13,6 +14,15 @@ def checkerboard(n: int = 50) -> sp.csr_matrix:
     i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     liked = ((i + j) % 2 == 0) & (i != j)
     return sp.csr_matrix(liked.astype(np.float32))
+
+
+def checkerboard_ratings(n: int = 50) -> sp.csr_matrix:
+    """The checkerboard as ratings for rating models: liked items rated 5, half of the other
+    items rated 1 (so that "unrated" is not all alike), the diagonal withheld."""
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    liked = ((i + j) % 2 == 0) & (i != j)
+    disliked = ((i + j) % 2 == 1) & ((i * 7 + j * 3) % 4 < 2)
+    return sp.csr_matrix((5.0 * liked + 1.0 * disliked).astype(np.float32))
 
 
 MODELS = {
@@ -24,13 +34,26 @@ MODELS = {
     "EASE-sparse": lambda: EASE(l2=10.0, max_items_dense=0, neighbors=20),
     "BPR": lambda: BPR(factors=8, iterations=200, learning_rate=0.05, random_state=0,
                        num_threads=1),
+    "AltMin": lambda: AltMin(factors=2, iterations=10, l2=0.1, random_state=0, num_threads=1),
+    "MaskedNMF": lambda: MaskedNMF(factors=2, iterations=30, l2=0.1, random_state=0,
+                                   num_threads=1),
+    "NBMF": lambda: NBMF(factors=4, iterations=10, random_state=0, num_threads=1),
+    "SimpleX": lambda: SimpleX(factors=8, negatives=20, epochs=20, learning_rate=0.05,
+                               dropout=0.0, random_state=0, num_threads=1),
 }
+
+
+def test_the_suite_covers_every_registered_model():
+    from recsys.models.base import _REGISTRY
+
+    assert {type(make()).__name__ for make in MODELS.values()} == set(_REGISTRY)
 
 
 @pytest.fixture(params=list(MODELS))
 def fitted(request):
-    X = checkerboard()
-    return MODELS[request.param]().fit(X), X
+    model = MODELS[request.param]()
+    X = checkerboard_ratings() if model.rating_model else checkerboard()
+    return model.fit(X), X
 
 
 def test_learns_planted_structure(fitted):
