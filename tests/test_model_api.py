@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from conftest import product_tolerance
 from test_robustness import ALL, FAST
 
-from recsys.models import ALS, BPR, NBMF, AltMin, MaskedNMF, Recommender, SimpleX
+from recsys.models import ALS, BPR, EASE, NBMF, AltMin, MaskedNMF, Recommender, SimpleX
 from recsys.models.base import _REGISTRY
 
 STATEFUL = [name for name in ALL if _REGISTRY[name].uses_user_state]
@@ -285,3 +285,38 @@ def test_ease_explanation_is_the_row_times_the_column():
     row = X[2]
     expected = dict(zip(row.indices.tolist(), (row.data * model.B_[row.indices, 5]).tolist()))
     assert dict(zip(why.items.tolist(), why.contributions.tolist())) == pytest.approx(expected)
+
+
+# -- partial_fit ------------------------------------------------------------------------------
+def grown(seed: int = 3):
+    """(before, after, changed): 6 fitted users change, 4 users and 3 items are new."""
+    rng = np.random.default_rng(seed)
+    after = (rng.random((64, 33)) < 0.3).astype(np.float32)
+    after[np.arange(64), rng.integers(0, 30, 64)] = 1
+    before = after[:60, :30].copy()
+    changed = np.array([1, 7, 12, 30, 41, 59])
+    before[changed] = (rng.random((6, 30)) < 0.3)
+    return sp.csr_matrix(before), sp.csr_matrix(after), changed
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-9), ("float32", 1e-3)])
+def test_ease_partial_fit_equals_a_refit(dtype, rtol):
+    before, after, changed = grown()
+    model = EASE(l2=5.0, dtype=dtype).fit(before)
+    model.partial_fit(after, users=changed, previous=before)
+    refit = EASE(l2=5.0, dtype=dtype).fit(after)
+    assert model.B_.shape == (33, 33) and (model.n_users_, model.n_items_) == (64, 33)
+    scale = np.abs(refit.B_).max()
+    np.testing.assert_allclose(model.B_, refit.B_, atol=rtol * scale)
+    np.testing.assert_allclose(model.inverse_diagonal_, refit.inverse_diagonal_,
+                               rtol=10 * rtol)
+    with pytest.raises(ValueError, match="previous="):
+        EASE(l2=5.0).fit(before).partial_fit(after, users=changed)
+
+
+def test_partial_fit_is_refused_with_a_reason_where_it_is_not_built():
+    before, after, changed = grown()
+    with pytest.raises(NotImplementedError, match="sparse"):
+        EASE(l2=5.0, max_items_dense=0, neighbors=5).fit(before).partial_fit(after)
+    with pytest.raises(ValueError, match="only adds"):
+        EASE(l2=5.0).fit(after).partial_fit(before)

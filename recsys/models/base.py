@@ -305,6 +305,46 @@ class Recommender(ABC):
             out[sel] = block[inverse[sel] - start, items[sel]]
         return out
 
+    # -- incremental updates ------------------------------------------------------------------
+    def partial_fit(self, X, users=None, previous=None) -> Recommender:
+        """Update the fitted model for changed and new users and new items, without a refit.
+
+        Parameters
+        ----------
+        X : CSR (n_users', n_items')
+            The whole updated history: the fitted users first, new users in the rows beyond
+            them, new items in the columns beyond the fitted ones (the id maps grow the same
+            way, e.g. ``IdMap`` of the old ids followed by the new ones).
+        users : array of int, optional
+            Fitted users whose rows changed (new rows are always included).
+        previous : CSR (n_users, n_items), optional
+            The matrix the model was fitted on; models whose update subtracts the old rows'
+            contribution (EASE) need it when ``users`` holds fitted users.
+
+        Returns ``self``; see each model for what is exact.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no incremental update yet; "
+                                  "refit it on the updated matrix")
+
+    def _prepare_update(self, X, users, previous, nonnegative: bool = False):
+        """Checked ``(X, touched users, previous)`` for :meth:`partial_fit`."""
+        self._check_fitted()
+        self._validate_params()
+        X = as_csr(X, "X", nonnegative=nonnegative)
+        if X.shape[0] < self.n_users_ or X.shape[1] < self.n_items_:
+            raise ValueError(f"X has shape {X.shape} but the model was fitted on "
+                             f"({self.n_users_}, {self.n_items_}): an update only adds rows "
+                             "and columns")
+        changed = np.zeros(0, np.int64) if users is None else \
+            check_users(users, self.n_users_, "users")[0].astype(np.int64)
+        touched = np.union1d(changed, np.arange(self.n_users_, X.shape[0]))
+        if previous is not None:
+            previous = as_csr(previous, "previous", allow_empty=True, nonnegative=nonnegative)
+            if previous.shape != (self.n_users_, self.n_items_):
+                raise ValueError(f"previous has shape {previous.shape} but the model was "
+                                 f"fitted on ({self.n_users_}, {self.n_items_})")
+        return X, changed, touched, previous
+
     # -- explanations -------------------------------------------------------------------------
     def explain(self, user: int, item: int, X) -> Explanation:
         """The score of ``item`` for ``user`` (a row of ``X``) split into the contributions of

@@ -14,7 +14,7 @@ import logging
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack, solve_triangular
+from scipy.linalg import get_blas_funcs, lapack, solve_triangular
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Options, Real
 from recsys._ext._ease import sparse_ridge_columns
@@ -64,7 +64,8 @@ class EASE(Recommender):
                               "max_items_dense": [Integer(0), None], "neighbors": [Integer(1)],
                               "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
 
-    _fitted = {"B_": Array("f", ("n_items_", "n_items_"), sparse=None)}
+    _fitted = {"B_": Array("f", ("n_items_", "n_items_"), sparse=None),
+               "inverse_diagonal_": Array("f", ("p",), optional=True)}
 
     def __init__(self, l2: float = 500.0, dtype: str = "float32",
                  max_items_dense: int | None = None, neighbors: int = 256,
@@ -81,8 +82,64 @@ class EASE(Recommender):
         n = X.shape[1]
         if self.max_items_dense is not None and n > self.max_items_dense:
             self.B_ = self._fit_sparse(X)
+            self.inverse_diagonal_ = np.zeros(0, dtype=self.B_.dtype)
         else:
             self.B_ = self._fit_dense(X)
+        return self
+
+    def partial_fit(self, X, users=None, previous=None) -> EASE:
+        """Exact update of the dense model for changed or new users and new items.
+
+        With ``P = (X^T X + l2 I)^{-1}`` (recovered from ``B`` and its kept diagonal as
+        ``P = (I - B) diagMat(diag P)``), r changed user rows change the Gram matrix by
+        ``V C V^T`` (``V`` the new rows and the old ones, ``C = diag(+1, -1)``) and the
+        Woodbury identity gives ``P' = P - P V (C + V^T P V)^{-1} V^T P`` in O(n^2 r); new items
+        border the matrix, ``[[A, g], [g^T, c]]^{-1}`` from ``P'`` and the Schur complement
+        ``S = c - g^T P' g`` in O(n^2 m). Then ``B = I - P' diagMat(1 / diag P')`` as in fit.
+        ``previous`` (the fitted matrix) supplies the old rows of changed fitted users.
+        """
+        if sp.issparse(self.B_):
+            raise NotImplementedError("the neighbourhood-sparse EASE keeps no inverse to "
+                                      "update: refit it on the updated matrix")
+        X, changed, touched, previous = self._prepare_update(X, users, previous)
+        if changed.size and previous is None:
+            raise ValueError("EASE.partial_fit needs previous= (the matrix it was fitted on) "
+                             "to take out the old rows of changed users")
+        n_old, dtype = self.n_items_, self.B_.dtype
+        threads = resolve_num_threads(self.num_threads)
+        P = self.B_
+        P *= -1
+        P[np.diag_indices(n_old)] = 1.0
+        P *= self.inverse_diagonal_[None, :]  # P = (I - B) diag(P), in B's buffer
+        if touched.size:
+            new_rows = X[touched][:, :n_old]
+            old_rows = previous[changed] if changed.size else sp.csr_matrix((0, n_old))
+            V = sp.vstack([new_rows, old_rows]).tocsr().astype(dtype)
+            signs = np.r_[np.ones(new_rows.shape[0]), -np.ones(old_rows.shape[0])]
+            PV = np.ascontiguousarray((V @ P).T)  # P V^T (P symmetric), n x r
+            M = np.diag(signs) + np.asarray(V @ PV, dtype=np.float64)
+            K = np.linalg.solve(M, PV.T.astype(np.float64)).astype(dtype)  # r x n
+            gemm = get_blas_funcs("gemm", (P,))
+            with blas_limit(threads):  # P^T (Fortran view of P) -= K^T PV^T, in place
+                gemm(-1.0, K.T, PV.T, beta=1.0, c=P.T, overwrite_c=True)
+        m = X.shape[1] - n_old
+        if m:
+            Xn = X[:, n_old:].astype(np.float64)
+            g = np.asarray((X[:, :n_old].T.astype(np.float64) @ Xn).todense())  # n x m
+            c = np.asarray((Xn.T @ Xn).todense()) + self.l2 * np.eye(m)
+            Pg = P.astype(np.float64) @ g
+            S_inv = np.linalg.inv(c - g.T @ Pg)
+            grown = np.empty((n_old + m, n_old + m), dtype=dtype)
+            grown[:n_old, :n_old] = P + (Pg @ S_inv @ Pg.T).astype(dtype)
+            grown[:n_old, n_old:] = -(Pg @ S_inv)
+            grown[n_old:, :n_old] = grown[:n_old, n_old:].T
+            grown[n_old:, n_old:] = S_inv
+            P = grown
+        self.inverse_diagonal_ = np.diag(P).copy()
+        P /= -self.inverse_diagonal_[None, :]
+        P[np.diag_indices(P.shape[0])] = 0
+        self.B_ = P
+        self.n_users_, self.n_items_ = (int(n) for n in X.shape)
         return self
 
     def _item_weights(self):
@@ -115,7 +172,8 @@ class EASE(Recommender):
         _cholesky_inverse(G, threads)
         _mirror_lower(G)
         P = G
-        P /= -np.diag(P).copy()[None, :]  # B_ij = -P_ij / P_jj
+        self.inverse_diagonal_ = np.diag(P).copy()  # kept for partial_fit: P = (I - B) diag
+        P /= -self.inverse_diagonal_[None, :]  # B_ij = -P_ij / P_jj
         P[np.diag_indices(n)] = 0
         return P
 
