@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from conftest import product_tolerance
 from test_robustness import ALL, FAST
 
-from recsys.models import ALS, BPR, EASE, NBMF, AltMin, MaskedNMF, Recommender, SimpleX
+from recsys.models import ALS, BPR, EASE, NBMF, AltMin, MaskedNMF, MostPopular, Recommender, SimpleX
 from recsys.models.base import _REGISTRY
 
 STATEFUL = [name for name in ALL if _REGISTRY[name].uses_user_state]
@@ -320,3 +320,28 @@ def test_partial_fit_is_refused_with_a_reason_where_it_is_not_built():
         EASE(l2=5.0, max_items_dense=0, neighbors=5).fit(before).partial_fit(after)
     with pytest.raises(ValueError, match="only adds"):
         EASE(l2=5.0).fit(after).partial_fit(before)
+
+
+def test_als_partial_fit_re_solves_the_touched_rows():
+    before, after, changed = grown()
+    model = ALS(factors=4, iterations=8, regularization=0.5, use_cg=False, random_state=0,
+                num_threads=1).fit(before)
+    untouched = np.setdiff1d(np.arange(60), changed)
+    kept = model.user_factors_[untouched].copy()
+    model.partial_fit(after, users=changed)
+    assert model.user_factors_.shape == (64, 4) and model.item_factors_.shape == (33, 4)
+    np.testing.assert_array_equal(model.user_factors_[untouched], kept)
+    touched = np.r_[changed, np.arange(60, 64)]
+    want = _als_reference(model, after[touched])  # exact against the final item factors
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(model.user_factors_[touched], want, atol=1e-4 * scale)
+    assert np.abs(model.item_factors_[30:]).sum() > 0  # the new items learned factors
+    ids, _ = model.recommend(np.arange(64), after, k=5)
+    assert ((ids >= 0) & (ids < 33)).all()
+
+
+def test_mostpopular_partial_fit_is_a_recount():
+    before, after, changed = grown()
+    model = MostPopular().fit(before).partial_fit(after, users=changed)
+    np.testing.assert_array_equal(model.item_popularity_, MostPopular().fit(after)
+                                  .item_popularity_)

@@ -5,8 +5,19 @@ import pytest
 import scipy.sparse as sp
 from conftest import assert_topk_close, reference_scores
 
-from recsys.models import (ALS, BPR, EASE, NBMF, AltMin, ItemKNN, MaskedNMF, MostPopular,
-                           NotFittedError, Recommender, SimpleX)
+from recsys.models import (
+    ALS,
+    BPR,
+    EASE,
+    NBMF,
+    AltMin,
+    ItemKNN,
+    MaskedNMF,
+    MostPopular,
+    NotFittedError,
+    Recommender,
+    SimpleX,
+)
 
 
 def checkerboard(n: int = 50) -> sp.csr_matrix:

@@ -28,6 +28,12 @@ def _seed(random_state) -> int:
     return int(check_random_state(random_state).integers(2**31 - 1))
 
 
+def _grown(table: np.ndarray, n: int) -> np.ndarray:
+    """``table`` with zero rows appended up to ``n`` rows (float32)."""
+    extra = np.zeros((n - len(table), table.shape[1]), dtype=np.float32)
+    return np.ascontiguousarray(np.vstack([table, extra]), dtype=np.float32)
+
+
 class _ImplicitFactors(Recommender):
     uses_user_state = True
 
@@ -126,6 +132,28 @@ class ALS(_ImplicitFactors):
         with blas_limit(1):
             U = model.recalculate_user(np.arange(X_new.shape[0]), X_new)
         return np.ascontiguousarray(U, dtype=np.float32)
+
+    def partial_fit(self, X, users=None, previous=None) -> ALS:
+        """Re-solve the touched rows exactly, as ALS half-steps (implicit's
+        ``partial_fit_users`` / ``partial_fit_items``, Cholesky): the changed and new users
+        against the item factors, then the new items and every item in the touched users'
+        rows against all user factors, then the touched users again (so they see the new
+        items). Everything else keeps its factors; ``previous`` is not needed."""
+        X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=True)
+        model = self._make()
+        model.user_factors = _grown(self.user_factors_, X.shape[0])
+        model.item_factors = _grown(self.item_factors_, X.shape[1])
+        items = np.union1d(np.unique(X[touched].indices), np.arange(self.n_items_, X.shape[1]))
+        with blas_limit(1):
+            if touched.size:
+                model.partial_fit_users(touched, X[touched])
+            if items.size:
+                model.partial_fit_items(items, X.T.tocsr()[items])
+            if touched.size:
+                model.partial_fit_users(touched, X[touched])
+        self._store(model)
+        self.n_users_, self.n_items_ = (int(n) for n in X.shape)
+        return self
 
     def _explain(self, user, item, row):
         # x_u = A^{-1} sum_j c_uj y_j (the fold-in), so y_i . x_u = sum_j c_uj y_i^T A^{-1} y_j

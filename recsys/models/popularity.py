@@ -34,6 +34,11 @@ class MostPopular(Recommender):
         self.item_popularity_ = popularity.astype(np.float32)
         return self
 
+    def partial_fit(self, X, users=None, previous=None) -> MostPopular:
+        """Exact: popularity is recounted from the updated matrix (one pass over X)."""
+        X, _, _, _ = self._prepare_update(X, users, previous)
+        return self.fit(X)
+
     def _item_vectors(self):
         raise NotImplementedError("MostPopular ranks items by popularity alone: it has no "
                                   "notion of one item being similar to another")
