@@ -345,3 +345,45 @@ def test_mostpopular_partial_fit_is_a_recount():
     model = MostPopular().fit(before).partial_fit(after, users=changed)
     np.testing.assert_array_equal(model.item_popularity_, MostPopular().fit(after)
                                   .item_popularity_)
+
+
+@pytest.mark.parametrize("name", ["AltMin", "MaskedNMF", "NBMF"])
+def test_rating_models_partial_fit_re_solves_the_touched_rows(name):
+    before, after, changed = grown()
+    rng = np.random.default_rng(4)
+    after.data[:] = rng.integers(1, 6, after.nnz)
+    before = before.tocsr()
+    before.data[:] = rng.integers(1, 6, before.nnz)
+    before[np.setdiff1d(np.arange(60), changed)] = after[np.setdiff1d(np.arange(60), changed)][
+        :, :30]
+    before = sp.csr_matrix(before)
+    model = GOOD[name]().fit(before)
+    untouched = np.setdiff1d(np.arange(60), changed)
+    kept = model.user_factors_[untouched].copy()
+    model.partial_fit(after, users=changed)
+    assert model.user_factors_.shape[0] == 64 and model.item_factors_.shape[0] == 33
+    np.testing.assert_array_equal(model.user_factors_[untouched], kept)
+    touched = np.r_[changed, np.arange(60, 64)]
+    folded = model.fold_in(after[touched])  # the exact user step against the final items
+    folded = folded[0] if isinstance(folded, tuple) else folded
+    np.testing.assert_allclose(model.user_factors_[touched], folded, atol=1e-6)
+    pred = model.predict(np.arange(64), np.full(64, 31), after)
+    assert np.isfinite(pred).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_partial_fit_grows_every_model_or_says_why(name, tmp_path):
+    before, after, changed = grown()
+    model = GOOD[name]().fit(before)
+    try:
+        model.partial_fit(after, users=changed, previous=before)
+    except NotImplementedError as exc:
+        assert "refit" in str(exc)
+        return
+    assert (model.n_users_, model.n_items_) == after.shape
+    ids, scores = model.recommend(np.arange(64), after, k=5)
+    assert ((ids >= 0) & (ids < 33)).all() and np.isfinite(scores).all()
+    for u in range(64):
+        assert not set(ids[u]) & set(after[u].indices)
+    loaded = Recommender.load(model.save(tmp_path / "updated.npz"))
+    np.testing.assert_array_equal(loaded.recommend(np.arange(64), after, k=5)[0], ids)

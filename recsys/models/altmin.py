@@ -224,22 +224,52 @@ class AltMin(Recommender):
         """
         self._check_fitted()
         X_new = as_csr(X_new, "X_new", allow_empty=True, n_items=self.n_items_)
+        return self._solve_side(X_new, self.item_factors_, self.item_bias_)
+
+    def _solve_side(self, rows, other: np.ndarray, other_bias: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact factors and biases of ``rows`` (users x items or items x users) against the
+        other side's fixed factors and biases (the fit's half-step, Cholesky)."""
         k = self.factors
         d = k + 1 if self.biases else k
-        dtype = self.item_factors_.dtype
-        V = np.zeros((self.n_items_, d), dtype=dtype)
-        V[:, :k] = self.item_factors_
+        dtype = other.dtype
+        V = np.zeros((other.shape[0], d), dtype=dtype)
+        V[:, :k] = other
         if self.biases:
-            V[:, k] = self.item_bias_
-        U = np.zeros((X_new.shape[0], d), dtype=dtype)
-        reg = self._row_reg(X_new, dtype)
+            V[:, k] = other_bias
+        U = np.zeros((rows.shape[0], d), dtype=dtype)
+        reg = self._row_reg(rows, dtype)
         if self.l2 == 0:
             reg = np.maximum(reg, np.finfo(dtype).eps)
         with blas_limit(1):
-            self._half_step(X_new, U, V, reg, resolve_num_threads(self.num_threads), 0,
+            self._half_step(rows, U, V, reg, resolve_num_threads(self.num_threads), 0,
                             solver="cholesky")
         bias = U[:, k].copy() if self.biases else np.zeros(len(U), dtype)
         return np.ascontiguousarray(U[:, :k]), bias
+
+    def partial_fit(self, X, users=None, previous=None) -> AltMin:
+        """Re-solve the touched rows exactly with the rest fixed: the changed and new users
+        (on the fitted items), then the new items and the items the touched users rated,
+        then the touched users again. The global mean is kept."""
+        X, _, touched, _ = self._prepare_update(X, users, previous)
+        k, dtype = self.factors, self.item_factors_.dtype
+        n_old_items = self.n_items_
+        U = np.vstack([self.user_factors_, np.zeros((X.shape[0] - self.n_users_, k), dtype)])
+        bu = np.r_[self.user_bias_, np.zeros(X.shape[0] - self.n_users_, dtype)]
+        V = np.vstack([self.item_factors_, np.zeros((X.shape[1] - n_old_items, k), dtype)])
+        bi = np.r_[self.item_bias_, np.zeros(X.shape[1] - n_old_items, dtype)]
+        items = np.union1d(np.unique(X[touched].indices), np.arange(n_old_items, X.shape[1]))
+        if touched.size:
+            U[touched], bu[touched] = self._solve_side(X[touched][:, :n_old_items],
+                                                       V[:n_old_items], bi[:n_old_items])
+        if items.size:
+            V[items], bi[items] = self._solve_side(X.T.tocsr()[items], U, bu)
+        if touched.size:
+            U[touched], bu[touched] = self._solve_side(X[touched], V, bi)
+        self.user_factors_, self.item_factors_ = U, V
+        self.user_bias_, self.item_bias_ = bu, bi
+        self.n_users_, self.n_items_ = (int(n) for n in X.shape)
+        return self
 
     def _explain(self, user, item, row):
         # the user's exact solve: [x_u, b_u] = A^{-1} sum_j t_j z_j with z_j = [y_j, 1] and

@@ -234,6 +234,28 @@ class BPR(_ImplicitFactors):
         base = bias[item] - Y[item] @ np.linalg.solve(A, Y.T @ bias)
         return Explanation.of(user, item, row.indices, shares, base)
 
+    def partial_fit(self, X, users=None, previous=None) -> BPR:
+        """Approximate update: the changed and new users by the fold-in projection, and the
+        new items by the symmetric projection of their 0/1 columns onto the user factors
+        ``[x_u, 1]`` (factors and bias, ``regularization`` ridge); the fitted items keep the
+        factors BPR's SGD gave them."""
+        X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=True)
+        U = _grown(self.user_factors_, X.shape[0])
+        U[self.n_users_:, -1] = 1.0
+        V = _grown(self.item_factors_, X.shape[1])
+        n_old_items = self.n_items_
+        if touched.size:
+            self.user_factors_, self.item_factors_ = U, V[:n_old_items]
+            U[touched] = self.fold_in(X[touched][:, :n_old_items])
+        if X.shape[1] > n_old_items:
+            design = U.astype(np.float64)  # [x_u, 1]: the item's factors and its bias
+            A = design.T @ design + self.regularization * np.eye(design.shape[1])
+            columns = (X[:, n_old_items:] != 0).astype(np.float64).T.tocsr()
+            V[n_old_items:] = np.linalg.solve(A, (columns @ design).T).T
+        self.user_factors_, self.item_factors_ = U, V
+        self.n_users_, self.n_items_ = (int(n) for n in X.shape)
+        return self
+
     def _item_vectors(self):
         return self.item_factors_[:, :-1]  # without the bias column
 

@@ -70,6 +70,12 @@ class ItemKNN(Recommender):
     def _item_weights(self):
         return self.similarity_
 
+    def partial_fit(self, X, users=None, previous=None):
+        raise NotImplementedError(
+            "an item's neighbour list depends on every item it co-occurs with: a changed row "
+            "changes the lists of all its items and of their neighbours, so an exact update "
+            "is a refit (one sparse product); refit ItemKNN on the updated matrix")
+
     def _item_rows(self, items):
         return self.similarity_[items].toarray()
 

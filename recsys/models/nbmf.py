@@ -225,6 +225,36 @@ class NBMF(Recommender):
         raise NotImplementedError("NBMF's user factors are a nonnegative least-squares "
                                   "solution, not a linear function of the history")
 
+    def partial_fit(self, X, users=None, previous=None) -> NBMF:
+        """Re-solve the touched rows with the rest fixed: the changed and new users' W step
+        (on the fitted items), then the H step (one QUBO each, the fit's solver) of the new
+        items and the items the touched users rated, then the touched users' W step again.
+        An external sampler is not used here: the annealer (or exact enumeration) is."""
+        X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=True)
+        n_old_items = self.n_items_
+        W = np.vstack([self.user_factors_,
+                       np.zeros((X.shape[0] - self.n_users_, self.user_factors_.shape[1]))])
+        codes = np.r_[self.item_codes_, np.zeros(X.shape[1] - n_old_items, np.uint64)]
+        items = np.union1d(np.unique(X[touched].indices), np.arange(n_old_items, X.shape[1]))
+        if touched.size:
+            W[touched] = self.fold_in(X[touched][:, :n_old_items])
+        if items.size:
+            XT = X.T.tocsr()[items]
+            XT.sort_indices()
+            sub, energies = codes[items].copy(), np.zeros(items.size)
+            method = _SOLVERS[self.solver] if isinstance(self.solver, str) else 0
+            seed = int(check_random_state(self.random_state).integers(2**63))
+            with blas_limit(1):
+                h_step(XT.indptr, XT.indices, XT.data.astype(np.float64), W, sub, energies,
+                       method, self.num_reads, self.num_sweeps, seed,
+                       resolve_num_threads(self.num_threads))
+            codes[items] = sub
+        self.item_codes_, self.n_items_ = codes, X.shape[1]
+        if touched.size:
+            W[touched] = self.fold_in(X[touched])
+        self.user_factors_, self.n_users_ = W, X.shape[0]
+        return self
+
     def fold_in(self, X_new) -> np.ndarray:
         """Factors of new users from their ratings: the W step of the fit (nonnegative least
         squares against the fixed binary item codes, to ``tol``) for these rows."""

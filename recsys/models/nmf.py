@@ -165,23 +165,49 @@ class MaskedNMF(Recommender):
         self._check_fitted()
         X_new = as_csr(X_new, "X_new", allow_empty=True, nonnegative=not self.biases,
                        n_items=self.n_items_)
-        n, k = X_new.shape[0], self.item_factors_.shape[1]
+        return self._solve_side(X_new, self.item_factors_, self.item_bias_, max_sweeps, tol)
+
+    def _solve_side(self, rows: sp.csr_matrix, other: np.ndarray, other_bias: np.ndarray,
+                    max_sweeps: int = 500, tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+        """One side's factors and biases for ``rows`` (users x items, or items x users) with
+        the other side fixed, by coordinate descent from zero to convergence."""
+        n, k = rows.shape[0], other.shape[1]
         W, b = np.zeros((n, k)), np.zeros(n)
-        resid = (X_new.data.astype(np.float64) - self.global_mean_
-                 - self.item_bias_[X_new.indices])
-        reg = self.l2 * np.power(np.diff(X_new.indptr), self.frequency_scaling, dtype=float)
-        scale = max(float(np.abs(X_new.data).max(initial=0.0)), 1.0)
+        resid = rows.data.astype(np.float64) - self.global_mean_ - other_bias[rows.indices]
+        reg = self.l2 * np.power(np.diff(rows.indptr), self.frequency_scaling, dtype=float)
+        scale = max(float(np.abs(rows.data).max(initial=0.0)), 1.0)
         threads = resolve_num_threads(self.num_threads)
         with blas_limit(1):
             for _ in range(max_sweeps):
                 before_W, before_b = W.copy(), b.copy()
-                cd_rows(X_new.indptr, X_new.indices, resid, W, self.item_factors_, b, reg, 1,
-                        True, self.biases, threads)
+                cd_rows(rows.indptr, rows.indices, resid, W, other, b, reg, 1, True,
+                        self.biases, threads)
                 moved = max(np.abs(W - before_W).max(initial=0.0),
                             np.abs(b - before_b).max(initial=0.0))
                 if moved <= tol * scale:
                     break
         return W, b
+
+    def partial_fit(self, X, users=None, previous=None) -> MaskedNMF:
+        """Re-solve the touched rows to convergence with the rest fixed: the changed and new
+        users, then the new items and the items the touched users rated, then the touched
+        users again. The global mean is kept."""
+        X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=not self.biases)
+        k = self.item_factors_.shape[1]
+        W = np.vstack([self.user_factors_, np.zeros((X.shape[0] - self.n_users_, k))])
+        bu = np.r_[self.user_bias_, np.zeros(X.shape[0] - self.n_users_)]
+        H = np.vstack([self.item_factors_, np.zeros((X.shape[1] - self.n_items_, k))])
+        bi = np.r_[self.item_bias_, np.zeros(X.shape[1] - self.n_items_)]
+        items = np.union1d(np.unique(X[touched].indices), np.arange(self.n_items_, X.shape[1]))
+        XT = X.T.tocsr()
+        for side in ("users", "items", "users"):
+            if side == "users" and touched.size:
+                W[touched], bu[touched] = self._solve_side(X[touched], H, bi)
+            elif side == "items" and items.size:
+                H[items], bi[items] = self._solve_side(XT[items], W, bu)
+        self._store(W, H, bu, bi, list(self.loss_))
+        self.n_users_, self.n_items_ = (int(n) for n in X.shape)
+        return self
 
 
 def transpose_positions(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

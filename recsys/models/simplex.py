@@ -432,6 +432,34 @@ class SimpleX(Recommender):
                                                 branch[start:stop], Qn, shift, steps, scale)
         return E.astype(np.float32)
 
+    def partial_fit(self, X, users=None, previous=None, steps: int = 100) -> SimpleX:
+        """Approximate update: the changed and new users' embeddings trained as in
+        :meth:`fold_in` (``steps`` Adam steps of their CCL, items fixed), and each new item's
+        embedding set to the mean direction of its users' normalised vectors (the maximiser of
+        the loss's positive term, ``sum_u cos(p_u, q)``), scaled to the fitted items' mean
+        norm; a new item without users gets zeros. Other rows keep their values."""
+        X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=True)
+        n_old_items, d = self.n_items_, self.factors
+        E = np.vstack([self.user_factors_,
+                       np.zeros((X.shape[0] - self.n_users_, d), np.float32)])
+        if touched.size:
+            E[touched] = self.fold_in(X[touched][:, :n_old_items], steps=steps)
+        self.user_bias_ = np.r_[self.user_bias_,
+                                np.zeros(X.shape[0] - self.n_users_, np.float32)]
+        self.user_factors_, self.n_users_ = E, X.shape[0]
+        m = X.shape[1] - n_old_items
+        if m:
+            P, _ = self._factors(np.arange(X.shape[0]), X[:, :n_old_items])
+            directions = (X[:, n_old_items:] != 0).astype(np.float64).T @ P[:, :d]
+            norms = np.linalg.norm(directions, axis=1, keepdims=True)
+            scale = float(np.linalg.norm(self.item_factors_, axis=1).mean())
+            new = np.divide(directions, norms, out=np.zeros_like(directions),
+                            where=norms > 0) * scale
+            self.item_factors_ = np.vstack([self.item_factors_, new.astype(np.float32)])
+            self.item_bias_ = np.r_[self.item_bias_, np.zeros(m, np.float32)]
+            self.n_items_ = X.shape[1]
+        return self
+
     def _fold_in_block(self, rows, E, branch, Qn, shift, steps, scale) -> np.ndarray:
         positives = (rows != 0).astype(np.float64).toarray()
         n_pos = positives.sum(axis=1, keepdims=True)
