@@ -14,4 +14,5 @@ SECTIONS: dict[str, list[list[str]]] = {
     "simplex": [["bench_simplex.py"]],
     "accuracy": [["bench_accuracy.py"]],
     "scaling": [["bench_scaling.py"]],
+    "updates": [["bench_updates.py"]],
 }

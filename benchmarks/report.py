@@ -295,6 +295,30 @@ def nmf_anneal(quick: bool, out: Path) -> str:
                    f"{100 * _num(r['at_optimum']):.1f}%"] for r in rows])
 
 
+def updates_foldin(quick: bool, out: Path) -> str:
+    rows = _read("updates_foldin", quick)
+    return table(["data", "model", "held-out users", "fold-in Recall@20", "fold-in NDCG@20",
+                  "refit Recall@20", "refit NDCG@20", "fold-in / refit (NDCG)", "scoring"],
+                 [[r["data"], r["model"], r["held_users"],
+                   num(_num(r["fold_in_recall_at_20"])), num(_num(r["fold_in_ndcg_at_20"])),
+                   num(_num(r["refit_recall_at_20"])), num(_num(r["refit_ndcg_at_20"])),
+                   num(_num(r["fold_in_over_refit"]), 3), sec(_num(r["score_s"]))]
+                  for r in rows])
+
+
+def updates_partial(quick: bool, out: Path) -> str:
+    rows = _read("updates_partial", quick)
+    return table(["data", "model", "new users", "partial_fit", "refit", "refit / update",
+                  "max |B - B refit| / max |B refit|", "new users' Recall@20 (update)",
+                  "(refit)"],
+                 [[r["data"], r["model"], f"{r['new_users']} ({100 * _num(r['fraction']):.0f}%)",
+                   sec(_num(r["update_s"])), sec(_num(r["refit_s"])),
+                   ratio(_num(r["refit_over_update"])),
+                   f"{_num(r['max_rel_diff_B']):.1e}" if r["max_rel_diff_B"] else "-",
+                   num(_num(r["update_recall_at_20"])), num(_num(r["refit_recall_at_20"]))]
+                  for r in rows])
+
+
 MEAN_TRAINER = "recsys SimpleX"  # bench_simplex.py's row names
 ATTENTION_TRAINER = "recsys SimpleX, user attention"
 
@@ -446,7 +470,8 @@ RENDERERS: dict[str, Callable[[bool, Path], str]] = {
     "scaling": scaling, "topk": topk, "evaluation": evaluation, "ease": ease,
     "altmin_epoch": altmin_epoch, "altmin_recovery": altmin_recovery,
     "altmin_recovery_large": altmin_recovery_large, "nmf_rmse": nmf_rmse,
-    "nmf_anneal": nmf_anneal, "simplex": simplex,
+    "nmf_anneal": nmf_anneal, "simplex": simplex, "updates_foldin": updates_foldin,
+    "updates_partial": updates_partial,
 }
 
 

@@ -55,8 +55,9 @@ class Recommender(ABC):
     """
 
     #: True when the model keeps per-user state learned in ``fit`` (user factors): then ``X``
-    #: passed at scoring time must have exactly the fitted rows. History-based models (kNN,
-    #: EASE, popularity) score any rows of any ``X`` (fold-in for new users is free).
+    #: passed at scoring time holds the fitted users in its first rows and new users after
+    #: them (folded in, :meth:`fold_in`). History-based models (kNN, EASE, popularity) score
+    #: any rows of any ``X``.
     uses_user_state: ClassVar[bool] = False
     #: True for models of explicit ratings (fitted on the rated values, e.g. to predict them);
     #: False for implicit-feedback models (fitted on positives). Pipelines pick the training

@@ -3,9 +3,9 @@
 Where a model's score is linear in the user's history, ``explain`` returns each history
 item's exact share, plus the part no history item accounts for (``base``: biases, the user's
 own embedding); they sum to the score. EASE and ItemKNN score the history row itself; the
-factor models whose user vector is a linear function of the history (ALS, BPR's projection,
-AltMin) explain the score of the vector recomputed from that history (their fold-in, equal to
-the fitted vector at convergence), as implicit's ``explain`` does for ALS.
+factor models whose user vector is a linear function of the history (ALS, AltMin) explain the
+score of the vector recomputed from that history (their fold-in, equal to the fitted vector at
+convergence), as implicit's ``explain`` does for ALS.
 """
 
 from __future__ import annotations

@@ -34,6 +34,25 @@ def _grown(table: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.vstack([table, extra]), dtype=np.float32)
 
 
+def _sample_pairs(rows: sp.csr_matrix, pairs: int, rng: np.random.Generator):
+    """``pairs`` (positive, non-positive) item pairs per row: ``(pos, neg, valid)`` arrays of
+    shape (rows, pairs); rows without a positive (or without a non-positive) are not valid."""
+    n, n_items = rows.shape
+    counts = np.diff(rows.indptr)
+    pos = np.zeros((n, pairs), np.int64)
+    neg = np.zeros((n, pairs), np.int64)
+    valid = np.zeros((n, pairs), bool)
+    for r in range(n):
+        seen = rows.indices[rows.indptr[r]:rows.indptr[r + 1]]
+        if counts[r] == 0 or counts[r] == n_items:
+            continue
+        pos[r] = seen[rng.integers(0, counts[r], pairs)]
+        draws = rng.integers(0, n_items - counts[r], pairs)  # the draws-th unseen item
+        neg[r] = draws + np.searchsorted(seen - np.arange(counts[r]), draws, side="right")
+        valid[r] = True
+    return pos, neg, valid
+
+
 class _ImplicitFactors(Recommender):
     uses_user_state = True
 
@@ -204,41 +223,73 @@ class BPR(_ImplicitFactors):
         self.num_threads = num_threads
         self.show_progress = show_progress
 
-    def fold_in(self, X_new) -> np.ndarray:
-        """Factors of new users by a least-squares projection of their 0/1 rows onto the fixed
-        item factors (BPR's pairwise objective has no closed form per user): with ``y_i`` the
-        item factors and ``b_i`` the item bias (their last column),
+    def fold_in(self, X_new, steps: int = 30, pairs: int = 256) -> np.ndarray:
+        """Factors of new users trained on BPR's own objective with the items fixed:
 
-            x_u = argmin_x sum_i (p_ui - b_i - x . y_i)^2 + regularization |x|^2
-                = (Y^T Y + regularization I)^{-1} (sum_{i in I_u} y_i - Y^T b),
+            max_x  mean_{(i, j)} log sigmoid(x . (y_i - y_j) + b_i - b_j) - regularization |x|^2
 
-        the ALS fold-in with unit confidence; the constant 1 that multiplies the bias is
-        appended. Approximate: it ranks like the fitted model on typical users, not exactly.
+        over ``pairs`` (positive i, non-positive j) pairs per user drawn once (seeded by
+        ``random_state`` and the row, so the result is reproducible), by at most ``steps``
+        damped Newton steps from the mean of the user's positive item vectors; the objective
+        is strictly concave, so they converge to its unique maximiser. The constant 1 that
+        multiplies the item bias is appended. A user with no positive gets zeros.
         """
         X_new = self._new_rows(X_new)
         Y = self.item_factors_[:, :-1].astype(np.float64)
         bias = self.item_factors_[:, -1].astype(np.float64)
-        A = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
-        positives = X_new.copy()
-        positives.data[:] = 1.0
-        rhs = positives @ Y - (Y.T @ bias)[None, :]
-        U = np.linalg.solve(A, rhs.T).T if X_new.shape[0] else np.zeros((0, Y.shape[1]))
-        return np.hstack([U, np.ones((len(U), 1))]).astype(np.float32)
+        n, f = X_new.shape[0], Y.shape[1]
+        U = np.zeros((n, f))
+        seed = self.random_state if isinstance(self.random_state, int | np.integer) else 0
+        block = max(1, (16 << 20) // (8 * pairs * f))
+        for start in range(0, n, block):
+            rows = X_new[start:start + block]
+            rng = np.random.default_rng([int(seed), start])
+            pos, neg, valid = _sample_pairs(rows, pairs, rng)
+            U[start:start + len(valid)] = self._bpr_steps(Y, bias, pos, neg, valid, steps)
+        return np.hstack([U, np.ones((n, 1))]).astype(np.float32)
 
-    def _explain(self, user, item, row):
-        # the projection: x_u = A^{-1} (sum_{j in I_u} y_j - Y^T b), score = y_i . x_u + b_i
-        Y = self.item_factors_[:, :-1].astype(np.float64)
-        bias = self.item_factors_[:, -1].astype(np.float64)
-        A = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
-        shares = ridge_contributions(Y, np.ones(row.nnz), A, Y[item], row.indices)
-        base = bias[item] - Y[item] @ np.linalg.solve(A, Y.T @ bias)
-        return Explanation.of(user, item, row.indices, shares, base)
+    def _bpr_steps(self, Y, bias, pos, neg, valid, steps) -> np.ndarray:
+        """Damped Newton steps on each user's negated objective (strictly convex: the ridge
+        term), halving a step until the objective does not increase; from the mean of the
+        user's positive item vectors."""
+        diff = Y[pos] - Y[neg]  # (users, pairs, f)
+        offset = bias[pos] - bias[neg]
+        counts = np.maximum(valid.sum(axis=1, keepdims=True), 1)
+        lam = self.regularization
+        eye = np.eye(Y.shape[1])
+
+        def loss(x):
+            margin = np.einsum("upf,uf->up", diff, x) + offset
+            return (valid * np.logaddexp(0, -margin)).sum(axis=1) / counts[:, 0] + \
+                lam * (x * x).sum(axis=1)
+
+        x = (Y[pos] * valid[..., None]).sum(axis=1) / counts
+        current = loss(x)
+        for _ in range(steps):
+            margin = np.einsum("upf,uf->up", diff, x) + offset
+            p = valid / (1.0 + np.exp(np.clip(margin, -50, 50)))  # sigmoid(-margin)
+            grad = -np.einsum("up,upf->uf", p, diff) / counts + 2 * lam * x
+            curvature = valid * p * (1 - p) / counts
+            H = np.einsum("up,upf,upg->ufg", curvature, diff, diff) + 2 * lam * eye
+            step = np.linalg.solve(H, grad[..., None])[..., 0]
+            shrink = np.ones((len(x), 1))
+            for _ in range(20):  # halve where the full step would increase the loss
+                trial = x - shrink * step
+                worse = loss(trial) > current + 1e-12
+                if not worse.any():
+                    break
+                shrink[worse] /= 2
+            x, previous = trial, current
+            current = loss(x)
+            if np.all(previous - current <= 1e-12 * np.abs(previous)):
+                break
+        return np.where(valid.any(axis=1, keepdims=True), x, 0.0)
 
     def partial_fit(self, X, users=None, previous=None) -> BPR:
-        """Approximate update: the changed and new users by the fold-in projection, and the
-        new items by the symmetric projection of their 0/1 columns onto the user factors
-        ``[x_u, 1]`` (factors and bias, ``regularization`` ridge); the fitted items keep the
-        factors BPR's SGD gave them."""
+        """Approximate update: the changed and new users by :meth:`fold_in` (BPR's objective
+        with the items fixed), and the new items by a least-squares projection of their 0/1
+        columns onto the user factors ``[x_u, 1]`` (factors and bias, ``regularization``
+        ridge); the fitted items keep the factors BPR's SGD gave them."""
         X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=True)
         U = _grown(self.user_factors_, X.shape[0])
         U[self.n_users_:, -1] = 1.0
@@ -255,6 +306,10 @@ class BPR(_ImplicitFactors):
         self.user_factors_, self.item_factors_ = U, V
         self.n_users_, self.n_items_ = (int(n) for n in X.shape)
         return self
+
+    def _explain(self, user, item, row):
+        raise NotImplementedError("BPR's user vector maximises a nonlinear (log-sigmoid) "
+                                  "objective: its score has no exact split over the history")
 
     def _item_vectors(self):
         return self.item_factors_[:, :-1]  # without the bias column
