@@ -308,8 +308,8 @@ def updates_foldin(quick: bool, out: Path) -> str:
 
 def updates_partial(quick: bool, out: Path) -> str:
     rows = _read("updates_partial", quick)
-    return table(["data", "model", "new users", "partial_fit", "refit", "refit / update",
-                  "max |B - B refit| / max |B refit|", "new users' Recall@20 (update)",
+    return table(["data", "model", "users", "partial_fit", "refit", "refit / update",
+                  "B vs refit (max abs diff / max abs)", "their Recall@20 (update)",
                   "(refit)"],
                  [[r["data"], r["model"], f"{r['new_users']} ({100 * _num(r['fraction']):.0f}%)",
                    sec(_num(r["update_s"])), sec(_num(r["refit_s"])),
