@@ -258,10 +258,13 @@ def test_named_cases_from_the_issue():
 # -- 2. memory ----------------------------------------------------------------------------------
 def test_huge_requests_fail_before_allocating(monkeypatch):
     X = small()
+    # a machine with 16 GiB free, whatever this one has (and at any thread count): the two
+    # requests of the issue need more (AltMin's 4 d^2 overflowed an int and crashed)
+    monkeypatch.setattr(validation, "available_memory", lambda: 16 << 30)
     with pytest.raises(MemoryError, match="GiB"):
-        AltMin(factors=23171).fit(X)  # 4 d^2 overflowed an int in the kernel and crashed
+        AltMin(factors=23171, num_threads=1).fit(X)
     with pytest.raises(MemoryError, match="negatives"):
-        SimpleX(negatives=10**8).fit(X)
+        SimpleX(negatives=10**8, num_threads=1).fit(X)
     monkeypatch.setattr(validation, "available_memory", lambda: 1 << 20)  # a 1 MiB machine
     with pytest.raises(MemoryError, match="AltMin"):
         AltMin(factors=300, num_threads=1).fit(X)
