@@ -42,8 +42,10 @@ def cosine_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int,
 
 
 def row_neighbours(rows_of, queries: np.ndarray, n: int, k: int, blocked: np.ndarray | None,
-                   num_threads: int, batch: int = 1024):
-    """Top-``k`` columns of the dense blocks ``rows_of(queries[a:b])`` (n columns each)."""
+                   num_threads: int, batch: int | None = None):
+    """Top-``k`` columns of the dense blocks ``rows_of(queries[a:b])`` (n columns each; by
+    default about 64 MiB of float32 per block)."""
+    batch = batch or max(1, min(1024, (64 << 20) // (4 * max(n, 1))))
     ids, scores = [], []
     for start in range(0, len(queries), batch):
         part = queries[start:start + batch]
