@@ -4,6 +4,7 @@
     recsys fit --model ease --dataset ml-100k --param l2=300 --out ease.npz
     recsys evaluate --model-path ease.npz --dataset ml-100k
     recsys recommend --model-path ease.npz --dataset ml-100k --k 100 --out recs.parquet
+    recsys data describe --path log.parquet --user user_id --item item_id --timestamp ts
     recsys recommend --mlflow-experiment ml-100k-ease --dataset ml-100k --k 100 --out recs/ \\
         --shards 4 [--dask-scheduler tcp://host:8786]
 
@@ -138,6 +139,22 @@ def cmd_recommend(args) -> dict:
             "excluded": args.exclude}
 
 
+def cmd_data_describe(args) -> dict:
+    from recsys.data.describe import describe, describe_frame, read_log
+
+    if args.path:
+        columns = [c for c in (args.user, args.item, args.value, args.timestamp) if c]
+        return describe_frame(read_log(args.path, args.sep, columns), args.user, args.item,
+                              args.value, args.timestamp)
+    from recsys.datasets import load
+
+    data = load(args.dataset, data_home=args.data_home)
+    parts = {"data": data} if hasattr(data, "matrix") else {
+        name: part for name in ("train", "validation", "test", "fold_in")
+        if (part := getattr(data, name, None)) is not None}
+    return {name: describe(part) for name, part in parts.items()}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(run=cmd_fit)
+
+    p = sub.add_parser("data", help="look at a data set or a log file")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    d = data_sub.add_parser("describe", help="users, items, density, interactions per user "
+                            "and per item, popularity Gini, time range, duplicates")
+    common(d)
+    d.add_argument("--path", default=None, help="a CSV/TSV/Parquet file or a folder of "
+                   "Parquet parts (instead of --dataset)")
+    d.add_argument("--user", default="user", help="user id column (with --path)")
+    d.add_argument("--item", default="item", help="item id column (with --path)")
+    d.add_argument("--value", default=None, help="value column (with --path)")
+    d.add_argument("--timestamp", default=None, help="timestamp column (with --path)")
+    d.add_argument("--sep", default=None, help="CSV separator (default: by extension)")
+    d.set_defaults(run=cmd_data_describe, command="data describe")
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "full-ranking test metrics"),
                                  ("recommend", cmd_recommend, "top-N per user to Parquet")):

@@ -1,5 +1,6 @@
 """Data layer: interactions as CSR, id maps, real data sets and splitters."""
 
+from recsys.data.describe import describe, describe_frame
 from recsys.data.idmap import IdMap
 from recsys.data.interactions import Interactions
 from recsys.data.splits import (
@@ -15,6 +16,8 @@ __all__ = [
     "IdMap",
     "Interactions",
     "Split",
+    "describe",
+    "describe_frame",
     "leave_k_out",
     "random_holdout",
     "strong_generalization",
