@@ -3,6 +3,7 @@ import pytest
 import scipy.sparse as sp
 from conftest import random_csr, reference_topk
 
+import recsys._validation as validation
 from recsys.datasets import load
 from recsys.evaluation import evaluate
 from recsys.models import EASE, Recommender
@@ -65,7 +66,7 @@ def test_fold_in_new_users():
 
 
 def test_memory_check_names_the_size(monkeypatch):
-    monkeypatch.setattr(ease_module, "available_memory", lambda: 10_000)
+    monkeypatch.setattr(validation, "available_memory", lambda: 10_000)
     with pytest.raises(MemoryError, match=r"120 x 120 float32.*max_items_dense"):
         EASE().fit(random_csr(50, 120, 0.1, 5))
 

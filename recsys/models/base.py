@@ -143,8 +143,11 @@ class Recommender(ABC):
     def _is_factor_model(self) -> bool:
         return type(self)._factors is not Recommender._factors
 
+    def _is_item_model(self) -> bool:
+        return type(self)._item_weights is not Recommender._item_weights
+
     def _dense_item_weights(self) -> np.ndarray | None:
-        if type(self)._item_weights is Recommender._item_weights:
+        if not self._is_item_model():
             return None
         W = self._item_weights()
         return None if sp.issparse(W) else W
@@ -357,7 +360,11 @@ class Recommender(ABC):
         return self._explain(int(users[0]), int(items[0]), X[int(users[0])])
 
     def _explain(self, user: int, item: int, row: sp.csr_matrix) -> Explanation:
-        raise NotImplementedError(f"{type(self).__name__} does not explain its scores")
+        if not self._is_item_model():
+            raise NotImplementedError(f"{type(self).__name__} does not explain its scores")
+        # item-item models: score(u, i) = sum_{j in I_u} x_uj W_ji, exact term by term
+        column = self._item_rows(row.indices)[:, item] if row.nnz else np.zeros(0)
+        return Explanation.of(user, item, row.indices, row.data * column)
 
     # -- neighbours ---------------------------------------------------------------------------
     def _item_vectors(self) -> np.ndarray:
@@ -372,8 +379,9 @@ class Recommender(ABC):
         return self._user_state(users, X, self.user_factors_)[0]
 
     def _item_rows(self, items: np.ndarray) -> np.ndarray:
-        """Item-item models: the dense rows of their item-item weights for ``items``."""
-        raise NotImplementedError
+        """Item-item models: the dense rows ``W[items]`` of their item-item weights."""
+        rows = self._item_weights()[items]
+        return rows.toarray() if sp.issparse(rows) else np.asarray(rows)
 
     def similar_items(self, items, k: int = 10, filter_items=None
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -390,7 +398,7 @@ class Recommender(ABC):
             _check_items(filter_items, self.n_items_, "filter_items")
         k = check_k(k, self.n_items_)
         threads = getattr(self, "num_threads", 0) or 0
-        if type(self)._item_rows is not Recommender._item_rows:
+        if self._is_item_model():
             ids, scores = row_neighbours(self._item_rows, items, self.n_items_, k, blocked,
                                          threads)
         else:

@@ -20,9 +20,8 @@ from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Options, Real
 from recsys._ext._ease import sparse_ridge_columns
 from recsys._ext._gram import gram_dense
 from recsys._threads import blas_limit, resolve_num_threads
-from recsys._validation import available_memory
+from recsys._validation import check_memory
 from recsys.models.base import Recommender
-from recsys.models.explain import Explanation
 from recsys.models.knn import cosine_neighbours
 from recsys.models.schema import Array
 
@@ -135,47 +134,36 @@ class EASE(Recommender):
             grown[n_old:, :n_old] = grown[:n_old, n_old:].T
             grown[n_old:, n_old:] = S_inv
             P = grown
-        self.inverse_diagonal_ = np.diag(P).copy()
-        P /= -self.inverse_diagonal_[None, :]
-        P[np.diag_indices(P.shape[0])] = 0
-        self.B_ = P
+        self.B_ = self._weights_from_inverse(P)
         self.n_users_, self.n_items_ = (int(n) for n in X.shape)
         return self
+
+    def _weights_from_inverse(self, P: np.ndarray) -> np.ndarray:
+        """``B = I - P diagMat(1 / diag P)`` (eq. 8), in ``P``'s buffer; ``diag P`` is kept
+        (``inverse_diagonal_``) so that :meth:`partial_fit` can recover ``P = (I - B) diag``."""
+        self.inverse_diagonal_ = np.diag(P).copy()
+        P /= -self.inverse_diagonal_[None, :]  # B_ij = -P_ij / P_jj
+        P[np.diag_indices(P.shape[0])] = 0
+        return P
 
     def _item_weights(self):
         return self.B_
 
-    def _item_rows(self, items):
-        rows = self.B_[items]
-        return rows.toarray() if sp.issparse(rows) else rows
-
-    def _explain(self, user, item, row):
-        # score(u, i) = sum_{j in I_u} x_uj W_ji: exact, term by term
-        column = self._item_rows(row.indices)[:, item] if row.nnz else np.zeros(0)
-        return Explanation.of(user, item, row.indices, row.data * column)
 
     # -- exact ------------------------------------------------------------------------------
     def _fit_dense(self, X: sp.csr_matrix) -> np.ndarray:
         n = X.shape[1]
         dtype = np.dtype(self.dtype)
-        need = n * n * dtype.itemsize
-        free = available_memory()
-        if free is not None and need > 0.9 * free:
-            raise MemoryError(
-                f"EASE needs one dense {n} x {n} {self.dtype} matrix ({need / 2**30:.1f} GiB) "
-                f"but only {free / 2**30:.1f} GiB are available. Use the sparse variant: "
-                f"EASE(max_items_dense=<n below {n}>, neighbors=...), or dtype='float32'.")
+        check_memory(n * n * dtype.itemsize, f"EASE's dense {n} x {n} {self.dtype} matrix",
+                     f"Use the sparse variant: EASE(max_items_dense=<n below {n}>, "
+                     "neighbors=...), or dtype='float32'.")
         threads = resolve_num_threads(self.num_threads)
         G = np.zeros((n, n), dtype=dtype)
         gram_dense(X.indptr, X.indices, X.data, G, 64, threads)
         G[np.diag_indices(n)] += dtype.type(self.l2)
         _cholesky_inverse(G, threads)
         _mirror_lower(G)
-        P = G
-        self.inverse_diagonal_ = np.diag(P).copy()  # kept for partial_fit: P = (I - B) diag
-        P /= -self.inverse_diagonal_[None, :]  # B_ij = -P_ij / P_jj
-        P[np.diag_indices(n)] = 0
-        return P
+        return self._weights_from_inverse(G)
 
     # -- neighbourhood-sparse -----------------------------------------------------------------
     def _fit_sparse(self, X: sp.csr_matrix) -> sp.csr_matrix:

@@ -11,7 +11,6 @@ from tqdm.auto import tqdm
 from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Real
 from recsys._threads import resolve_num_threads
 from recsys.models.base import Recommender
-from recsys.models.explain import Explanation
 from recsys.models.schema import Array
 from recsys.topk import topk_scores
 
@@ -76,13 +75,6 @@ class ItemKNN(Recommender):
             "changes the lists of all its items and of their neighbours, so an exact update "
             "is a refit (one sparse product); refit ItemKNN on the updated matrix")
 
-    def _item_rows(self, items):
-        return self.similarity_[items].toarray()
-
-    def _explain(self, user, item, row):
-        # score(u, i) = sum_{j in I_u} x_uj W_ji: exact, term by term
-        column = self._item_rows(row.indices)[:, item] if row.nnz else np.zeros(0)
-        return Explanation.of(user, item, row.indices, row.data * column)
 
 
 def cosine_neighbours(gram_rows: Callable[[int, int], sp.spmatrix], norms: np.ndarray, k: int,
