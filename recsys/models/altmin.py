@@ -25,7 +25,7 @@ from recsys._ext._altmin import solve_rows
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.data.interactions import select_entries
-from recsys.models.base import Recommender, biased_factors
+from recsys.models.base import Recommender, biased_factors, grown
 from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array, Scalar
 
@@ -252,13 +252,10 @@ class AltMin(Recommender):
         (on the fitted items), then the new items and the items the touched users rated,
         then the touched users again. The global mean is kept."""
         X, _, touched, _ = self._prepare_update(X, users, previous)
-        k, dtype = self.factors, self.item_factors_.dtype
         n_old_items = self.n_items_
-        U = np.vstack([self.user_factors_, np.zeros((X.shape[0] - self.n_users_, k), dtype)])
-        bu = np.r_[self.user_bias_, np.zeros(X.shape[0] - self.n_users_, dtype)]
-        V = np.vstack([self.item_factors_, np.zeros((X.shape[1] - n_old_items, k), dtype)])
-        bi = np.r_[self.item_bias_, np.zeros(X.shape[1] - n_old_items, dtype)]
-        items = np.union1d(np.unique(X[touched].indices), np.arange(n_old_items, X.shape[1]))
+        U, bu = grown(self.user_factors_, X.shape[0]), grown(self.user_bias_, X.shape[0])
+        V, bi = grown(self.item_factors_, X.shape[1]), grown(self.item_bias_, X.shape[1])
+        items = self._touched_items(X, touched)
         if touched.size:
             U[touched], bu[touched] = self._solve_side(X[touched][:, :n_old_items],
                                                        V[:n_old_items], bi[:n_old_items])

@@ -349,6 +349,10 @@ class Recommender(ABC):
                                  f"fitted on ({self.n_users_}, {self.n_items_})")
         return X, changed, touched, previous
 
+    def _touched_items(self, X: sp.csr_matrix, touched: np.ndarray) -> np.ndarray:
+        """Items to re-solve in an update: those in the touched users' rows and the new ones."""
+        return np.union1d(np.unique(X[touched].indices), np.arange(self.n_items_, X.shape[1]))
+
     # -- explanations -------------------------------------------------------------------------
     def explain(self, user: int, item: int, X) -> Explanation:
         """The score of ``item`` for ``user`` (a row of ``X``) split into the contributions of
@@ -579,13 +583,12 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     with a warning, since it only matters for fitting and cannot be saved without pickle."""
     out = {}
     for name, value in params.items():
-        try:
-            json.dumps(value)
+        if _jsonable(value):
             out[name] = value
-        except TypeError:
+        else:
             logger.warning("parameter %s=%r is not JSON-serialisable; saved as its repr "
-                           "(the loaded model predicts the same but must be given a new %s "
-                           "before refitting)", name, value, name)
+                           "(the loaded model predicts the same, with %s back at its default)",
+                           name, value, name)
             out[name] = repr(value)
     return out
 
@@ -608,6 +611,12 @@ def biased_factors(user_factors: np.ndarray, user_bias: np.ndarray, item_factors
 def _rows_per_batch(n_items: int) -> int:
     """Users per dense score block: about 64 MiB of float32 scores."""
     return max(1, (64 << 20) // (4 * n_items))
+
+
+def grown(table: np.ndarray, n: int) -> np.ndarray:
+    """``table`` (1-D or 2-D) with zero rows appended up to ``n`` rows, same dtype."""
+    extra = np.zeros((n - len(table), *table.shape[1:]), dtype=table.dtype)
+    return np.ascontiguousarray(np.concatenate([table, extra]))
 
 
 def _check_items(items, n_items: int, name: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from implicit.recommender_base import ModelFitError
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Real
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, grown
 from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array
 
@@ -26,12 +26,6 @@ def _seed(random_state) -> int:
     if isinstance(random_state, int | np.integer):
         return int(random_state)
     return int(check_random_state(random_state).integers(2**31 - 1))
-
-
-def _grown(table: np.ndarray, n: int) -> np.ndarray:
-    """``table`` with zero rows appended up to ``n`` rows (float32)."""
-    extra = np.zeros((n - len(table), table.shape[1]), dtype=np.float32)
-    return np.ascontiguousarray(np.vstack([table, extra]), dtype=np.float32)
 
 
 def _sample_pairs(rows: sp.csr_matrix, pairs: int, rng: np.random.Generator):
@@ -80,11 +74,7 @@ class _ImplicitFactors(Recommender):
                     f"{type(self).__name__} diverged ({exc}); the largest value in X is "
                     f"{X.data.max():.3g}: rescale the values (or lower alpha / learning_rate)"
                 ) from exc
-        self._store(model)
-        if not (np.isfinite(self.user_factors_).all() and np.isfinite(self.item_factors_).all()):
-            raise ValueError(f"{type(self).__name__} diverged: its factors hold NaN or inf "
-                             f"(largest value in X {X.data.max():.3g}; rescale the values or "
-                             "lower the learning rate)")
+        self._store(model)  # NaN/inf factors are refused by the base's check of every fit
         return self
 
     def _store(self, model) -> None:
@@ -160,9 +150,9 @@ class ALS(_ImplicitFactors):
         items). Everything else keeps its factors; ``previous`` is not needed."""
         X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=True)
         model = self._make()
-        model.user_factors = _grown(self.user_factors_, X.shape[0])
-        model.item_factors = _grown(self.item_factors_, X.shape[1])
-        items = np.union1d(np.unique(X[touched].indices), np.arange(self.n_items_, X.shape[1]))
+        model.user_factors = grown(self.user_factors_, X.shape[0])
+        model.item_factors = grown(self.item_factors_, X.shape[1])
+        items = self._touched_items(X, touched)
         with blas_limit(1):
             if touched.size:
                 model.partial_fit_users(touched, X[touched])
@@ -291,9 +281,9 @@ class BPR(_ImplicitFactors):
         columns onto the user factors ``[x_u, 1]`` (factors and bias, ``regularization``
         ridge); the fitted items keep the factors BPR's SGD gave them."""
         X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=True)
-        U = _grown(self.user_factors_, X.shape[0])
+        U = grown(self.user_factors_, X.shape[0])
         U[self.n_users_:, -1] = 1.0
-        V = _grown(self.item_factors_, X.shape[1])
+        V = grown(self.item_factors_, X.shape[1])
         n_old_items = self.n_items_
         if touched.size:
             self.user_factors_, self.item_factors_ = U, V[:n_old_items]

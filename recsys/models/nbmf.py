@@ -35,7 +35,7 @@ from recsys._constraints import (
 from recsys._ext._nbmf import h_step, nnls_rows, qubo_energy, qubo_terms
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, grown
 from recsys.models.schema import Array
 
 logger = logging.getLogger(__name__)
@@ -232,10 +232,9 @@ class NBMF(Recommender):
         An external sampler is not used here: the annealer (or exact enumeration) is."""
         X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=True)
         n_old_items = self.n_items_
-        W = np.vstack([self.user_factors_,
-                       np.zeros((X.shape[0] - self.n_users_, self.user_factors_.shape[1]))])
-        codes = np.r_[self.item_codes_, np.zeros(X.shape[1] - n_old_items, np.uint64)]
-        items = np.union1d(np.unique(X[touched].indices), np.arange(n_old_items, X.shape[1]))
+        W = grown(self.user_factors_, X.shape[0])
+        codes = grown(self.item_codes_, X.shape[1])
+        items = self._touched_items(X, touched)
         if touched.size:
             W[touched] = self.fold_in(X[touched][:, :n_old_items])
         if items.size:

@@ -25,7 +25,7 @@ from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Rea
 from recsys._ext._nmf import cd_rows, gather
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.models.base import Recommender, biased_factors
+from recsys.models.base import Recommender, biased_factors, grown
 from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
@@ -193,18 +193,15 @@ class MaskedNMF(Recommender):
         users, then the new items and the items the touched users rated, then the touched
         users again. The global mean is kept."""
         X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=not self.biases)
-        k = self.item_factors_.shape[1]
-        W = np.vstack([self.user_factors_, np.zeros((X.shape[0] - self.n_users_, k))])
-        bu = np.r_[self.user_bias_, np.zeros(X.shape[0] - self.n_users_)]
-        H = np.vstack([self.item_factors_, np.zeros((X.shape[1] - self.n_items_, k))])
-        bi = np.r_[self.item_bias_, np.zeros(X.shape[1] - self.n_items_)]
-        items = np.union1d(np.unique(X[touched].indices), np.arange(self.n_items_, X.shape[1]))
-        XT = X.T.tocsr()
-        for side in ("users", "items", "users"):
-            if side == "users" and touched.size:
-                W[touched], bu[touched] = self._solve_side(X[touched], H, bi)
-            elif side == "items" and items.size:
-                H[items], bi[items] = self._solve_side(XT[items], W, bu)
+        W, bu = grown(self.user_factors_, X.shape[0]), grown(self.user_bias_, X.shape[0])
+        H, bi = grown(self.item_factors_, X.shape[1]), grown(self.item_bias_, X.shape[1])
+        items = self._touched_items(X, touched)
+        if touched.size:
+            W[touched], bu[touched] = self._solve_side(X[touched], H, bi)
+        if items.size:
+            H[items], bi[items] = self._solve_side(X.T.tocsr()[items], W, bu)
+        if touched.size:
+            W[touched], bu[touched] = self._solve_side(X[touched], H, bi)
         self._store(W, H, bu, bi, list(self.loss_))
         self.n_users_, self.n_items_ = (int(n) for n in X.shape)
         return self

@@ -41,7 +41,7 @@ from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.data.interactions import row_of_values, select_entries
 from recsys.evaluation import evaluate, is_metric_key
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, grown
 from recsys.models.explain import Explanation
 from recsys.models.schema import Array, Scalar
 
@@ -440,12 +440,10 @@ class SimpleX(Recommender):
         norm; a new item without users gets zeros. Other rows keep their values."""
         X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=True)
         n_old_items, d = self.n_items_, self.factors
-        E = np.vstack([self.user_factors_,
-                       np.zeros((X.shape[0] - self.n_users_, d), np.float32)])
+        E = grown(self.user_factors_, X.shape[0])
         if touched.size:
             E[touched] = self.fold_in(X[touched][:, :n_old_items], steps=steps)
-        self.user_bias_ = np.r_[self.user_bias_,
-                                np.zeros(X.shape[0] - self.n_users_, np.float32)]
+        self.user_bias_ = grown(self.user_bias_, X.shape[0])
         self.user_factors_, self.n_users_ = E, X.shape[0]
         m = X.shape[1] - n_old_items
         if m:
@@ -456,7 +454,7 @@ class SimpleX(Recommender):
             new = np.divide(directions, norms, out=np.zeros_like(directions),
                             where=norms > 0) * scale
             self.item_factors_ = np.vstack([self.item_factors_, new.astype(np.float32)])
-            self.item_bias_ = np.r_[self.item_bias_, np.zeros(m, np.float32)]
+            self.item_bias_ = grown(self.item_bias_, X.shape[1])
             self.n_items_ = X.shape[1]
         return self
 
@@ -510,8 +508,6 @@ class SimpleX(Recommender):
         p = self.gamma * e + (1 - self.gamma) * weights @ mapped
         norm = np.linalg.norm(p) + 1e-8
         shares = (1 - self.gamma) * weights * (mapped @ q_hat) / norm
-        if self.gamma == 1:
-            shares = np.zeros(capped.nnz)
         base = self.gamma * (e @ q_hat) / norm + (float(self.item_bias_[item]) if self.biases
                                                   else 0.0)
         return Explanation.of(user, item, capped.indices, shares, base)
