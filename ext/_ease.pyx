@@ -96,7 +96,7 @@ def sparse_ridge_columns(const int[::1] indptr, const int[::1] indices,
             free(b)
     if no_memory:
         raise MemoryError(f"could not allocate the per-thread scratch of the neighbourhood "
-                          f"solves ({(n * 4 + m * m * sizeof(floating)) / 2**20:.1f} MiB)")
+                          f"solves ({(4.0 * n + 1.0 * m * m * sizeof(floating)) / 2**20:.1f} MiB)")
     if failed:
         raise np.linalg.LinAlgError(f"{failed} neighbourhood systems were not positive definite")
     return out_arr

@@ -146,10 +146,8 @@ def as_csr(X, name: str = "X", *, allow_empty: bool = False, nonnegative: bool =
     if data.size and np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         bad = int(np.count_nonzero(~np.isfinite(data)))
         raise ValueError(f"{name} holds {bad} NaN or infinite values")
-    if data.size and data.dtype.kind == "f" and data.dtype.itemsize > 4 and \
-            np.abs(data).max() > _FLOAT32_MAX:
-        raise ValueError(f"{name} holds values beyond float32's range (largest magnitude "
-                         f"{np.abs(data).max():.3g} > {_FLOAT32_MAX:.3g})")
+    if data.dtype.kind == "f" and data.dtype.itemsize > 4:
+        check_float32_range(data, name)
     if nonnegative and data.size and data.min() < 0:
         raise ValueError(f"{name} holds negative values ({int((data < 0).sum())} entries) but "
                          "this model needs nonnegative ones")
@@ -179,29 +177,31 @@ def as_csr(X, name: str = "X", *, allow_empty: bool = False, nonnegative: bool =
     return X
 
 
+def _same_row_pairs(X: sp.csr_matrix) -> np.ndarray:
+    """For each pair of consecutive stored values (p, p + 1): whether both are in one row."""
+    same = np.ones(max(X.nnz - 1, 0), dtype=bool)
+    starts = X.indptr[1:-1]
+    same[starts[(starts > 0) & (starts < X.nnz)] - 1] = False
+    return same
+
+
 def _sorted_indices(X: sp.csr_matrix) -> bool:
     """Indices sorted (non-decreasing) within every row, checked in NumPy (never the flag)."""
-    if X.nnz < 2:
-        return True
-    step = np.diff(X.indices)
-    starts = X.indptr[1:-1]
-    step_ok = step >= 0
-    # a decrease is allowed only across a row boundary (between positions start-1 and start)
-    boundary = np.zeros(step.size, dtype=bool)
-    inner = starts[(starts > 0) & (starts < X.nnz)]
-    boundary[inner - 1] = True
-    return bool((step_ok | boundary).all())
+    return X.nnz < 2 or bool((np.diff(X.indices)[_same_row_pairs(X)] >= 0).all())
 
 
 def _duplicate_count(X: sp.csr_matrix) -> int:
     """Repeated (row, column) pairs of a CSR matrix with sorted indices."""
     if X.nnz < 2:
         return 0
-    same = X.indices[1:] == X.indices[:-1]
-    starts = X.indptr[1:-1]
-    inner = starts[(starts > 0) & (starts < X.nnz)]
-    same[inner - 1] = False
-    return int(same.sum())
+    return int(((X.indices[1:] == X.indices[:-1]) & _same_row_pairs(X)).sum())
+
+
+def check_float32_range(values: np.ndarray, what: str) -> None:
+    """``ValueError`` when ``values`` hold a magnitude float32 cannot represent."""
+    if values.size and np.abs(values).max() > _FLOAT32_MAX:
+        raise ValueError(f"{what} holds values beyond float32's range (largest magnitude "
+                         f"{np.abs(values).max():.3g} > {_FLOAT32_MAX:.3g}); rescale them")
 
 
 def check_users(users, n_rows: int, name: str = "users") -> tuple[np.ndarray, bool]:

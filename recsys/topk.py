@@ -29,6 +29,11 @@ _EMPTY = np.zeros(0, dtype=np.int32)
 _BUFFER_BYTES = 16 << 20
 
 
+def rows_per_batch(n_cols: int) -> int:
+    """Rows per dense block of scores over ``n_cols`` columns: about 64 MiB of float32."""
+    return max(1, (64 << 20) // (4 * max(n_cols, 1)))
+
+
 def _exclusion_arrays(exclude, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
     if exclude is None:
         return _EMPTY, _EMPTY

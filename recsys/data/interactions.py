@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys._validation import as_csr
+from recsys._validation import as_csr, check_float32_range
 from recsys.data.idmap import IdMap
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class Interactions:
             if not np.isfinite(vals).all():
                 raise ValueError(f"column {value!r} holds {int((~np.isfinite(vals)).sum())} "
                                  "NaN or infinite values")
-            _check_float32(vals, f"column {value!r}")
+            check_float32_range(vals, f"column {value!r}")
         ts = None if timestamp is None else _timestamps(df[timestamp])
         return cls._from_coo(rows, cols, vals, ts, duplicates, user_map, item_map)
 
@@ -169,7 +169,7 @@ class Interactions:
             if ts is not None:
                 ts = np.maximum.reduceat(ts, starts)
             rows, cols = rows[starts], cols[starts]
-            _check_float32(vals, f"the {duplicates} of duplicate interactions")
+            check_float32_range(vals, f"the {duplicates} of duplicate interactions")
         keep = vals != 0
         if not keep.all():
             logger.info("dropping %d interactions with value 0", int((~keep).sum()))
@@ -237,12 +237,6 @@ class Interactions:
             np.concatenate([a.col, b.col]).astype(np.int64),
             np.concatenate([a.data, b.data]).astype(np.float64), ts, "sum",
             self.users, self.items)
-
-
-def _check_float32(values: np.ndarray, what: str) -> None:
-    if values.size and np.abs(values).max() > np.finfo(np.float32).max:
-        raise ValueError(f"{what} holds values beyond float32's range (largest magnitude "
-                         f"{np.abs(values).max():.3g}); rescale them")
 
 
 def _codes(column: pd.Series, id_map: IdMap | None, name: str) -> tuple[IdMap, np.ndarray]:

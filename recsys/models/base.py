@@ -25,7 +25,7 @@ from recsys._validation import as_csr, check_k, check_users
 from recsys.models.explain import Explanation
 from recsys.models.schema import Array, Scalar, check_fitted
 from recsys.models.similarity import cosine_neighbours, history_cosine_rows, row_neighbours
-from recsys.topk import topk_factors, topk_history, topk_scores
+from recsys.topk import rows_per_batch, topk_factors, topk_history, topk_scores
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ class Recommender(ABC):
             ids, scores = topk_history(X[users], W, k, exclude, num_threads=threads)
         else:
             if batch_size is None:
-                batch_size = _rows_per_batch(n_items)
+                batch_size = rows_per_batch(n_items)
             parts = []
             for start in range(0, users.size, batch_size):
                 block = self._score_block(users[start:start + batch_size], X)
@@ -302,7 +302,7 @@ class Recommender(ABC):
             return np.einsum("ij,ij->i", U, V[items])
         unique, inverse = np.unique(users, return_inverse=True)
         out = np.empty(users.size, dtype=np.float32)
-        step = _rows_per_batch(self.n_items_)
+        step = rows_per_batch(self.n_items_)
         for start in range(0, unique.size, step):
             block = self._score_block(unique[start:start + step], X)
             sel = (inverse >= start) & (inverse < start + step)
@@ -606,11 +606,6 @@ def biased_factors(user_factors: np.ndarray, user_bias: np.ndarray, item_factors
     V = np.hstack([item_factors, np.ones((n_items, 1)), item_bias[:, None],
                    np.full((n_items, 1), mean)]).astype(dtype)
     return U, V
-
-
-def _rows_per_batch(n_items: int) -> int:
-    """Users per dense score block: about 64 MiB of float32 scores."""
-    return max(1, (64 << 20) // (4 * n_items))
 
 
 def grown(table: np.ndarray, n: int) -> np.ndarray:

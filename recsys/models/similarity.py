@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.topk import topk_factors, topk_scores
+from recsys.topk import rows_per_batch, topk_factors, topk_scores
 
 
 def self_and_blocked(queries: np.ndarray, n: int, blocked: np.ndarray | None) -> sp.csr_matrix:
@@ -42,10 +42,10 @@ def cosine_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int,
 
 
 def row_neighbours(rows_of, queries: np.ndarray, n: int, k: int, blocked: np.ndarray | None,
-                   num_threads: int, batch: int | None = None):
-    """Top-``k`` columns of the dense blocks ``rows_of(queries[a:b])`` (n columns each; by
-    default about 64 MiB of float32 per block)."""
-    batch = batch or max(1, min(1024, (64 << 20) // (4 * max(n, 1))))
+                   num_threads: int):
+    """Top-``k`` columns of the dense blocks ``rows_of(queries[a:b])`` (n columns each, about
+    64 MiB of float32 per block)."""
+    batch = rows_per_batch(n)
     ids, scores = [], []
     for start in range(0, len(queries), batch):
         part = queries[start:start + batch]

@@ -172,7 +172,7 @@ def sweep(model: str | type, data: str | Experiment = "ml-100k", n_trials: int =
             mlflow.log_params({**_json_params(estimator.get_params()), "seed": seed_t})
             start = time.perf_counter()
             try:
-                _fit(estimator, tune.training(estimator), tune, trial, metric, ks)
+                _fit(estimator, tune.training(estimator), tune, trial, metric)
             except optuna.TrialPruned:
                 mlflow.log_metric("fit_time_s", time.perf_counter() - start)
                 mlflow.set_tag("recsys.state", "PRUNED")
@@ -203,7 +203,7 @@ def sweep(model: str | type, data: str | Experiment = "ml-100k", n_trials: int =
     return _summarise(study, cls, exp, seed, ks, client, parent_id, model_dir)
 
 
-def _fit(estimator, train, tune: Experiment, trial, metric: str, ks) -> None:
+def _fit(estimator, train, tune: Experiment, trial, metric: str) -> None:
     """Fit; iterative models report the validation metric after every epoch (pruning)."""
     import inspect
 
@@ -213,11 +213,10 @@ def _fit(estimator, train, tune: Experiment, trial, metric: str, ks) -> None:
     if "callback" not in inspect.signature(estimator.fit).parameters:
         estimator.fit(train)
         return
-    at = int(metric.rsplit("_", 1)[-1]) if metric[-1].isdigit() else ks[0]
+    name, at = parse_metric(metric)
 
     def callback(epoch, fitted):
-        value = evaluate(fitted, tune.history, tune.test, k=at, metrics=(metric.rsplit(
-            "_at_", 1)[0],))[metric]
+        value = evaluate(fitted, tune.history, tune.test, k=at, metrics=(name,))[metric]
         mlflow.log_metric(f"epoch_{metric}", value, step=epoch)
         trial.report(value, epoch)
         if trial.should_prune():
