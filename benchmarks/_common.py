@@ -69,6 +69,29 @@ def power_law_matrix(n_users: int, n_items: int, per_user: int, rng,
     return X
 
 
+#: EASE's l2 per data set (chosen on validation; bench_ease.py and bench_updates.py)
+EASE_L2 = {"ml-100k": 500.0, "ml-1m-lcfn": 1000.0, "gowalla-lightgcn": 80.0}
+
+
+def load_split(name: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(train, test) positives of ``name`` (ML-100K: fold u1, ratings >= 4); ``name:N`` keeps
+    only its N most popular training items, in both parts."""
+    from recsys.datasets import load
+
+    base, _, top = name.partition(":")
+    if base == "ml-100k":
+        split = load(base, split="u1", download=False)
+        train, test = split.train.binarize(4).matrix, split.test.binarize(4).matrix
+    else:
+        split = load(base, download=False)
+        train, test = split.train.matrix, split.test.matrix
+    if top:
+        popular = np.sort(np.argsort(-np.bincount(train.indices, minlength=train.shape[1]),
+                                     kind="stable")[:int(top)])
+        train, test = train[:, popular].tocsr(), test[:, popular].tocsr()
+    return train, test
+
+
 def machine() -> str:
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}")

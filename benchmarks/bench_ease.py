@@ -26,25 +26,12 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-from _common import machine, print_table, write_csv
-
-L2 = {"ml-100k": 500.0, "ml-1m-lcfn": 1000.0, "gowalla-lightgcn": 80.0}
+from _common import EASE_L2, load_split, machine, print_table, write_csv
 
 
 def load_train(name: str) -> sp.csr_matrix:
     """Training matrix of ``name``; ``name:N`` keeps only its N most popular items."""
-    from recsys.datasets import load
-
-    base, _, top = name.partition(":")
-    if base == "ml-100k":
-        X = load(base, split="u1", download=False).train.binarize(4).matrix
-    else:
-        X = load(base, download=False).train.matrix
-    if top:
-        popular = np.sort(np.argsort(-np.bincount(X.indices, minlength=X.shape[1]),
-                                     kind="stable")[:int(top)])
-        X = X[:, popular].tocsr()
-    return X
+    return load_split(name)[0]
 
 
 def rss_gib() -> float:
@@ -81,10 +68,10 @@ def worker(name: str, which: str) -> None:
     base = rss_gib()
     start = time.perf_counter()
     if which == "recsys":
-        model = EASE(l2=L2[name.partition(":")[0]]).fit(X)
+        model = EASE(l2=EASE_L2[name.partition(":")[0]]).fit(X)
         B = model.B_
     else:
-        B = reference_fit(X, L2[name.partition(":")[0]])
+        B = reference_fit(X, EASE_L2[name.partition(":")[0]])
     fit_s = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20 - base
     result = {"fit_s": fit_s, "peak_gib": peak}
@@ -138,7 +125,7 @@ def main() -> None:
         free = available_memory() or 0
         ref = run(name, "reference") if ref_need < 0.9 * free else \
             {"error": f"needs ~{ref_need / 2**30:.0f} GiB, {free / 2**30:.0f} GiB available"}
-        row = {"data": name, "items": n_items, "l2": L2[name.partition(":")[0]],
+        row = {"data": name, "items": n_items, "l2": EASE_L2[name.partition(":")[0]],
                "recsys_fit_s": ours.get("fit_s"), "reference_fit_s": ref.get("fit_s"),
                "fit_ratio": None, "recsys_peak_gib": ours.get("peak_gib"),
                "reference_peak_gib": ref.get("peak_gib"), "memory_ratio": None,

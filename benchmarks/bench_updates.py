@@ -24,30 +24,10 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-from _common import machine, print_table, write_csv
+from _common import EASE_L2, load_split, machine, print_table, write_csv
 
 from recsys.evaluation import evaluate
 from recsys.models import ALS, BPR, EASE, ItemKNN, MostPopular, SimpleX
-
-L2 = {"ml-100k": 500.0, "ml-1m-lcfn": 1000.0, "gowalla-lightgcn": 80.0}
-
-
-def load_split(name: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(train, test) positives of ``name``; ``name:N`` keeps its N most popular items."""
-    from recsys.datasets import load
-
-    base, _, top = name.partition(":")
-    if base == "ml-100k":
-        split = load(base, split="u1", download=False)
-        train, test = split.train.binarize(4).matrix, split.test.binarize(4).matrix
-    else:
-        split = load(base, download=False)
-        train, test = split.train.matrix, split.test.matrix
-    if top:
-        popular = np.sort(np.argsort(-np.bincount(train.indices, minlength=train.shape[1]),
-                                     kind="stable")[:int(top)])
-        train, test = train[:, popular].tocsr(), test[:, popular].tocsr()
-    return train, test
 
 
 def models(name: str, quick: bool) -> dict:
@@ -55,7 +35,7 @@ def models(name: str, quick: bool) -> dict:
     return {
         "MostPopular": lambda: MostPopular(),
         "ItemKNN": lambda: ItemKNN(neighbors=200, num_threads=2),
-        "EASE": lambda: EASE(l2=L2[name.partition(":")[0]], num_threads=2),
+        "EASE": lambda: EASE(l2=EASE_L2[name.partition(":")[0]], num_threads=2),
         "ALS": lambda: ALS(factors=64, iterations=15, regularization=1.0, random_state=0,
                            num_threads=2),
         "BPR": lambda: BPR(factors=64, iterations=100, random_state=0, num_threads=2),

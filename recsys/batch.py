@@ -105,12 +105,14 @@ def recommend_to_parquet(model: Recommender, history: Interactions, k: int, out,
     return path
 
 
-def job_inputs(exp, exclude: str = "training") -> tuple[Interactions, Interactions | None]:
-    """``(history, seen)`` of a prepared experiment for a batch job: the positives the model
-    scores from, and the further interactions to exclude (``exclude`` in :data:`EXCLUDE`)."""
+def job_inputs(exp, exclude: str = "training") -> tuple[Interactions, dict]:
+    """``(history, exclusion)`` of a prepared experiment for a batch job: the positives the
+    model scores from, and :func:`recommend_to_parquet`'s ``seen`` / ``exclude_seen``
+    arguments for ``exclude`` (one of :data:`EXCLUDE`)."""
     if exclude not in EXCLUDE:
         raise ValueError(f"exclude must be one of {EXCLUDE}, got {exclude!r}")
-    return exp.history, exp.seen if exclude == "training" else None
+    return exp.history, {"seen": exp.seen if exclude == "training" else None,
+                         "exclude_seen": exclude != "none"}
 
 
 def _score_shard(model_path: str, data: str, data_home, start: int, stop: int, k: int,
@@ -119,10 +121,9 @@ def _score_shard(model_path: str, data: str, data_home, start: int, stop: int, k
     from recsys.experiment import load_experiment
 
     model = Recommender.load(model_path)
-    history, seen = job_inputs(load_experiment(data, data_home=data_home).full(), exclude)
+    history, exclusion = job_inputs(load_experiment(data, data_home=data_home).full(), exclude)
     return str(recommend_to_parquet(model, history, k, part, np.arange(start, stop),
-                                    batch_size, show_progress=False, seen=seen,
-                                    exclude_seen=exclude != "none"))
+                                    batch_size, show_progress=False, **exclusion))
 
 
 def clear_output_folder(out_dir: Path) -> None:

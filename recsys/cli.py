@@ -131,10 +131,9 @@ def cmd_recommend(args) -> dict:
         return {"parts": [str(p) for p in parts]}
     model = _load_model(args)
     exp = load_experiment(args.dataset, data_home=args.data_home).full()
-    history, seen = job_inputs(exp, args.exclude)
+    history, exclusion = job_inputs(exp, args.exclude)
     path = recommend_to_parquet(model, history, args.k, args.out,
-                                show_progress=not args.quiet, seen=seen,
-                                exclude_seen=args.exclude != "none")
+                                show_progress=not args.quiet, **exclusion)
     return {"path": str(path), "users": history.shape[0], "k": args.k,
             "excluded": args.exclude}
 
