@@ -337,12 +337,19 @@ def matrices(draw):
 @settings(max_examples=int(os.environ.get("RECSYS_FUZZ_EXAMPLES", 1500)), deadline=None,
           suppress_health_check=list(HealthCheck), derandomize=os.environ.get(
               "RECSYS_FUZZ_RANDOM") is None)
-@given(X=matrices(), name=st.sampled_from(ALL), query=matrices())
-def test_fuzz_fit_and_score_never_crash(X, name, query):
+@given(X=matrices(), name=st.sampled_from(ALL), query=matrices(), data=st.data())
+def test_fuzz_fit_and_score_never_crash(X, name, query, data):
+    numeric = [param for model, param in _numeric_params() if model == name]
+    change = data.draw(st.one_of(st.none(), st.tuples(
+        st.sampled_from(numeric), st.sampled_from(BAD_NUMBERS + [1, 2])))
+        if numeric else st.none(), label="param")  # MostPopular has no numeric parameter
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            model = FAST[name]().fit(X)
+            model = FAST[name]()
+            if change is not None:
+                model.set_params(**{change[0]: change[1]})
+            model.fit(X)
         except CLEAN:
             return
         try:
