@@ -95,6 +95,7 @@ setup(
         "implicit>=0.7.2",
         "threadpoolctl>=3.1",
         "tqdm>=4.60",
+        "tomli>=2; python_version < '3.11'",
     ],
     extras_require={
         "parquet": ["pyarrow>=12"],

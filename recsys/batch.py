@@ -115,15 +115,30 @@ def job_inputs(exp, exclude: str = "training") -> tuple[Interactions, dict]:
                          "exclude_seen": exclude != "none"}
 
 
-def _score_shard(model_path: str, data: str, data_home, start: int, stop: int, k: int,
-                 part: str, batch_size: int, exclude: str = "training") -> str:
-    """One Dask task: load the model and the data, score users [start, stop), write ``part``."""
-    from recsys.experiment import load_experiment
+def recommend_raw_to_parquet(model: Recommender, history, k: int, out, users=None,
+                             exclude: str = "training", batch_size: int = 4096) -> dict:
+    """:meth:`Recommender.recommend_raw` of ``users`` (raw ids; default every user of
+    ``history``, raw-id interactions) into one Parquet file, atomically. Returns the counts
+    of :meth:`~Recommender.recommend_raw` (users by source, ignored rows) and ``rows``."""
+    import pyarrow as pa
+
+    frame = model.recommend_raw(users, history, k, exclude=exclude, batch_size=batch_size)
+    path = write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), out)
+    counts = {**frame.attrs["counts"], "rows": len(frame)}
+    logger.info("wrote %d recommendations for %d users to %s", len(frame), counts["users"],
+                path)
+    return counts
+
+
+def _score_shard(model_path: str, data: dict, users: list, k: int, part: str,
+                 batch_size: int, exclude: str = "training") -> dict:
+    """One Dask task: load the model and the data, score ``users`` (raw ids), write ``part``."""
+    from recsys.data.spec import DataSpec
 
     model = Recommender.load(model_path)
-    history, exclusion = job_inputs(load_experiment(data, data_home=data_home).full(), exclude)
-    return str(recommend_to_parquet(model, history, k, part, np.arange(start, stop),
-                                    batch_size, show_progress=False, **exclusion))
+    history = DataSpec.from_dict(data).read()
+    return recommend_raw_to_parquet(model, history, k, part, np.asarray(users), exclude,
+                                    batch_size)
 
 
 def clear_output_folder(out_dir: Path) -> None:
@@ -134,50 +149,59 @@ def clear_output_folder(out_dir: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def recommend_sharded(model_path, data: str, k: int, out_dir, n_shards: int,
+def recommend_sharded(model_path, data, k: int, out_dir, n_shards: int,
                       scheduler: str | None = None, data_home=None, batch_size: int = 4096,
-                      n_workers: int | None = None, exclude: str = "training") -> list[Path]:
-    """Top-``k`` for every user of ``data`` over ``n_shards`` contiguous user shards on Dask.
+                      n_workers: int | None = None, exclude: str = "training") -> dict:
+    """Top-``k`` for every user of ``data`` over ``n_shards`` user shards on Dask.
 
-    ``scheduler``: a ``tcp://host:port`` address, or None for a LocalCluster of
-    ``n_workers`` single-threaded processes. Writes ``part-00000.parquet`` ... and
-    ``_SUCCESS`` into ``out_dir`` (after clearing the parts and ``_SUCCESS`` of an earlier
-    run there, so two runs never mix); returns the part paths. recsys must be installed on
-    the workers (the Dask scheduler also unpickles the task graph).
+    ``data``: a data set name or a :class:`~recsys.data.spec.DataSpec`; every interaction of
+    it is the history (scored from, and excluded per ``exclude``). ``scheduler``: a
+    ``tcp://host:port`` address, or None for a LocalCluster of ``n_workers``
+    single-threaded processes. Writes ``part-00000.parquet`` ... and ``_SUCCESS`` into
+    ``out_dir`` (after clearing the parts and ``_SUCCESS`` of an earlier run there, so two
+    runs never mix); each task reads the model and the data itself (only paths and ids
+    travel). Returns the summed counts (rows, users by source) and the part paths. recsys
+    must be installed on the workers (the Dask scheduler also unpickles the task graph).
     """
     from dask.distributed import Client, LocalCluster
 
-    from recsys.experiment import load_experiment
+    from recsys.data.spec import DataSpec
 
-    n_users = load_experiment(data, data_home=data_home).split.train.shape[0]
+    spec = DataSpec(dataset=data) if isinstance(data, str) else data
+    if data_home is not None and spec.data_home is None:
+        spec = spec.replace(data_home=str(data_home))
     if n_shards < 1:
         raise ValueError(f"n_shards must be >= 1, got {n_shards}")
     if exclude not in EXCLUDE:
         raise ValueError(f"exclude must be one of {EXCLUDE}, got {exclude!r}")
+    users = spec.read().users.raw_ids
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     clear_output_folder(out_dir)
-    bounds = np.linspace(0, n_users, n_shards + 1).astype(int)
-    data_home = None if data_home is None else str(data_home)
+    bounds = np.linspace(0, users.size, n_shards + 1).astype(int)
+    description = {**spec.to_dict(), "data_home": spec.data_home}
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(n_workers=n_workers or min(n_shards, os.cpu_count() or 1),
                                threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         with Client(scheduler or cluster) as client:
-            futures = [client.submit(_score_shard, str(model_path), data, data_home,
-                                     int(bounds[i]), int(bounds[i + 1]), k,
+            futures = [client.submit(_score_shard, str(model_path), description,
+                                     users[bounds[i]:bounds[i + 1]].tolist(), k,
                                      str(out_dir / f"part-{i:05d}.parquet"), batch_size,
                                      exclude, pure=False)
                        for i in range(n_shards)]
-            parts = [Path(p) for p in client.gather(futures)]
+            results = client.gather(futures)
     finally:
         if cluster is not None:
             cluster.close()
     (out_dir / "_SUCCESS").write_text("")
-    logger.info("wrote %d parts for %d users to %s", len(parts), n_users, out_dir)
-    return parts
+    counts = {key: sum(r[key] for r in results) for key in results[0]}
+    logger.info("wrote %d parts for %d users to %s", n_shards, users.size, out_dir)
+    return {**counts, "parts": [str(out_dir / f"part-{i:05d}.parquet")
+                                for i in range(n_shards)]}
 
 
 __all__ = ["EXCLUDE", "clear_output_folder", "job_inputs", "recommend_frame",
-           "recommend_sharded", "recommend_to_parquet", "write_parquet_atomic"]
+           "recommend_raw_to_parquet", "recommend_sharded", "recommend_to_parquet",
+           "write_parquet_atomic"]

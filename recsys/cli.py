@@ -1,16 +1,21 @@
-"""The ``recsys`` command line: sweep, fit, evaluate, recommend.
+"""The ``recsys`` command line: describe, sweep, fit, evaluate, recommend, run.
 
-    recsys sweep --model ease --dataset ml-100k --trials 30
-    recsys fit --model ease --dataset ml-100k --param l2=300 --out ease.npz
-    recsys evaluate --model-path ease.npz --dataset ml-100k
-    recsys recommend --model-path ease.npz --dataset ml-100k --k 100 --out recs.parquet
-    recsys data describe --path log.parquet --user user_id --item item_id --timestamp ts
-    recsys recommend --mlflow-experiment ml-100k-ease --dataset ml-100k --k 100 --out recs/ \\
-        --shards 4 [--dask-scheduler tcp://host:8786]
+    recsys data describe --path log.csv --user user_id --item item_id --timestamp ts
+    recsys sweep --model ease --path log.csv --user user_id --item item_id --trials 30
+    recsys fit --model ease --path log.csv --user user_id --item item_id --param l2=300 \\
+        --out ease.npz
+    recsys evaluate --model-path ease.npz --path log.csv --user user_id --item item_id
+    recsys recommend --model-path ease.npz --data history.parquet --k 100 --out recs.parquet
+    recsys recommend --config job.toml --shards 4 [--dask-scheduler tcp://host:8786]
+    recsys run job.toml              # the nightly pipeline (recsys.pipeline)
 
-Models are fitted on the data set's training part (train + validation where the split has
-one) and evaluated on its test part; see :mod:`recsys.experiment`. Progress bars go to stderr;
-``--quiet`` silences them and the log. Results go to stdout as JSON.
+Every command reads its data from ``--dataset NAME`` (default ml-100k) or a description of
+the user's log (``--path`` and the column, threshold, duplicate and split flags), or from a
+TOML job file (``--config``, see :mod:`recsys.config`) whose values the flags override.
+Models are fitted on the training part of the split (train + validation where it has one;
+``fit --all-data``: every interaction) and evaluated on its test part; ``recommend`` scores
+from, and excludes, every interaction of the data it is given, in raw ids. Progress bars go
+to stderr; ``--quiet`` silences them and the log. Results go to stdout as JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+import numpy as np
 
 logger = logging.getLogger("recsys.cli")
 
@@ -49,13 +56,46 @@ def _params(pairs: list[str]) -> dict:
     return params
 
 
+def _config(args) -> dict:
+    from recsys.config import load_config
+
+    return load_config(args.config) if getattr(args, "config", None) else {}
+
+
+def _spec(args, config: dict):
+    from recsys.config import data_spec
+
+    overrides = {name: getattr(args, name, None) for name in _DATA_FLAGS}
+    overrides["split"] = overrides.pop("protocol")
+    overrides["seed"] = overrides.pop("split_seed")
+    return data_spec(config, overrides)
+
+
+def _model_settings(args, config: dict) -> tuple[str, dict, int]:
+    from recsys.config import setting
+
+    name = setting(config, "model", "name", getattr(args, "model", None))
+    if name is None:
+        raise ValueError("name the model: --model NAME, or [model] name in the config")
+    params = {**config.get("model", {}).get("params", {}), **_params(getattr(args, "param",
+                                                                             None))}
+    return name, params, int(setting(config, "model", "seed", getattr(args, "seed", None), 0))
+
+
 def cmd_sweep(args) -> dict:
+    from recsys.config import setting
     from recsys.tuning import sweep
 
-    result = sweep(args.model, args.dataset, n_trials=args.trials, metric=args.metric,
-                   storage=args.storage, study_name=args.study_name,
-                   tracking_uri=args.tracking_uri, experiment_name=args.experiment,
-                   seed=args.seed, timeout=args.timeout, data_home=args.data_home,
+    config = _config(args)
+    name, _, seed = _model_settings(args, config)
+    result = sweep(name, _spec(args, config),
+                   n_trials=setting(config, "sweep", "trials", args.trials, 20),
+                   metric=setting(config, "sweep", "metric", args.metric, "ndcg_at_10"),
+                   storage=setting(config, "sweep", "storage", args.storage),
+                   study_name=setting(config, "sweep", "study_name", args.study_name),
+                   tracking_uri=setting(config, "mlflow", "tracking_uri", args.tracking_uri),
+                   experiment_name=setting(config, "mlflow", "experiment", args.experiment),
+                   seed=seed, timeout=setting(config, "sweep", "timeout", args.timeout),
                    model_dir=args.model_dir, show_progress=not args.quiet)
     return {"study": result.study.study_name, "trials": len(result.study.trials),
             "best_params": result.best_params, "best_validation": result.best_value,
@@ -64,30 +104,42 @@ def cmd_sweep(args) -> dict:
 
 
 def cmd_fit(args) -> dict:
+    from recsys.config import setting
     from recsys.experiment import load_experiment
+    from recsys.models.ids import describe_ids
     from recsys.tuning import make_model, model_class
 
-    exp = load_experiment(args.dataset, data_home=args.data_home).full()
-    model = make_model(model_class(args.model), _params(args.param), args.seed)
+    config = _config(args)
+    name, params, seed = _model_settings(args, config)
+    out = setting(config, "model", "path", args.out)
+    if out is None:
+        raise ValueError("say where to save the model: --out PATH, or [model] path")
+    spec = _spec(args, config)
+    model = make_model(model_class(name), params, seed)
     start = time.perf_counter()
-    model.fit(exp.training(model))
+    exp = load_experiment(spec)
+    (exp.serving() if args.all_data else exp.full()).fit(model)
     fit_s = time.perf_counter() - start
-    path = model.save(args.out)
+    path = model.save(out)
     return {"model": type(model).__name__, "params": model.get_params(), "fit_s": fit_s,
-            "path": str(path)}
+            "path": str(path), "training_data": describe_ids(model)}
 
 
-def _load_model(args):
+def _load_model(args, config: dict | None = None):
+    from recsys.config import setting
     from recsys.models import Recommender
 
-    if args.model_path:
-        return Recommender.load(args.model_path)
+    model_path = setting(config or {}, "model", "path", args.model_path)
+    if model_path:
+        return Recommender.load(model_path)
     if not args.mlflow_experiment:
-        raise SystemExit("give --model-path or --mlflow-experiment")
+        raise SystemExit("give --model-path, [model] path in the config, or "
+                         "--mlflow-experiment")
     import mlflow
 
-    if args.tracking_uri:
-        mlflow.set_tracking_uri(args.tracking_uri)
+    tracking_uri = setting(config or {}, "mlflow", "tracking_uri", args.tracking_uri)
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(args.mlflow_experiment)
     if experiment is None:
@@ -106,87 +158,157 @@ def _load_model(args):
 
 
 def cmd_evaluate(args) -> dict:
+    from recsys.config import setting
     from recsys.evaluation import evaluate
     from recsys.experiment import load_experiment
 
-    model = _load_model(args)
-    exp = load_experiment(args.dataset, data_home=args.data_home).full()
-    metrics = evaluate(model, exp.history, exp.test, k=tuple(args.k),
+    config = _config(args)
+    model = _load_model(args, config)
+    exp = load_experiment(_spec(args, config)).full()
+    _check_same_ids(model, exp.history)
+    k = setting(config, "evaluate", "k", args.k, [10, 20])
+    metrics = evaluate(model, exp.history, exp.test, k=tuple(k),
                        show_progress=not args.quiet)
     return {name: float(value) for name, value in metrics.items()}
 
 
-def cmd_recommend(args) -> dict:
-    from recsys.batch import job_inputs, recommend_sharded, recommend_to_parquet
-    from recsys.experiment import load_experiment
+def _check_same_ids(model, history) -> None:
+    """Index-space evaluation needs the model's ids to be the data's (its first rows)."""
+    if "user_ids_" not in vars(model):
+        return
+    n = model.n_users_
+    if not (np.array_equal(history.users.raw_ids[:n], model.user_ids_)
+            and np.array_equal(history.items.raw_ids, model.item_ids_)):
+        raise ValueError("the model was fitted on other data than this split's training "
+                         f"part (its fingerprint: {model.training_data_['fingerprint'][:12]}); "
+                         "evaluate it with the data description it was fitted with")
 
-    if args.shards:
-        model_path = args.model_path
+
+def cmd_recommend(args) -> dict:
+    from recsys.batch import recommend_raw_to_parquet, recommend_sharded
+    from recsys.config import setting
+
+    config = _config(args)
+    spec = _spec(args, config)
+    k = setting(config, "recommend", "k", args.k, 100)
+    out = setting(config, "recommend", "out", args.out)
+    if out is None:
+        raise ValueError("say where to write: --out PATH, or [recommend] out")
+    exclude = setting(config, "recommend", "exclude", args.exclude, "training")
+    shards = setting(config, "recommend", "shards", args.shards, 0)
+    if shards:
+        model_path = setting(config, "model", "path", args.model_path)
         if model_path is None:
             model_path = str(Path(tempfile.mkdtemp()) / "model.npz")
-            _load_model(args).save(model_path)
-        parts = recommend_sharded(model_path, args.dataset, args.k, args.out, args.shards,
-                                  scheduler=args.dask_scheduler, data_home=args.data_home,
-                                  exclude=args.exclude)
-        return {"parts": [str(p) for p in parts]}
-    model = _load_model(args)
-    exp = load_experiment(args.dataset, data_home=args.data_home).full()
-    history, exclusion = job_inputs(exp, args.exclude)
-    path = recommend_to_parquet(model, history, args.k, args.out,
-                                show_progress=not args.quiet, **exclusion)
-    return {"path": str(path), "users": history.shape[0], "k": args.k,
-            "excluded": args.exclude}
+            _load_model(args, config).save(model_path)
+        return recommend_sharded(model_path, spec, k, out, shards,
+                                 scheduler=setting(config, "recommend", "dask_scheduler",
+                                                   args.dask_scheduler), exclude=exclude)
+    model = _load_model(args, config)
+    counts = recommend_raw_to_parquet(model, spec.read(), k, out, exclude=exclude)
+    return {"path": str(out), "k": k, "excluded": exclude, **counts}
 
 
 def cmd_data_describe(args) -> dict:
-    from recsys.data.describe import describe, describe_frame, read_log
+    from recsys.data.describe import describe, describe_frame
 
-    if args.path:
-        columns = [c for c in (args.user, args.item, args.value, args.timestamp) if c]
-        return describe_frame(read_log(args.path, args.sep, columns), args.user, args.item,
-                              args.value, args.timestamp)
-    from recsys.datasets import load
+    spec = _spec(args, _config(args))
+    if spec.path is not None:
+        out = describe_frame(spec.frame(), spec.user, spec.item, spec.value, spec.timestamp)
+    else:
+        out = {"data": describe(spec.read())}
+    split = spec.split_data()
+    out["split"] = {"protocol": spec.protocol, **{
+        name: {"users": int((np.diff(part.matrix.indptr) > 0).sum()),
+               "items": int((np.bincount(part.matrix.indices,
+                                         minlength=part.shape[1]) > 0).sum()),
+               "interactions": int(part.nnz)}
+        for name in ("train", "validation", "fold_in", "test")
+        if (part := getattr(split, name, None)) is not None}}
+    return out
 
-    data = load(args.dataset, data_home=args.data_home)
-    parts = {"data": data} if hasattr(data, "matrix") else {
-        name: part for name in ("train", "validation", "test", "fold_in")
-        if (part := getattr(data, name, None)) is not None}
-    return {name: describe(part) for name, part in parts.items()}
+
+def cmd_run(args) -> dict:
+    from recsys.pipeline import run_job
+
+    return run_job(args.job, show_progress=not args.quiet)
+
+
+#: Data flags of every command (attribute names; see _add_data_flags).
+_DATA_FLAGS = ("dataset", "path", "format", "sep", "user", "item", "value", "timestamp",
+               "threshold", "duplicates", "protocol", "fold", "test_fraction", "leave_k",
+               "test_users", "cutoff", "train", "validation", "test", "split_seed",
+               "data_home")
+
+
+def _add_data_flags(p) -> None:
+    from recsys.data.spec import FORMATS, PROTOCOLS
+
+    g = p.add_argument_group("data", "a built-in data set or your own log (flags override "
+                             "--config)")
+    g.add_argument("--config", default=None, help="a TOML job file (see recsys.config)")
+    g.add_argument("--dataset", default=None, help="built-in data set (default ml-100k)")
+    g.add_argument("--path", "--data", dest="path", default=None,
+                   help="your log: CSV, TSV, Parquet file or folder of parts, or a lists file")
+    g.add_argument("--format", choices=FORMATS, default=None)
+    g.add_argument("--sep", default=None, help="CSV separator (default: by extension)")
+    g.add_argument("--user", default=None, help="user id column (default user)")
+    g.add_argument("--item", default=None, help="item id column (default item)")
+    g.add_argument("--value", default=None, help="value column (rating, count); optional")
+    g.add_argument("--timestamp", default=None, help="timestamp column; optional")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="values >= threshold are positives (default: every row)")
+    g.add_argument("--duplicates", choices=("sum", "last", "max", "error"), default=None)
+    g.add_argument("--split", dest="protocol", choices=PROTOCOLS, default=None,
+                   help="split protocol (default: predefined for a data set, random for a log)")
+    g.add_argument("--fold", default=None, help="ml-100k fold (u1..u5, ua, ub)")
+    g.add_argument("--test-fraction", type=float, default=None)
+    g.add_argument("--leave-k", type=int, default=None, help="leave-last-k: test items per user")
+    g.add_argument("--test-users", type=float, default=None, help="users: held-out fraction")
+    g.add_argument("--cutoff", default=None, help="temporal: a date or Unix seconds")
+    g.add_argument("--train", default=None, help="files: the training file")
+    g.add_argument("--validation", default=None, help="files: the validation file")
+    g.add_argument("--test", default=None, help="files: the test file")
+    g.add_argument("--split-seed", type=int, default=None)
+    g.add_argument("--data-home", default=None, help="data cache ($RECSYS_DATA_HOME)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p):
-        p.add_argument("--dataset", default="ml-100k")
-        p.add_argument("--data-home", default=None, help="data cache ($RECSYS_DATA_HOME)")
+    def common(p, data: bool = True):
+        if data:
+            _add_data_flags(p)
         p.add_argument("--quiet", action="store_true", help="no progress bars or log")
         p.add_argument("--verbose", action="store_true",
                        help="debug log, and the traceback of an error")
 
     p = sub.add_parser("sweep", help="tune a model with Optuna, log trials to MLflow")
     common(p)
-    p.add_argument("--model", required=True)
-    p.add_argument("--trials", type=int, default=20,
-                   help="finished trials the study should reach (0: only create it)")
-    p.add_argument("--metric", default="ndcg_at_10")
+    p.add_argument("--model", default=None)
+    p.add_argument("--trials", type=int, default=None,
+                   help="finished trials the study should reach (0: only create it; "
+                   "default 20)")
+    p.add_argument("--metric", default=None, help="default ndcg_at_10")
     p.add_argument("--storage", default=None,
                    help="Optuna journal file (default optuna-journal.log) or SQLAlchemy URL")
     p.add_argument("--study-name", default=None)
     p.add_argument("--tracking-uri", default=None, help="MLflow (default sqlite:///mlflow.db)")
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: study)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--timeout", type=float, default=None)
     p.add_argument("--model-dir", default=None, help="also save the best model here")
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("fit", help="fit a model on the training data and save it")
     common(p)
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None)
     p.add_argument("--param", action="append", help="NAME=VALUE (JSON values)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", default=None)
+    p.add_argument("--all-data", action="store_true",
+                   help="fit on every interaction (to serve), not the training part")
     p.set_defaults(run=cmd_fit)
 
     p = sub.add_parser("data", help="look at a data set or a log file")
@@ -194,13 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
     d = data_sub.add_parser("describe", help="users, items, density, interactions per user "
                             "and per item, popularity Gini, time range, duplicates")
     common(d)
-    d.add_argument("--path", default=None, help="a CSV/TSV/Parquet file or a folder of "
-                   "Parquet parts (instead of --dataset)")
-    d.add_argument("--user", default="user", help="user id column (with --path)")
-    d.add_argument("--item", default="item", help="item id column (with --path)")
-    d.add_argument("--value", default=None, help="value column (with --path)")
-    d.add_argument("--timestamp", default=None, help="timestamp column (with --path)")
-    d.add_argument("--sep", default=None, help="CSV separator (default: by extension)")
     d.set_defaults(run=cmd_data_describe, command="data describe")
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "full-ranking test metrics"),
@@ -212,21 +327,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="take the best model of this experiment's sweep")
         p.add_argument("--tracking-uri", default=None)
         if name == "evaluate":
-            p.add_argument("--k", type=int, nargs="+", default=[10, 20])
+            p.add_argument("--k", type=int, nargs="+", default=None, help="default 10 20")
         else:
-            p.add_argument("--k", type=int, default=100)
-            p.add_argument("--out", required=True, help="a .parquet file, or a folder with "
+            p.add_argument("--k", type=int, default=None, help="default 100")
+            p.add_argument("--out", default=None, help="a .parquet file, or a folder with "
                            "--shards")
-            p.add_argument("--shards", type=int, default=0, help="score user shards on Dask")
+            p.add_argument("--shards", type=int, default=None,
+                           help="score user shards on Dask")
             p.add_argument("--dask-scheduler", default=None,
                            help="tcp://host:port (default: a LocalCluster)")
             p.add_argument("--exclude", choices=("training", "positives", "none"),
-                           default="training",
-                           help="what is never recommended back to a user: every training "
-                           "interaction of theirs, rated or not (training, the default), only "
-                           "the training positives the model scores from (positives: e.g. a "
-                           "movie rated 2 can come back), or nothing (none)")
+                           default=None,
+                           help="what is never recommended back to a user: every interaction "
+                           "of theirs in the data, rated or not (training, the default), only "
+                           "the positives the model scores from (positives: e.g. a movie "
+                           "rated 2 can come back), or nothing (none)")
         p.set_defaults(run=func)
+
+    p = sub.add_parser("run", help="run a TOML job: split, sweep or reuse, refit, log the "
+                       "model to MLflow, recommend for every user")
+    p.add_argument("job", help="the job file (see recsys.config)")
+    common(p, data=False)
+    p.set_defaults(run=cmd_run)
     return parser
 
 

@@ -1,23 +1,30 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from recsys.batch import recommend_sharded, recommend_to_parquet, write_parquet_atomic
+from recsys.data.spec import DataSpec
 from recsys.experiment import load_experiment
 from recsys.models import EASE, Recommender
 
 
 @pytest.fixture(scope="module")
 def fitted(data_home, tmp_path_factory):
+    """EASE fitted on u1's training part; the batch job's history is every interaction of the
+    data it is given (u.data: the training part and the test part), as in serving."""
     exp = load_experiment("ml-100k", data_home=data_home).full()
-    model = EASE(l2=300.0).fit(exp.training(EASE))
+    model = exp.fit(EASE(l2=300.0))
     path = model.save(tmp_path_factory.mktemp("model") / "ease.npz")
-    return model, exp.history, path, exp.seen
+    everything = DataSpec(dataset="ml-100k", data_home=str(data_home)).read()
+    return model, everything.binarize(exp.threshold), path, everything.binarize(None)
 
 
-def check_output(df: pd.DataFrame, model, history, k: int, seen=None):
+def check_output(df: pd.DataFrame, model, history, k: int, seen=None, fallback=True):
     """Exactly k rows per user, ranks 1..k, raw ids, no seen items (every training interaction
-    when ``seen`` is given), the model's own top-k."""
+    when ``seen`` is given), the model's own top-k (the raw-id job: the popularity fallback for
+    users without positives)."""
     X = history.matrix
     S = X if seen is None else seen.matrix
     assert len(df) == history.shape[0] * k
@@ -30,6 +37,12 @@ def check_output(df: pd.DataFrame, model, history, k: int, seen=None):
     for row, u in enumerate(users):
         assert not set(items[row]) & set(S.indices[S.indptr[u]:S.indptr[u + 1]])
     ids, scores = model.recommend(users, X, k=k, filter_items=None if seen is None else S)
+    # a user without positives gets the most popular unseen items (the documented fallback)
+    popular = np.argsort(-model.item_counts_, kind="stable")
+    for row in np.flatnonzero(np.diff(X.indptr)[users] == 0) if fallback else []:
+        unseen = ~np.isin(popular, S.indices[S.indptr[users[row]]:S.indptr[users[row] + 1]])
+        ids[row] = popular[unseen][:k]
+        scores[row] = model.item_counts_[ids[row]]
     np.testing.assert_array_equal(items, ids)
     np.testing.assert_allclose(df["score"].to_numpy().reshape(-1, k), scores, rtol=1e-6)
 
@@ -38,15 +51,17 @@ def test_batch_job_writes_k_rows_per_user(fitted, tmp_path):
     model, history, _, seen = fitted
     out = recommend_to_parquet(model, history, 50, tmp_path / "recs.parquet",
                                show_progress=False, seen=seen)
-    check_output(pd.read_parquet(out), model, history, 50, seen)
+    check_output(pd.read_parquet(out), model, history, 50, seen, fallback=False)
     assert [p.name for p in tmp_path.iterdir()] == ["recs.parquet"]  # no temp files left
 
 
 def test_sharded_job_on_a_local_dask_cluster(fitted, tmp_path, data_home):
     model, history, path, seen = fitted
-    parts = recommend_sharded(path, "ml-100k", 20, tmp_path / "out", n_shards=3,
-                              data_home=data_home, n_workers=2)
-    assert [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(3)]
+    result = recommend_sharded(path, "ml-100k", 20, tmp_path / "out", n_shards=3,
+                               data_home=data_home, n_workers=2)
+    assert [Path(p).name for p in result["parts"]] == [f"part-{i:05d}.parquet"
+                                                        for i in range(3)]
+    assert result["rows"] == 20 * history.shape[0] and result["users"] == history.shape[0]
     assert (tmp_path / "out" / "_SUCCESS").exists()
     check_output(pd.read_parquet(tmp_path / "out"), Recommender.load(path), history, 20, seen)
     # a rerun with fewer shards over the old output, with a killed run's temporary file

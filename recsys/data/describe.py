@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -70,16 +68,4 @@ def describe_frame(df: pd.DataFrame, user: str, item: str, value: str | None = N
     return describe(data, duplicates=duplicates)
 
 
-def read_log(path, sep: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
-    """A log file as a frame: CSV (``,``), TSV (``\\t``) or another separator, Parquet, or a
-    folder of Parquet parts. CSV id columns are read as strings (``007`` stays ``007``)."""
-    path = Path(path)
-    if path.is_dir() or path.suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path, columns=columns)
-    if sep is None:
-        sep = "\t" if path.suffix in (".tsv", ".tab") else ","
-    dtype = {c: str for c in columns[:2]} if columns else None
-    return pd.read_csv(path, sep=sep, usecols=columns, dtype=dtype)
-
-
-__all__ = ["describe", "describe_frame", "gini", "read_log"]
+__all__ = ["describe", "describe_frame", "gini"]

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from recsys._constraints import validate_params
 from recsys._validation import as_csr, check_k, check_users
 from recsys.models.explain import Explanation
+from recsys.models.ids import check_grown_ids, recommend_raw, record_training_data
 from recsys.models.schema import Array, Scalar, check_fitted
 from recsys.models.similarity import cosine_neighbours, history_cosine_rows, row_neighbours
 from recsys.topk import rows_per_batch, topk_factors, topk_history, topk_scores
@@ -72,8 +73,10 @@ class Recommender(ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "fit" in cls.__dict__ and not getattr(cls.fit, "_checks_result", False):
-            cls.fit = _finite_result(cls.fit)
+        for method in ("fit", "partial_fit"):
+            if method in cls.__dict__ and not getattr(cls.__dict__[method], "_checks_result",
+                                                      False):
+                setattr(cls, method, _checked_fit(cls.__dict__[method]))
         if not inspect.isabstract(cls) and not cls.__name__.startswith("_"):
             _REGISTRY[cls.__name__] = cls
 
@@ -288,6 +291,50 @@ class Recommender(ABC):
         if candidates is not None:
             ids = np.where(ids >= 0, candidates[np.maximum(ids, 0)], -1).astype(np.int32)
         return (ids[0], scores[0]) if scalar else (ids, scores)
+
+    def recommend_raw(self, users=None, history=None, k: int = 10, exclude: str = "training",
+                      threshold: float | None = None, fallback: bool = True,
+                      user: str = "user", item: str = "item", value: str | None = None,
+                      batch_size: int = 4096):
+        """Top-``k`` items in raw ids for raw user ids (the model must be fitted on an
+        ``Interactions``, whose id maps it keeps).
+
+        Parameters
+        ----------
+        users : array-like of raw user ids, optional
+            Default: every user of ``history`` (every fitted user when there is none).
+        history : DataFrame or Interactions, optional
+            Interactions in raw ids (columns ``user``, ``item`` and optionally ``value``):
+            what users unseen at fit are scored from, what history-based models score every
+            user from, and what is never recommended back (every row, whatever its value,
+            by default). Rows of items unknown to the model are ignored (counted); rows
+            without a value (no value column, or NaN) are positives.
+        k : int
+            Items per user (every candidate when ``k`` exceeds the catalogue).
+        exclude : {"training", "positives", "none"}
+            Never recommend back every history row of the user (whatever its value), only
+            the positives the model scores from, or nothing.
+        threshold : float, optional
+            Values ``>= threshold`` are the positives implicit models score from; default
+            ``training_data_["threshold"]`` (set by pipelines), else every row.
+        fallback : bool
+            Users with no usable history (unseen at fit, or with only unknown items, or a
+            history-based model's user with an empty history) get the items with the most
+            training users (``item_counts_``), minus their seen items. False: such users
+            raise ``ValueError``.
+        user, item, value : str
+            Column names of a DataFrame ``history``.
+
+        Returns
+        -------
+        DataFrame with ``user``, ``rank`` (1..k), ``item``, ``score`` (float32) and
+        ``source`` (``"model"``: a fitted user; ``"fold_in"``: a user unseen at fit, scored
+        from the history; ``"popularity"``: the fallback, scored by the item counts), in the
+        order of ``users``; ``.attrs["counts"]`` holds the number of users of each source
+        and of ignored history rows (also logged).
+        """
+        return recommend_raw(self, users, history, k, exclude, threshold, fallback,
+                             user, item, value, batch_size)
 
     def predict(self, users, items, X) -> np.ndarray:
         """Scores of (user, item) pairs, e.g. predicted ratings; ``users`` index rows of ``X``."""
@@ -546,14 +593,18 @@ class Recommender(ABC):
         return model
 
 
-def _finite_result(fit):
-    """Wrap a model's ``fit`` so that a fit ending with NaN or infinite learned values is a
-    ``ValueError`` naming the attribute (e.g. values so large that X^T X overflows float32),
-    never a model that silently scores NaN."""
+def _checked_fit(fit):
+    """Wrap a model's ``fit`` (or ``partial_fit``): a fit ending with NaN or infinite learned
+    values is a ``ValueError`` naming the attribute (e.g. values so large that X^T X
+    overflows float32), never a model that silently scores NaN; a successful one records its
+    training data (raw ids of an ``Interactions``, item counts, fingerprint:
+    :func:`recsys.models.ids.record_training_data`)."""
 
     @functools.wraps(fit)
-    def checked(self, *args, **kwargs):
-        out = fit(self, *args, **kwargs)
+    def checked(self, X, *args, **kwargs):
+        if fit.__name__ == "partial_fit":
+            check_grown_ids(self, X)
+        out = fit(self, X, *args, **kwargs)
         for name, value in vars(self).items():
             if not name.endswith("_") or name.startswith("_"):
                 continue
@@ -564,6 +615,7 @@ def _finite_result(fit):
                     f"{type(self).__name__} fit produced NaN or infinite values in {name}: "
                     "the input values are probably too large for the arithmetic (rescale "
                     "them, e.g. log1p of counts) or a hyperparameter makes the fit diverge")
+        record_training_data(self, X)
         return out
 
     checked._checks_result = True

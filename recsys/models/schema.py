@@ -21,9 +21,10 @@ from recsys._validation import check_structure
 
 @dataclass(frozen=True)
 class Array:
-    """An ndarray (or, with ``sparse``, a CSR matrix) of dtype kind ``kind`` ("f": floating,
-    "u": unsigned, "i": signed integer) and a shape of int literals and symbols; floating
-    values must be finite. ``sparse``: False (dense only), True (CSR only) or None (either)."""
+    """An ndarray (or, with ``sparse``, a CSR matrix) of a dtype kind in ``kind`` ("f":
+    floating, "u": unsigned, "i": signed integer, "U": string) and a shape of int literals
+    and symbols; floating values must be finite. ``sparse``: False (dense only), True (CSR
+    only) or None (either)."""
 
     kind: str
     shape: tuple
@@ -39,8 +40,14 @@ class Scalar:
     optional: bool = False
 
 
-#: Every model records the shape it was fitted on.
-COMMON = {"n_users_": Scalar(int), "n_items_": Scalar(int)}
+#: Every model records the shape it was fitted on and, when fitted on an ``Interactions``, its
+#: raw ids, the training users of each item and a description of the training data
+#: (:mod:`recsys.models.ids`).
+COMMON = {"n_users_": Scalar(int), "n_items_": Scalar(int),
+          "user_ids_": Array("iuU", ("n_users_",), optional=True),
+          "item_ids_": Array("iuU", ("n_items_",), optional=True),
+          "item_counts_": Array("f", ("n_items_",), optional=True),
+          "training_data_": Scalar(dict, optional=True)}
 
 
 def check_fitted(owner: str, schema: dict[str, Array | Scalar], scalars: dict[str, Any],
@@ -91,7 +98,7 @@ def _check_array(owner: str, name: str, spec: Array, value, sizes: dict[str, int
         if spec.sparse is True or not isinstance(value, np.ndarray):
             raise ValueError(f"{where} must be a sparse CSR matrix")
         data = value
-    if data.dtype.kind != spec.kind:
+    if data.dtype.kind not in spec.kind:
         raise ValueError(f"{where} has dtype {data.dtype}, expected kind {spec.kind!r}")
     if spec.kind == "f" and not np.isfinite(data).all():
         raise ValueError(f"{where} holds NaN or infinite values")

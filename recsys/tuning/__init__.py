@@ -1,7 +1,14 @@
 """Hyperparameter sweeps: search spaces as data, Optuna studies logged to MLflow."""
 
 from recsys.tuning.spaces import FIXED, SPACES, suggest
-from recsys.tuning.sweep import SweepResult, make_model, model_class, sweep, trial_seed
+from recsys.tuning.sweep import (
+    SweepResult,
+    latest_best_params,
+    make_model,
+    model_class,
+    sweep,
+    trial_seed,
+)
 
-__all__ = ["FIXED", "SPACES", "SweepResult", "make_model", "model_class", "suggest", "sweep",
-           "trial_seed"]
+__all__ = ["FIXED", "SPACES", "SweepResult", "latest_best_params", "make_model", "model_class",
+           "suggest", "sweep", "trial_seed"]

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys.data.spec import DataSpec
 from recsys.evaluation import evaluate, parse_metric
 from recsys.experiment import Experiment, load_experiment
 from recsys.models.base import _REGISTRY, Recommender, _json_params
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_STORAGE = "optuna-journal.log"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _PARENT_TAG = "recsys.study"
+#: The parent run's tag holding the best parameters as JSON (their types kept).
+BEST_PARAMS_TAG = "recsys.best_params"
 
 
 @dataclass
@@ -100,7 +103,7 @@ def open_storage(storage: str | None):
     return optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
 
 
-def sweep(model: str | type, data: str | Experiment = "ml-100k", n_trials: int = 20,
+def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_trials: int = 20,
           metric: str = "ndcg_at_10", k=(10, 20), storage: str | None = None,
           study_name: str | None = None, tracking_uri: str | None = None,
           experiment_name: str | None = None, seed: int = 0, timeout: float | None = None,
@@ -111,8 +114,9 @@ def sweep(model: str | type, data: str | Experiment = "ml-100k", n_trials: int =
     ----------
     model : str or Recommender subclass
         e.g. ``"ease"``; its search space is ``recsys.tuning.SPACES[class name]``.
-    data : str or Experiment
-        A data set name for :func:`recsys.experiment.load_experiment`, or a prepared one.
+    data : str, DataSpec or Experiment
+        A data set name or a data description (a log file and its split protocol) for
+        :func:`recsys.experiment.load_experiment`, or a prepared experiment.
     n_trials : int
         Finished (complete or pruned) trials the study should have; 0 only creates the study
         and the parent run (do that once before starting several workers).
@@ -250,6 +254,7 @@ def _parent_run(client, experiment_id: str, study_name: str, exp: Experiment, cl
         "recsys.data": exp.name})
     client.log_param(run.info.run_id, "model", cls.__name__)
     client.log_param(run.info.run_id, "data", exp.name)
+    client.log_param(run.info.run_id, "data_spec", json.dumps(exp.description()["source"]))
     client.log_param(run.info.run_id, "study_seed", seed)
     return run.info.run_id
 
@@ -323,7 +328,7 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
     seed_t = trial_seed(seed, best.params)
     model = make_model(cls, best.params, seed_t)
     full = exp.full()
-    model.fit(full.training(model))
+    full.fit(model)
     test_metrics = evaluate(model, full.history, full.test, k=ks)
     finished = _finished(study)
     with tempfile.TemporaryDirectory() as tmp:
@@ -341,13 +346,40 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
             saved.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(model_path, saved)
     tags = {f"best.{name}": str(value) for name, value in best.params.items()}
-    _set_tags(client, parent_id, {**tags, "best.trial": str(best.number)})
+    _set_tags(client, parent_id, {**tags, "best.trial": str(best.number),
+                                  BEST_PARAMS_TAG: json.dumps(best.params),
+                                  "recsys.data_fingerprint": model.training_data_["fingerprint"]})
     client.log_metric(parent_id, "best_validation", best.value, step=finished)
     for name, value in _scalars(test_metrics).items():
         client.log_metric(parent_id, f"test_{name}", value, step=finished)
     client.set_terminated(parent_id, status="FINISHED")  # a later worker may reopen it
     return SweepResult(study, dict(best.params), float(best.value), _scalars(test_metrics),
                        parent_id, saved)
+
+
+def latest_best_params(experiment_name: str, model: str | type | None = None,
+                       tracking_uri: str | None = None) -> dict[str, Any] | None:
+    """The best parameters of the most recently finished study of ``model`` in the MLflow
+    experiment ``experiment_name`` (``{"model", "params", "run_id", "validation"}``), or None
+    when it has none: a nightly job reuses them instead of sweeping again."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                 or DEFAULT_TRACKING_URI)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    query = "tags.`recsys.role` = 'parent' and attributes.status = 'FINISHED'"
+    if model is not None:
+        query += f" and tags.`recsys.model` = '{model_class(model).__name__}'"
+    for run in client.search_runs([experiment.experiment_id], filter_string=query,
+                                  order_by=["attributes.end_time DESC"], max_results=20):
+        if BEST_PARAMS_TAG in run.data.tags:
+            return {"model": run.data.tags["recsys.model"],
+                    "params": json.loads(run.data.tags[BEST_PARAMS_TAG]),
+                    "run_id": run.info.run_id,
+                    "validation": run.data.metrics.get("best_validation")}
+    return None
 
 
 def _set_tags(client, run_id: str, tags: dict[str, str], attempts: int = 5) -> None:
@@ -394,4 +426,5 @@ def _history_plot(study, path: Path) -> Path:
     return path
 
 
-__all__ = ["SweepResult", "make_model", "model_class", "open_storage", "sweep", "trial_seed"]
+__all__ = ["BEST_PARAMS_TAG", "SweepResult", "latest_best_params", "make_model", "model_class",
+           "open_storage", "sweep", "trial_seed"]
