@@ -1,4 +1,5 @@
-"""Main job: a short sweep of every model on MovieLens 100K, logged to a local MLflow store.
+"""Main job: a short sweep of every model on MovieLens 100K (or on your own log: the data
+flags of the ``recsys`` commands, or ``--config job.toml``), logged to a local MLflow store.
 
 For each model, ``recsys.tuning.sweep`` runs a few Optuna trials on a validation split carved
 from the official u1 training fold (ratings >= 4 are the positives; rating models fit the
@@ -10,6 +11,7 @@ full ranking on the test fold, training items excluded. Everything goes to ``run
     mlflow ui --backend-store-uri sqlite:///runs/mlflow.db
 
     python pipelines/demo.py [--trials 5] [--models ease als ...] [--out runs] [--quiet]
+    python pipelines/demo.py --path log.csv --user user_id --item item_id --split temporal
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+from recsys.cli import add_data_flags, config_from_args, spec_from_args
 from recsys.experiment import load_experiment
 from recsys.tuning import sweep
 
@@ -29,7 +32,14 @@ logger = logging.getLogger("recsys.demo")
 MODELS = ["mostpopular", "itemknn", "ease", "als", "bpr", "simplex", "altmin", "maskednmf", "nbmf"]
 
 
-def comparison_plot(rows: list[dict], path: Path) -> Path:
+def _title(spec, threshold) -> str:
+    if spec.dataset == "ml-100k" and spec.protocol == "predefined":
+        return f"MovieLens 100K, fold {spec.fold or 'u1'} (ratings >= 4 as positives)"
+    positives = f", values >= {threshold:g} as positives" if threshold is not None else ""
+    return f"{spec.name} ({spec.protocol} split{positives})"
+
+
+def comparison_plot(rows: list[dict], path: Path, title: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,8 +53,8 @@ def comparison_plot(rows: list[dict], path: Path) -> Path:
                                (0.2, "test_recall_at_20", "Recall@20")):
         ax.bar(x + offset, [r[key] for r in rows], width=0.4, label=label)
     ax.set_xticks(x, names, rotation=20)
-    ax.set_ylabel("test (u1, ratings >= 4)")
-    ax.set_title("MovieLens 100K: tuned models, full ranking")
+    ax.set_ylabel("test")
+    ax.set_title(f"{title}: tuned models, full ranking", fontsize=9)
     ax.legend()
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
@@ -55,7 +65,8 @@ def comparison_plot(rows: list[dict], path: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Sweep every model on MovieLens 100K")
+    parser = argparse.ArgumentParser(description="Sweep every model on MovieLens 100K or a log")
+    add_data_flags(parser)
     parser.add_argument("--trials", type=int, default=5, help="trials per model")
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--out", default="runs", help="folder for MLflow, Optuna and results")
@@ -69,12 +80,13 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    exp = load_experiment("ml-100k")
+    spec = spec_from_args(args, config_from_args(args))
+    exp = load_experiment(spec)
     rows = []
     for name in args.models:
         start = time.perf_counter()
         result = sweep(name, exp, n_trials=args.trials, storage=str(out / "optuna-journal.log"),
-                       study_name=f"demo-ml-100k-{name}", experiment_name="recsys-demo",
+                       study_name=f"demo-{spec.name}-{name}", experiment_name="recsys-demo",
                        tracking_uri=f"sqlite:///{out / 'mlflow.db'}", seed=args.seed,
                        show_progress=not args.quiet)
         seconds = time.perf_counter() - start
@@ -92,10 +104,10 @@ def main() -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    plot = comparison_plot(rows, out / "comparison.png")
-    print(f"\nMovieLens 100K, fold u1 (ratings >= 4 as positives), {args.trials} trials per "
-          "model tuned on a validation split of the training fold; test = full ranking, "
-          "training items excluded")
+    plot = comparison_plot(rows, out / "comparison.png", _title(spec, exp.threshold))
+    print(f"\n{_title(spec, exp.threshold)}, {args.trials} trials per model tuned on a "
+          "validation split of the training part; test = full ranking, training items "
+          "excluded")
     print(f"{'model':<12}{'trials':>7}{'val NDCG@10':>13}{'NDCG@10':>9}{'Recall@10':>11}"
           f"{'NDCG@20':>9}{'Recall@20':>11}{'cov@10':>8}{'time s':>8}  best params")
     for r in rows:

@@ -92,6 +92,21 @@ def write_parquet_atomic(table, path: str | os.PathLike) -> Path:
     return path
 
 
+def write_csv_atomic(frame, path: str | os.PathLike) -> Path:
+    """Write a DataFrame to ``path`` as CSV through a temporary file + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def recommend_to_parquet(model: Recommender, history: Interactions, k: int, out,
                          users=None, batch_size: int = 4096, show_progress: bool = True,
                          seen: Interactions | None = None, exclude_seen: bool = True) -> Path:
@@ -204,4 +219,4 @@ def recommend_sharded(model_path, data, k: int, out_dir, n_shards: int,
 
 __all__ = ["EXCLUDE", "clear_output_folder", "job_inputs", "recommend_frame",
            "recommend_raw_to_parquet", "recommend_sharded", "recommend_to_parquet",
-           "write_parquet_atomic"]
+           "write_csv_atomic", "write_parquet_atomic"]

@@ -56,13 +56,15 @@ def _params(pairs: list[str]) -> dict:
     return params
 
 
-def _config(args) -> dict:
+def config_from_args(args) -> dict:
+    """The job file of ``--config`` (empty without one)."""
     from recsys.config import load_config
 
     return load_config(args.config) if getattr(args, "config", None) else {}
 
 
-def _spec(args, config: dict):
+def spec_from_args(args, config: dict):
+    """The DataSpec of parsed data flags (:func:`add_data_flags`) over a loaded job file."""
     from recsys.config import data_spec
 
     overrides = {name: getattr(args, name, None) for name in _DATA_FLAGS}
@@ -86,9 +88,9 @@ def cmd_sweep(args) -> dict:
     from recsys.config import setting
     from recsys.tuning import sweep
 
-    config = _config(args)
+    config = config_from_args(args)
     name, _, seed = _model_settings(args, config)
-    result = sweep(name, _spec(args, config),
+    result = sweep(name, spec_from_args(args, config),
                    n_trials=setting(config, "sweep", "trials", args.trials, 20),
                    metric=setting(config, "sweep", "metric", args.metric, "ndcg_at_10"),
                    storage=setting(config, "sweep", "storage", args.storage),
@@ -109,12 +111,12 @@ def cmd_fit(args) -> dict:
     from recsys.models.ids import describe_ids
     from recsys.tuning import make_model, model_class
 
-    config = _config(args)
+    config = config_from_args(args)
     name, params, seed = _model_settings(args, config)
     out = setting(config, "model", "path", args.out)
     if out is None:
         raise ValueError("say where to save the model: --out PATH, or [model] path")
-    spec = _spec(args, config)
+    spec = spec_from_args(args, config)
     model = make_model(model_class(name), params, seed)
     start = time.perf_counter()
     exp = load_experiment(spec)
@@ -162,9 +164,9 @@ def cmd_evaluate(args) -> dict:
     from recsys.evaluation import evaluate
     from recsys.experiment import load_experiment
 
-    config = _config(args)
+    config = config_from_args(args)
     model = _load_model(args, config)
-    exp = load_experiment(_spec(args, config)).full()
+    exp = load_experiment(spec_from_args(args, config)).full()
     _check_same_ids(model, exp.history)
     k = setting(config, "evaluate", "k", args.k, [10, 20])
     metrics = evaluate(model, exp.history, exp.test, k=tuple(k),
@@ -188,8 +190,8 @@ def cmd_recommend(args) -> dict:
     from recsys.batch import recommend_raw_to_parquet, recommend_sharded
     from recsys.config import setting
 
-    config = _config(args)
-    spec = _spec(args, config)
+    config = config_from_args(args)
+    spec = spec_from_args(args, config)
     k = setting(config, "recommend", "k", args.k, 100)
     out = setting(config, "recommend", "out", args.out)
     if out is None:
@@ -212,7 +214,7 @@ def cmd_recommend(args) -> dict:
 def cmd_data_describe(args) -> dict:
     from recsys.data.describe import describe, describe_frame
 
-    spec = _spec(args, _config(args))
+    spec = spec_from_args(args, config_from_args(args))
     if spec.path is not None:
         out = describe_frame(spec.frame(), spec.user, spec.item, spec.value, spec.timestamp)
     else:
@@ -228,20 +230,39 @@ def cmd_data_describe(args) -> dict:
     return out
 
 
+def cmd_data_export(args) -> dict:
+    from recsys.batch import write_csv_atomic
+
+    spec = spec_from_args(args, config_from_args(args))
+    frame = spec.read().to_pandas()
+    path = write_csv_atomic(frame, args.out) if not args.out.endswith((".parquet", ".pq")) \
+        else _write_parquet(frame, args.out)
+    return {"path": str(path), "rows": len(frame), "columns": list(frame.columns)}
+
+
+def _write_parquet(frame, out):
+    import pyarrow as pa
+
+    from recsys.batch import write_parquet_atomic
+
+    return write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), out)
+
+
 def cmd_run(args) -> dict:
     from recsys.pipeline import run_job
 
     return run_job(args.job, show_progress=not args.quiet)
 
 
-#: Data flags of every command (attribute names; see _add_data_flags).
+#: Data flags of every command (attribute names; see add_data_flags).
 _DATA_FLAGS = ("dataset", "path", "format", "sep", "user", "item", "value", "timestamp",
                "threshold", "duplicates", "protocol", "fold", "test_fraction", "leave_k",
                "test_users", "cutoff", "train", "validation", "test", "split_seed",
                "data_home")
 
 
-def _add_data_flags(p) -> None:
+def add_data_flags(p) -> None:
+    """Add the data flags (a data set, or a log and its split) and ``--config`` to a parser."""
     from recsys.data.spec import FORMATS, PROTOCOLS
 
     g = p.add_argument_group("data", "a built-in data set or your own log (flags override "
@@ -279,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p, data: bool = True):
         if data:
-            _add_data_flags(p)
+            add_data_flags(p)
         p.add_argument("--quiet", action="store_true", help="no progress bars or log")
         p.add_argument("--verbose", action="store_true",
                        help="debug log, and the traceback of an error")
@@ -317,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "and per item, popularity Gini, time range, duplicates")
     common(d)
     d.set_defaults(run=cmd_data_describe, command="data describe")
+    e = data_sub.add_parser("export", help="write a data set (or a log, read with its "
+                            "description) as a CSV or Parquet log: user, item, value, "
+                            "timestamp in raw ids")
+    common(e)
+    e.add_argument("--out", required=True, help="a .csv or .parquet file")
+    e.set_defaults(run=cmd_data_export, command="data export")
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "full-ranking test metrics"),
                                  ("recommend", cmd_recommend, "top-N per user to Parquet")):

@@ -37,6 +37,21 @@ def synthetic_log(n_users=60, n_items=40, seed=0) -> pd.DataFrame:
     return df
 
 
+#: The [data] and [split] tables of a job on :func:`ml100k_csv`'s export.
+ML100K_TOML = """
+[data]
+path = "{path}"
+user = "user_id"
+item = "movie"
+value = "rating"
+timestamp = "when"
+threshold = 4
+
+[split]
+protocol = "leave-last-k"
+"""
+
+
 def ml100k_csv(data_home, path: Path) -> Path:
     """MovieLens 100K as a user would export it: string ids (zero-padded), ISO timestamps."""
     df = pd.read_csv(Path(data_home) / "ml-100k" / "u.data", sep="\t",
@@ -88,6 +103,28 @@ def test_every_protocol_splits_one_id_space(log_csv, tmp_path):
             assert not held[:first_held].any() and held[first_held:].all()
             assert np.diff(split.train.matrix.indptr)[first_held:].sum() == 0
     assert int(ts.dt.year.min()) >= 2023
+
+
+def test_held_out_users_are_never_trained_on_and_folded_in_at_test(log_csv):
+    from conftest import assert_topk_close, product_tolerance
+
+    exp = load_experiment(spec_of(log_csv, split="users", test_users=0.25)).full()
+    model = exp.fit(ALS(factors=8, random_state=0))
+    held = np.diff(exp.split.fold_in.matrix.indptr) > 0
+    assert model.n_users_ == (~held).sum() == np.flatnonzero(held)[0]
+    assert not set(model.user_ids_) & set(exp.split.fold_in.to_pandas()["user"])
+    # a held-out user's list = the top-k of fold_in(their fold-in history) . item factors
+    users = np.flatnonzero(held)
+    history = exp.history.matrix
+    ids, values = model.recommend(users, history, k=5)
+    U = model.fold_in(history[users])
+    exact = U.astype(np.float64) @ model.item_factors_.T.astype(np.float64)
+    assert_topk_close(ids, values, exact, product_tolerance(U, model.item_factors_),
+                      exclude=history[users])
+    from recsys.evaluation import evaluate
+
+    metrics = evaluate(model, exp.history, exp.test, k=5)
+    assert metrics["n_users"] == (np.diff(exp.test.matrix.indptr) > 0).sum() > 0
 
 
 def test_predefined_files_and_the_lists_format(tmp_path):
@@ -300,18 +337,7 @@ def test_cli_describe_sweep_fit_evaluate_recommend_on_a_csv(tmp_path, data_home)
     assert recs["user"].str.startswith("u0").all()  # "u0001", not 1: their ids
 
     # the same job from one TOML file (a flag overrides it)
-    (tmp_path / "job.toml").write_text(f"""
-[data]
-path = "ratings.csv"
-user = "user_id"
-item = "movie"
-value = "rating"
-timestamp = "when"
-threshold = 4
-
-[split]
-protocol = "leave-last-k"
-
+    (tmp_path / "job.toml").write_text(ML100K_TOML.format(path="ratings.csv") + f"""
 [model]
 name = "ease"
 params = {{ l2 = {l2} }}

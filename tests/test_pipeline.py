@@ -8,22 +8,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from test_own_data import ml100k_csv, run_cli, synthetic_log
+from test_own_data import ML100K_TOML, ml100k_csv, run_cli, synthetic_log
 
 from recsys.pipeline import run_job
 
-JOB = """
-[data]
-path = "log.csv"
-user = "user_id"
-item = "movie"
-value = "rating"
-timestamp = "when"
-threshold = 4
-
-[split]
-protocol = "leave-last-k"
-
+JOB = ML100K_TOML.format(path="log.csv") + """
 [model]
 name = "ease"
 
@@ -149,3 +138,24 @@ def test_pipeline_on_a_synthetic_log_sharded_and_serving_new_users(tmp_path):
                                        "item": ["sku-001", "sku-005"]})])
     expected = model.recommend_raw(["newcomer", "user-000"], history, k=3, value="value")
     same_rows(got, expected)
+
+
+def test_the_example_job_file_runs_on_an_exported_data_set(tmp_path, data_home):
+    """pipelines/nightly.toml as shipped, on ML-100K written out by ``recsys data export``."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "pipelines").mkdir()
+    shutil.copy(repo / "pipelines" / "nightly.toml", tmp_path / "pipelines")
+    exported = run_cli(["data", "export", "--dataset", "ml-100k", "--out", "runs/log.csv",
+                        "--quiet"], tmp_path, data_home)
+    log = pd.read_csv(tmp_path / "runs" / "log.csv")
+    raw = pd.read_csv(Path(data_home) / "ml-100k" / "u.data", sep="\t",
+                      names=["user", "item", "value", "timestamp"])
+    assert exported["rows"] == len(log) == len(raw)
+    key = ["user", "item"]
+    assert log.sort_values(key).reset_index(drop=True).equals(
+        raw.sort_values(key).reset_index(drop=True).astype({"value": float}))
+    summary = run_cli(["run", "pipelines/nightly.toml", "--quiet"], tmp_path, data_home)
+    assert summary["users"] == 943 and summary["rows"] == 94_300
+    assert (tmp_path / "runs" / "nightly-recs" / "_SUCCESS").exists()

@@ -119,8 +119,9 @@ def _as_kind(raw, like: np.ndarray, what: str) -> np.ndarray:
     try:
         as_int = raw.astype(np.int64)
     except (TypeError, ValueError):
-        raise TypeError(f"{what} ids {raw[:3].tolist()} are not integers, but the model's "
-                        "ids are") from None
+        bad = [v for v in raw[:100_000].tolist() if not isinstance(v, int | np.integer)]
+        raise TypeError(f"{what} ids such as {bad[:3]} are not integers, but the model's ids "
+                        "are: give every id as the model knows them") from None
     if raw.dtype.kind == "f" and not np.array_equal(as_int, raw):
         raise TypeError(f"{what} ids must be integers, got fractional values")
     return as_int
