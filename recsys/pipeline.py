@@ -9,7 +9,8 @@ Steps, all logged to one MLflow run (``recsys.role = pipeline``) of the job's ex
    without tuning); otherwise, or when there is none, an Optuna sweep of ``trials`` trials
    on that split (its study is named after the data's fingerprint, so a grown log gets a
    fresh study), logged as nested MLflow runs; ``trials = 0`` takes ``[model] params``;
-4. refit the model on every interaction of the log;
+4. refit the model on every interaction of the log (and save it to ``[model] path`` when
+   given);
 5. log it as an MLflow pyfunc model (:mod:`recsys.serving`), registered in the Model Registry
    under ``[mlflow] registered_model`` with the sweep's metrics and the data fingerprint as
    version tags;
@@ -78,8 +79,10 @@ def run_job(job, show_progress: bool = True) -> dict[str, Any]:
     chosen = _choose_params(config, cls, exp, seed, data_id, tracking_uri, experiment,
                             show_progress, latest_best_params, sweep)
     model = make_model(cls, chosen["params"], seed)
-    serving = exp.serving(log)
-    serving.fit(model)
+    exp.serving(log).fit(model)
+    model_path = setting(config, "model", "path")
+    if model_path:  # also a plain model file, for `recsys recommend --config` and friends
+        model_path = str(model.save(model_path))
 
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=f"{spec.name}-{cls.__name__.lower()}-{data_id[:8]}",
@@ -115,7 +118,7 @@ def run_job(job, show_progress: bool = True) -> dict[str, Any]:
         recs = pd.read_parquet(out_dir, columns=["item"])
         summary = {
             "run_id": run.info.run_id, "model_uri": info.model_uri,
-            "registered_model": registered,
+            "registered_model": registered, "model_path": model_path,
             "version": None if version is None else int(version.version),
             "model": cls.__name__, "params": chosen["params"], "params_from": chosen["source"],
             "data_fingerprint": data_id, "out": str(out_dir), "k": k, "rows": counts["rows"],

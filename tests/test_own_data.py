@@ -136,6 +136,17 @@ def test_predefined_files_and_the_lists_format(tmp_path):
                      user="uid", item="sku", value="stars").split_data()
     assert split.train.nnz + split.test.nnz == len(frame.drop_duplicates(["uid", "sku"]))
     assert set(split.test.to_pandas()["user"]) == set(test["uid"])
+    # a TSV, and a folder of Parquet parts, read as the same interactions
+    frame.to_csv(tmp_path / "log.tsv", sep="\t", index=False)
+    (tmp_path / "parts").mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        frame.iloc[rows].to_parquet(tmp_path / "parts" / f"part-{i}.parquet", index=False)
+    reference = DataSpec(path=str(tmp_path / "log.tsv"), user="uid", item="sku",
+                         value="stars").read()
+    from_parts = DataSpec(path=str(tmp_path / "parts"), user="uid", item="sku",
+                          value="stars").read()
+    assert from_parts.users == reference.users and from_parts.items == reference.items
+    assert (from_parts.matrix != reference.matrix).nnz == 0
     # uid item item ... lines (the LightGCN / SimpleX splits)
     (tmp_path / "lists.txt").write_text("0 3 1 2\n1 2\n\n4 0 7\n")
     data = DataSpec(path=str(tmp_path / "lists.txt")).read()
@@ -241,6 +252,24 @@ def test_new_users_are_folded_in_and_unknown_items_ignored(fitted_raw, tmp_path)
         model.recommend_raw(["ghost"], history, k=4, user="uid", item="sku", fallback=False)
     with pytest.raises(ValueError, match="bare matrix"):
         ALS(factors=4, random_state=0).fit(data.matrix).recommend_raw(["zoe"], history)
+
+
+def test_rating_models_fold_new_users_in_from_their_ratings(fitted_raw):
+    from recsys.models import AltMin
+
+    frame, data = fitted_raw
+    model = AltMin(factors=4, iterations=5, random_state=0).fit(data)  # raw ratings
+    newcomer = pd.DataFrame({"uid": ["zoe"] * 3, "sku": ["sku-001", "sku-005", "sku-009"],
+                             "stars": [5, 1, 2]})
+    out = model.recommend_raw(["zoe"], pd.concat([frame, newcomer]), k=4, user="uid",
+                              item="sku", value="stars", threshold=4)
+    cols = data.items.to_index(newcomer["sku"].to_numpy())
+    row = sp.csr_matrix((np.array([5, 1, 2], np.float32), cols, [0, 3]),
+                        shape=(1, data.shape[1]))  # every rating, not only the >= 4 ones
+    ids, scores = model.recommend(data.shape[0], sp.vstack([data.matrix, row]).tocsr(), k=4)
+    assert data.items.to_index(out["item"].to_numpy()).tolist() == ids.tolist()
+    np.testing.assert_allclose(out["score"], scores, rtol=1e-6)
+    assert set(out["source"]) == {"fold_in"}
 
 
 def test_model_files_carry_ids_description_and_fingerprint(tmp_path, log_csv):

@@ -15,6 +15,7 @@ from recsys.pipeline import run_job
 JOB = ML100K_TOML.format(path="log.csv") + """
 [model]
 name = "ease"
+path = "model.npz"
 
 [sweep]
 trials = 3
@@ -78,8 +79,13 @@ def test_nightly_pipeline_twice_on_a_growing_log(tmp_path, data_home):
                                                                      "part-00000.parquet"]
     assert recs2["user"].nunique() == 943 > recs["user"].nunique()
     assert recs2.merge(full, left_on=["user", "item"], right_on=["user_id", "movie"]).empty
-    same_rows(pyfunc_output(tracking, "models:/recsys-nightly/latest",
-                            recs2["user"].unique(), k=10), recs2)
+    served = pyfunc_output(tracking, "models:/recsys-nightly/latest", recs2["user"].unique(),
+                           k=10)
+    same_rows(served, recs2)
+    # and what `recsys recommend` writes from the job's model file on the same log
+    run_cli(["recommend", "--config", "job.toml", "--out", "cli.parquet", "--quiet"], tmp_path,
+            data_home)
+    same_rows(served, pd.read_parquet(tmp_path / "cli.parquet"))
 
     client = mlflow.MlflowClient(tracking)
     version = client.get_model_version("recsys-nightly", "2")

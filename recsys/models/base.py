@@ -315,7 +315,8 @@ class Recommender(ABC):
             Never recommend back every history row of the user (whatever its value), only
             the positives the model scores from, or nothing.
         threshold : float, optional
-            Values ``>= threshold`` are the positives implicit models score from; default
+            Values ``>= threshold`` are the positives implicit models score from (rating
+            models score from every rated value, as they are fitted); default
             ``training_data_["threshold"]`` (set by pipelines), else every row.
         fallback : bool
             Users with no usable history (unseen at fit, or with only unknown items, or a

@@ -180,12 +180,13 @@ def recommend_raw(model, users=None, history=None, k: int = 10, exclude: str = "
         X.eliminate_zeros()
         return as_csr(X, "history", allow_empty=True)
 
-    X = matrix(np.ones(len(vals), dtype=bool) if threshold is None else
+    # as fitted: rating models score from every rated value, implicit ones from positives
+    everything = np.ones(len(vals), dtype=bool)
+    X = matrix(everything if threshold is None or model.rating_model else
                unrated | (vals >= threshold))
-    if not model.rating_model:  # implicit models score from their positives, as fitted
+    if not model.rating_model:
         X.data[:] = 1.0
-    seen = None if exclude == "none" else X if exclude == "positives" else \
-        matrix(np.ones(len(vals), dtype=bool))
+    seen = None if exclude == "none" else X if exclude == "positives" else matrix(everything)
     targets = all_users.to_index(requested) if requested.size else np.zeros(0, np.int32)
     has_history = np.diff(X.indptr)[targets] > 0
     known = targets < model.n_users_
