@@ -51,7 +51,7 @@ def _params(pairs: list[str]) -> dict:
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
+            raise SystemExit(f"--param / --fixed expect NAME=VALUE, got {pair!r}")
         params[name] = _parse_value(value)
     return params
 
@@ -85,7 +85,7 @@ def _model_settings(args, config: dict) -> tuple[str, dict, int]:
 
 
 def cmd_sweep(args) -> dict:
-    from recsys.config import setting
+    from recsys.config import setting, sweep_options
     from recsys.tuning import sweep
 
     config = config_from_args(args)
@@ -98,10 +98,16 @@ def cmd_sweep(args) -> dict:
                    tracking_uri=setting(config, "mlflow", "tracking_uri", args.tracking_uri),
                    experiment_name=setting(config, "mlflow", "experiment", args.experiment),
                    seed=seed, timeout=setting(config, "sweep", "timeout", args.timeout),
-                   model_dir=args.model_dir, show_progress=not args.quiet)
+                   model_dir=args.model_dir, show_progress=not args.quiet,
+                   **sweep_options(config, {"fixed": _params(args.fixed) or None,
+                                            "log_model": args.log_model,
+                                            "eval_every": args.eval_every}),
+                   verbose=args.verbose)
     return {"study": result.study.study_name, "trials": len(result.study.trials),
             "best_params": result.best_params, "best_validation": result.best_value,
-            "test": result.test_metrics, "parent_run_id": result.parent_run_id,
+            "edges": result.edges, "test": result.test_metrics,
+            "parent_run_id": result.parent_run_id, "logged_model_bytes":
+            result.logged_model_bytes,
             "model_path": str(result.model_path) if result.model_path else None}
 
 
@@ -320,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--timeout", type=float, default=None)
     p.add_argument("--model-dir", default=None, help="also save the best model here")
+    p.add_argument("--fixed", action="append", metavar="NAME=VALUE",
+                   help="pin a parameter for every trial (JSON value; repeatable)")
+    p.add_argument("--log-model", choices=("best", "none"), default=None,
+                   help="log the refitted best model to MLflow (default best)")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="epochs between pruning reports of iterative models")
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("fit", help="fit a model on the training data and save it")

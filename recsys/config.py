@@ -40,6 +40,11 @@ the data source)::
     storage = "runs/optuna.log"    # journal file or SQLAlchemy URL
     study_name = "nightly-ease"
     timeout = 600
+    fixed = { num_threads = 1 }    # pinned for every trial, out of the search space
+    log_model = "best"             # best | none: the refitted model as an MLflow artifact
+    eval_every = 5                 # epochs between pruning reports (default: ~4 per fit)
+    eval_users = 2000              # validation users sampled for those reports
+    informed = true                # defaults and presets first, then multivariate TPE
     reuse = true                   # run: reuse the best parameters of the latest finished
                                    # study in MLflow instead of sweeping again
 
@@ -83,7 +88,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "data": _DATA_KEYS,
     "split": SPLIT_KEYS,
     "model": ("name", "params", "seed", "path"),
-    "sweep": ("trials", "metric", "storage", "study_name", "timeout", "reuse"),
+    "sweep": ("trials", "metric", "storage", "study_name", "timeout", "reuse", "fixed",
+              "log_model", "eval_every", "eval_users", "informed"),
     "evaluate": ("k",),
     "recommend": ("k", "out", "exclude", "shards", "dask_scheduler"),
     "mlflow": ("tracking_uri", "experiment", "registered_model"),
@@ -165,4 +171,18 @@ def setting(config: dict, section: str, key: str, override=None, default=None):
     return config.get(section, {}).get(key, default)
 
 
-__all__ = ["SECTIONS", "data_spec", "load_config", "setting"]
+def sweep_options(config: dict, overrides: dict | None = None) -> dict:
+    """The ``sweep()`` options of a job file's [sweep] table (``fixed`` merged with the
+    overrides' ``fixed``; other overrides win when given)."""
+    overrides = overrides or {}
+    table = config.get("sweep", {})
+    out = {key: setting(config, "sweep", key, overrides.get(key))
+           for key in ("log_model", "eval_every", "eval_users", "informed")
+           if key in table or overrides.get(key) is not None}
+    fixed = {**table.get("fixed", {}), **(overrides.get("fixed") or {})}
+    if fixed:
+        out["fixed"] = fixed
+    return out
+
+
+__all__ = ["SECTIONS", "data_spec", "load_config", "setting", "sweep_options"]

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.config import data_spec, load_config, setting
+from recsys.config import data_spec, load_config, setting, sweep_options
 from recsys.data.describe import describe
 
 logger = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ def _choose_params(config, cls, exp, seed: int, data_id: str, tracking_uri: str,
     result = sweep(cls, exp, n_trials=trials, metric=metric,
                    storage=setting(config, "sweep", "storage"), study_name=study,
                    tracking_uri=tracking_uri, experiment_name=experiment, seed=seed,
-                   timeout=setting(config, "sweep", "timeout"), show_progress=show_progress)
+                   timeout=setting(config, "sweep", "timeout"), show_progress=show_progress,
+                   **sweep_options(config))
     return {"params": {**fixed, **result.best_params}, "source": f"sweep:{study}",
             "metric": metric, "validation": result.best_value,
             "test": dict(result.test_metrics)}

@@ -43,7 +43,7 @@ def test_spaces_cover_every_model_and_suggest_inside_them():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(20):
         params = suggest(study.ask(), SPACES["ALS"])
-        assert 8 <= params["factors"] <= 256 and 1e-3 <= params["regularization"] <= 10
+        assert 4 <= params["factors"] <= 512 and 1e-3 <= params["regularization"] <= 100
     assert trial_seed(0, {"a": 1}) == trial_seed(0, {"a": 1}) != trial_seed(1, {"a": 1})
     assert model_class("ease").__name__ == "EASE"
     with pytest.raises(ValueError, match="unknown model"):
@@ -87,7 +87,7 @@ def test_iterative_models_log_per_epoch_metrics(tmp_path, data_home):
 
     uri = f"sqlite:///{tmp_path}/X.db"
     result = sweep("maskednmf", "ml-100k", n_trials=2, storage=str(tmp_path / "j.log"),
-                   tracking_uri=uri, data_home=data_home, show_progress=False)
+                   tracking_uri=uri, data_home=data_home, show_progress=False, eval_every=3)
     client = mlflow.MlflowClient()
     trial_runs = client.search_runs(
         [client.get_experiment_by_name("ml-100k-maskednmf").experiment_id],
@@ -95,9 +95,23 @@ def test_iterative_models_log_per_epoch_metrics(tmp_path, data_home):
     assert len(trial_runs) == 2
     for run in trial_runs:
         history = client.get_metric_history(run.info.run_id, "epoch_ndcg_at_10")
-        assert [m.step for m in history] == list(range(int(run.data.params["iterations"])))
-        # the last epoch's validation NDCG is the trial's final metric
-        assert history[-1].value == pytest.approx(run.data.metrics["ndcg_at_10"], rel=1e-9)
+        epochs = int(run.data.params["iterations"])
+        # every 3 epochs, the last one left to the final evaluation on every validation user
+        assert [m.step for m in history] == [e for e in range(2, epochs - 1, 3)]
+        assert "ndcg_at_10" in run.data.metrics
+
+
+def test_intermediate_reports_use_a_seeded_sample_of_validation_users(data_home):
+    from recsys.experiment import load_experiment
+    from recsys.tuning.sweep import _validation_sample
+
+    tune = load_experiment("ml-100k", data_home=data_home).tuning(random_state=0)
+    with_test = np.flatnonzero(np.diff(tune.test.matrix.indptr) > 0)
+    sample = _validation_sample(tune, 100, seed=0)
+    assert sample.size == 100 and set(sample) <= set(with_test)
+    assert (sample == _validation_sample(tune, 100, seed=0)).all()
+    assert not (sample == _validation_sample(tune, 100, seed=1)).all()
+    assert _validation_sample(tune, 10_000, seed=0) is None  # fewer users: all of them
 
 
 def test_killed_sweep_resumes_and_marks_the_killed_trial_failed(tmp_path, data_home):
@@ -283,3 +297,82 @@ def test_cli_bad_model_files_and_params_are_one_line(tmp_path, data_home):
     verbose = cli(["evaluate", "--model-path", str(empty), "--verbose"], tmp_path, data_home,
                   timeout=120)
     assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+
+
+def test_presets_and_defaults_lie_inside_their_spaces():
+    from recsys.tuning.spaces import PRESETS, in_space
+    from recsys.tuning.sweep import first_trials
+
+    for name, presets in PRESETS.items():
+        for preset in presets:
+            assert in_space(SPACES[name], preset) == preset, (name, preset)
+    assert first_trials(model_class("ease"), SPACES["EASE"], 10) == [
+        {"l2": 500.0}, {"l2": 1000.0}, {"l2": 80.0}]
+    assert first_trials(model_class("ease"), SPACES["EASE"], 2) == [{"l2": 500.0},
+                                                                   {"l2": 1000.0}]
+
+
+def test_on_edge_flags_values_at_either_end_of_a_range():
+    from recsys.tuning.spaces import on_edge
+
+    space = {"l2": ("float", 1.0, 1e4, "log"), "k": ("int", 10, 20), "b": ("categorical",
+                                                                       [True, False])}
+    assert on_edge(space, {"l2": 1.2, "k": 15, "b": True}) == {"l2": "low"}
+    assert on_edge(space, {"l2": 100.0, "k": 20}) == {"k": "high"}
+    assert on_edge(space, {"l2": 100.0, "k": 15}) == {}
+
+
+def test_informed_sweep_tries_defaults_and_presets_first_and_flags_an_edge(
+        tmp_path, data_home, monkeypatch, caplog):
+    import mlflow
+
+    from recsys.tuning import spaces, sweep
+
+    uri = f"sqlite:///{tmp_path}/X.db"
+    result = sweep("ease", "ml-100k", n_trials=4, storage=str(tmp_path / "j.log"),
+                   tracking_uri=uri, data_home=data_home, show_progress=False)
+    assert [t.params for t in result.study.trials[:3]] == [{"l2": 500.0}, {"l2": 1000.0},
+                                                           {"l2": 80.0}]
+    assert result.edges == {}
+    # a range whose lower end is best: the result, the log and the parent run say so
+    monkeypatch.setitem(spaces.SPACES, "EASE", {"l2": ("float", 2e4, 3e4, "log")})
+    monkeypatch.setitem(spaces.PRESETS, "EASE", [{"l2": 2e4}])
+    with caplog.at_level("WARNING", logger="recsys.tuning.sweep"):
+        edged = sweep("ease", "ml-100k", n_trials=3, storage=str(tmp_path / "j.log"),
+                      study_name="edge", tracking_uri=uri, data_home=data_home,
+                      show_progress=False)
+    assert edged.best_params == {"l2": 2e4} and edged.edges == {"l2": "low"}
+    assert "sits at the low end of its range" in caplog.text
+    run = mlflow.MlflowClient(uri).get_run(edged.parent_run_id)
+    assert run.data.tags["recsys.edge.l2"] == "low"
+
+
+def test_cli_fixed_parameters_log_model_none_and_the_sweep_bar(tmp_path, data_home):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/X.db"
+    out = cli(["sweep", "--model", "als", "--dataset", "ml-100k", "--trials", "3",
+               "--fixed", "factors=8", "--fixed", "iterations=3", "--log-model", "none",
+               "--tracking-uri", uri, "--storage", str(tmp_path / "journal.log")],
+              tmp_path, data_home, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["best_params"]["factors"] == 8 and result["best_params"]["iterations"] == 3
+    assert result["logged_model_bytes"] == 0
+    assert "sweep: 100%" in out.stderr and "best ndcg_at_10=" in out.stderr  # one bar
+    client = mlflow.MlflowClient(uri)
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.data.params["fixed.factors"] == "8"
+    assert parent.data.metrics["logged_model_bytes"] == 0
+    assert not [a for a in client.list_artifacts(parent.info.run_id)
+                if a.path.endswith(".npz")]
+    trials = client.search_runs([parent.info.experiment_id],
+                                f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(trials) == 3
+    assert {(r.data.params["factors"], r.data.params["iterations"]) for r in trials} == {
+        ("8", "3")}
+    assert {r.data.params["regularization"] for r in trials} != {"0.01"}  # still tuned
+    bad = cli(["sweep", "--model", "als", "--fixed", "factorz=8", "--trials", "1",
+               "--tracking-uri", uri, "--storage", str(tmp_path / "journal.log"), "--quiet"],
+              tmp_path, data_home, timeout=120)
+    assert bad.returncode == 2 and "factorz" in bad.stderr

@@ -24,7 +24,8 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from recsys.data.spec import DataSpec
 from recsys.evaluation import evaluate, parse_metric
 from recsys.experiment import Experiment, load_experiment
 from recsys.models.base import _REGISTRY, Recommender, _json_params
-from recsys.tuning.spaces import FIXED, SPACES, suggest
+from recsys.tuning.spaces import FIXED, PRESETS, SPACES, in_space, on_edge, suggest
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +51,16 @@ class SweepResult:
     """What :func:`sweep` returns."""
 
     study: Any
+    #: The best trial's parameters with the fixed ones.
     best_params: dict[str, Any]
     best_value: float
     test_metrics: dict[str, float]
     parent_run_id: str
     model_path: Path | None
+    #: Tuned parameters whose best value sits at an end of its range ("low" / "high").
+    edges: dict[str, str] = field(default_factory=dict)
+    #: Bytes of the model file logged to MLflow (0 with ``log_model="none"``).
+    logged_model_bytes: int = 0
 
 
 def model_class(name: str | type) -> type[Recommender]:
@@ -76,7 +82,8 @@ def trial_seed(study_seed: int, params: dict[str, Any]) -> int:
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
 
 
-def make_model(cls: type[Recommender], params: dict[str, Any], seed: int) -> Recommender:
+def make_model(cls: type[Recommender], params: dict[str, Any], seed: int,
+               show_progress: bool = False) -> Recommender:
     """``cls`` with the sweep's fixed values, ``params`` and ``seed`` (when it takes one)."""
     names = cls._param_names()
     unknown = sorted(set(params) - set(names))
@@ -87,7 +94,7 @@ def make_model(cls: type[Recommender], params: dict[str, Any], seed: int) -> Rec
     if "random_state" in names:
         kwargs["random_state"] = seed
     if "show_progress" in names:
-        kwargs["show_progress"] = False
+        kwargs["show_progress"] = show_progress
     return cls(**kwargs)
 
 
@@ -107,7 +114,10 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
           metric: str = "ndcg_at_10", k=(10, 20), storage: str | None = None,
           study_name: str | None = None, tracking_uri: str | None = None,
           experiment_name: str | None = None, seed: int = 0, timeout: float | None = None,
-          data_home=None, model_dir=None, show_progress: bool = True) -> SweepResult:
+          data_home=None, model_dir=None, show_progress: bool = True,
+          fixed: dict[str, Any] | None = None, log_model: str = "best",
+          eval_every: int | None = None, eval_users: int | None = 2000,
+          informed: bool = True, verbose: bool = False) -> SweepResult:
     """Tune ``model`` on ``data`` and log everything to MLflow (see the module docstring).
 
     Parameters
@@ -131,7 +141,23 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
     seed : int
         Seeds the sampler and, with the parameters, every trial's model.
     model_dir : path, optional
-        Also save the refitted best model there (it is always logged to the parent run).
+        Also save the refitted best model there.
+    fixed : dict, optional
+        Parameters pinned for every trial (e.g. ``{"num_threads": 1, "epochs": 20}``): left
+        out of the search space, logged to the parent run (``fixed.<name>``).
+    log_model : {"best", "none"}
+        Log the refitted best model to the parent run, or nothing (its size is logged as the
+        metric ``logged_model_bytes`` either way: 0 for none).
+    eval_every : int, optional
+        Iterative models report the validation metric to the pruner every ``eval_every``
+        epochs (default: about four reports per fit), from a seeded sample of ``eval_users``
+        validation users (None: all); the trial's final score always uses every one.
+    informed : bool
+        Enqueue the model's defaults and its :data:`~recsys.tuning.spaces.PRESETS` as the first
+        trials of a new study, then multivariate TPE (random start scaled to ``n_trials``).
+        False: TPE from its own random start.
+    verbose : bool
+        Show the models' own progress bars inside trials (the sweep's bar shows otherwise).
     """
     import mlflow
     import optuna
@@ -139,34 +165,49 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
     cls = model_class(model)
     if cls.__name__ not in SPACES:
         raise ValueError(f"no search space for {cls.__name__}")
+    if log_model not in LOG_MODEL:
+        raise ValueError(f"log_model must be one of {LOG_MODEL}, got {log_model!r}")
     _, metric_k = parse_metric(metric)  # a bad metric fails here, before any fit or run
+    fixed = dict(fixed or {})
+    make_model(cls, fixed, seed)  # an unknown or invalid fixed parameter fails here too
+    space = {name: spec for name, spec in SPACES[cls.__name__].items() if name not in fixed}
     ks = tuple(sorted({*((k,) if isinstance(k, int) else tuple(k)), metric_k}))
     exp = data if isinstance(data, Experiment) else load_experiment(data, data_home=data_home)
     study_name = study_name or f"{exp.name}-{cls.__name__.lower()}"
     tune = exp.tuning(random_state=seed)
-    if not show_progress:
+    sample = _validation_sample(tune, eval_users, seed)
+    if not show_progress or not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     store = open_storage(storage)
+    with warnings.catch_warnings():  # multivariate TPE is "experimental" in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, multivariate=informed, n_startup_trials=startup_trials(n_trials)
+            if informed else 10)
     study = optuna.create_study(
         study_name=study_name, storage=store, direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+        sampler=sampler, pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
     _fail_orphaned_trials(study, store)
+    if informed and not study.trials:
+        for params in first_trials(cls, space, n_trials):
+            study.enqueue_trial(params, skip_if_exists=True)
 
     mlflow.set_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                             or DEFAULT_TRACKING_URI)
     experiment = mlflow.set_experiment(experiment_name or study_name)
     client = mlflow.MlflowClient()
     parent_id = _parent_run(client, experiment.experiment_id, study_name, exp, cls, seed)
+    for name, value in fixed.items():
+        client.log_param(parent_id, f"fixed.{name}", json.dumps(value, default=str))
     _fail_orphaned_runs(client, experiment.experiment_id, parent_id, study)
 
     def objective(trial):
         # first, so that a worker killed from here on is recognised as dead by the next run
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        params = suggest(trial, SPACES[cls.__name__])
+        params = suggest(trial, space)
         seed_t = trial_seed(seed, params)
-        estimator = make_model(cls, params, seed_t)
+        estimator = make_model(cls, {**fixed, **params}, seed_t, show_progress=verbose)
         trial.set_user_attr("seed", seed_t)
         tags = {"mlflow.parentRunId": parent_id, _PARENT_TAG: study_name,
                 "recsys.trial": str(trial.number), "recsys.role": "trial"}
@@ -176,7 +217,8 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
             mlflow.log_params({**_json_params(estimator.get_params()), "seed": seed_t})
             start = time.perf_counter()
             try:
-                _fit(estimator, tune.training(estimator), tune, trial, metric)
+                _fit(estimator, tune.training(estimator), tune, trial, metric, eval_every,
+                     sample)
             except optuna.TrialPruned:
                 mlflow.log_metric("fit_time_s", time.perf_counter() - start)
                 mlflow.set_tag("recsys.state", "PRUNED")
@@ -191,24 +233,69 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
             raise optuna.TrialPruned()
         return metrics[metric]
 
-    if not SPACES[cls.__name__]:
+    if not space:
         n_trials = min(n_trials, 1)  # nothing to tune: one trial records the model
     finished = _finished(study)
     if n_trials > finished:
+        bar = _SweepBar(n_trials, finished, metric, show_progress and not verbose)
         # a trial whose parameters make the model fail numerically is recorded as FAIL and the
         # sweep goes on; anything else (a bug) stops it
-        study.optimize(objective, timeout=timeout, show_progress_bar=show_progress,
-                       catch=(ValueError, ArithmeticError, np.linalg.LinAlgError, MemoryError),
-                       callbacks=[optuna.study.MaxTrialsCallback(
-                           n_trials, states=(optuna.trial.TrialState.COMPLETE,
-                                             optuna.trial.TrialState.PRUNED))])
+        try:
+            study.optimize(objective, timeout=timeout, show_progress_bar=False,
+                           catch=(ValueError, ArithmeticError, np.linalg.LinAlgError,
+                                  MemoryError),
+                           callbacks=[optuna.study.MaxTrialsCallback(
+                               n_trials, states=(optuna.trial.TrialState.COMPLETE,
+                                                 optuna.trial.TrialState.PRUNED)), bar])
+        finally:
+            bar.close()
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         return SweepResult(study, {}, float("nan"), {}, parent_id, None)
-    return _summarise(study, cls, exp, seed, ks, client, parent_id, model_dir)
+    return _summarise(study, cls, exp, seed, ks, client, parent_id, model_dir, fixed, space,
+                      log_model)
 
 
-def _fit(estimator, train, tune: Experiment, trial, metric: str) -> None:
-    """Fit; iterative models report the validation metric after every epoch (pruning)."""
+#: ``sweep(log_model=...)`` choices.
+LOG_MODEL = ("best", "none")
+
+
+def startup_trials(n_trials: int) -> int:
+    """TPE's random start for a budget of ``n_trials``: a quarter of it, 3 to 10 trials (the
+    enqueued defaults and presets count among them)."""
+    return int(min(10, max(3, n_trials // 4)))
+
+
+def first_trials(cls, space: dict[str, tuple], n_trials: int) -> list[dict[str, Any]]:
+    """The model's defaults and presets inside ``space`` (distinct, at most ``n_trials``)."""
+    candidates = [in_space(space, {**cls().get_params(), **FIXED.get(cls.__name__, {})}),
+                  *(in_space(space, p) for p in PRESETS.get(cls.__name__, []))]
+    out: list[dict[str, Any]] = []
+    for params in candidates:
+        if params and params not in out:
+            out.append(params)
+    return out[:max(n_trials, 0)]
+
+
+def _validation_sample(tune: Experiment, eval_users: int | None, seed: int):
+    """Seeded validation users for intermediate reports (None: all of them)."""
+    users = np.flatnonzero(np.diff(tune.test.matrix.indptr) > 0)
+    if eval_users is None or users.size <= eval_users:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(users, size=eval_users, replace=False))
+
+
+def _epochs(estimator) -> int | None:
+    for name in ("epochs", "iterations"):
+        value = getattr(estimator, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _fit(estimator, train, tune: Experiment, trial, metric: str, eval_every: int | None = None,
+         sample=None) -> None:
+    """Fit; iterative models report the validation metric every ``eval_every`` epochs (on the
+    ``sample`` of validation users) to the pruner, which may stop them from half-way on."""
     import inspect
 
     import mlflow
@@ -218,15 +305,41 @@ def _fit(estimator, train, tune: Experiment, trial, metric: str) -> None:
         estimator.fit(train)
         return
     name, at = parse_metric(metric)
+    epochs = _epochs(estimator) or 1
+    every = eval_every or max(1, round(epochs / 4))
 
     def callback(epoch, fitted):
-        value = evaluate(fitted, tune.history, tune.test, k=at, metrics=(name,))[metric]
+        if (epoch + 1) % every or epoch + 1 >= epochs:  # the last one: the final evaluation
+            return
+        value = evaluate(fitted, tune.history, tune.test, k=at, metrics=(name,),
+                         users=sample)[metric]
         mlflow.log_metric(f"epoch_{metric}", value, step=epoch)
         trial.report(value, epoch)
-        if trial.should_prune():
+        if epoch + 1 >= epochs / 2 and trial.should_prune():
             raise optuna.TrialPruned()
 
     estimator.fit(train, callback=callback)
+
+
+class _SweepBar:
+    """One tqdm bar over a sweep's trials (done, best so far, ETA); an Optuna callback."""
+
+    def __init__(self, n_trials: int, finished: int, metric: str, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.metric = metric
+        self.bar = tqdm(total=n_trials, initial=finished, desc="sweep", unit="trial",
+                        disable=not enabled)
+
+    def __call__(self, study, trial) -> None:
+        self.bar.update(1)
+        try:
+            self.bar.set_postfix({f"best {self.metric}": f"{study.best_value:.4f}"})
+        except ValueError:  # no complete trial yet
+            pass
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
@@ -322,23 +435,34 @@ def _fail_orphaned_runs(client, experiment_id: str, parent_id: str, study) -> No
 
 
 def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: str,
-               model_dir) -> SweepResult:
+               model_dir, fixed: dict, space: dict, log_model: str) -> SweepResult:
     """Refit the best parameters on the whole training data, test, log to the parent run."""
     best = study.best_trial
     seed_t = trial_seed(seed, best.params)
-    model = make_model(cls, best.params, seed_t)
+    params = {**fixed, **best.params}
+    model = make_model(cls, params, seed_t)
     full = exp.full()
     full.fit(model)
     test_metrics = evaluate(model, full.history, full.test, k=ks)
     finished = _finished(study)
+    edges = on_edge(space, best.params)
+    for name, side in edges.items():
+        logger.warning("%s: the best %s=%r sits at the %s end of its range %s: widen the "
+                       "range (recsys.tuning.SPACES) and sweep again", study.study_name, name,
+                       best.params[name], side, space[name][1:])
+    logged = 0
     with tempfile.TemporaryDirectory() as tmp:
         model_path = model.save(Path(tmp) / f"{cls.__name__.lower()}-best.npz")
         best_file = Path(tmp) / "best_params.json"
-        best_file.write_text(json.dumps({"params": best.params, "seed": seed_t,
-                                         "trial": best.number, "value": best.value},
-                                        indent=2))
+        best_file.write_text(json.dumps({"params": params, "seed": seed_t,
+                                         "trial": best.number, "value": best.value,
+                                         "edges": edges}, indent=2, default=str))
         plot = _history_plot(study, Path(tmp) / "optimization_history.png")
-        for path in (model_path, best_file, plot):
+        artifacts = [best_file, plot]
+        if log_model == "best":
+            artifacts.append(model_path)
+            logged = model_path.stat().st_size
+        for path in artifacts:
             client.log_artifact(parent_id, str(path))
         saved = None
         if model_dir:
@@ -346,15 +470,17 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
             saved.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(model_path, saved)
     tags = {f"best.{name}": str(value) for name, value in best.params.items()}
+    tags.update({f"recsys.edge.{name}": side for name, side in edges.items()})
     _set_tags(client, parent_id, {**tags, "best.trial": str(best.number),
-                                  BEST_PARAMS_TAG: json.dumps(best.params),
+                                  BEST_PARAMS_TAG: json.dumps(params, default=str),
                                   "recsys.data_fingerprint": model.training_data_["fingerprint"]})
     client.log_metric(parent_id, "best_validation", best.value, step=finished)
+    client.log_metric(parent_id, "logged_model_bytes", logged, step=finished)
     for name, value in _scalars(test_metrics).items():
         client.log_metric(parent_id, f"test_{name}", value, step=finished)
     client.set_terminated(parent_id, status="FINISHED")  # a later worker may reopen it
-    return SweepResult(study, dict(best.params), float(best.value), _scalars(test_metrics),
-                       parent_id, saved)
+    return SweepResult(study, params, float(best.value), _scalars(test_metrics), parent_id,
+                       saved, edges, logged)
 
 
 def latest_best_params(experiment_name: str, model: str | type | None = None,
