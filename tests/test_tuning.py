@@ -320,6 +320,9 @@ def test_on_edge_flags_values_at_either_end_of_a_range():
     assert on_edge(space, {"l2": 1.2, "k": 15, "b": True}) == {"l2": "low"}
     assert on_edge(space, {"l2": 100.0, "k": 20}) == {"k": "high"}
     assert on_edge(space, {"l2": 100.0, "k": 15}) == {}
+    natural = {"shrink": ("float", 0.0, 100.0), "fraction": ("float", 0.0, 1.0)}
+    assert on_edge(natural, {"shrink": 0.0, "fraction": 1.0}) == {}  # limits, not edges
+    assert on_edge(natural, {"shrink": 99.0, "fraction": 0.01}) == {"shrink": "high"}
 
 
 def test_informed_sweep_tries_defaults_and_presets_first_and_flags_an_edge(

@@ -19,7 +19,7 @@ from scipy.linalg import get_blas_funcs, lapack, solve_triangular
 from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Options, Real
 from recsys._ext._ease import sparse_ridge_columns
 from recsys._ext._gram import gram_dense
-from recsys._threads import blas_limit, resolve_num_threads
+from recsys._threads import blas_limit, blas_threads, resolve_num_threads
 from recsys._validation import check_memory
 from recsys.models.base import Recommender
 from recsys.models.knn import cosine_neighbours
@@ -48,8 +48,10 @@ class EASE(Recommender):
     neighbors : int
         Sparse variant: regressors kept per item (its most co-occurring items, by cosine).
     num_threads : int
-        OpenMP threads for the Gram kernel and scoring (0: all cores); LAPACK/BLAS use the
-        same count.
+        OpenMP threads for the Gram kernel and scoring (0: the available cores); LAPACK/BLAS
+        use the same count when given, and with 0 only the cores idle when the fit starts
+        (:func:`recsys._threads.blas_threads`: threaded OpenBLAS collapses when a core is
+        busy).
     show_progress : bool
 
     Attributes
@@ -105,7 +107,6 @@ class EASE(Recommender):
             raise ValueError("EASE.partial_fit needs previous= (the matrix it was fitted on) "
                              "to take out the old rows of changed users")
         n_old, dtype = self.n_items_, self.B_.dtype
-        threads = resolve_num_threads(self.num_threads)
         P = self.B_
         P *= -1
         P[np.diag_indices(n_old)] = 1.0
@@ -119,6 +120,7 @@ class EASE(Recommender):
             M = np.diag(signs) + np.asarray(V @ PV, dtype=np.float64)
             K = np.linalg.solve(M, PV.T.astype(np.float64)).astype(dtype)  # r x n
             gemm = get_blas_funcs("gemm", (P,))
+            threads = blas_threads(self.num_threads, flops=2.0 * n_old ** 2 * V.shape[0])
             with blas_limit(threads):  # P^T (Fortran view of P) -= K^T PV^T, in place
                 gemm(-1.0, K.T, PV.T, beta=1.0, c=P.T, overwrite_c=True)
         m = X.shape[1] - n_old
@@ -161,7 +163,7 @@ class EASE(Recommender):
         G = np.zeros((n, n), dtype=dtype)
         gram_dense(X.indptr, X.indices, X.data, G, 64, threads)
         G[np.diag_indices(n)] += dtype.type(self.l2)
-        _cholesky_inverse(G, threads)
+        _cholesky_inverse(G, blas_threads(self.num_threads, flops=n ** 3))  # potrf + potri
         _mirror_lower(G)
         return self._weights_from_inverse(G)
 

@@ -87,7 +87,8 @@ def on_edge(space: dict[str, tuple], params: dict[str, Any], tolerance: float = 
             ) -> dict[str, str]:
     """``{parameter: "low"|"high"}`` for the numeric values of ``params`` within
     ``tolerance`` of an end of their range (measured on the log scale for log ranges): a best
-    value there suggests the range is too narrow."""
+    value there suggests the range is too narrow. Natural limits are not edges: 0 at the low
+    end of a linear range (no shrinkage, no dropout) and 1 at the high end of a fraction."""
     import math
 
     edges = {}
@@ -100,9 +101,11 @@ def on_edge(space: dict[str, tuple], params: dict[str, Any], tolerance: float = 
             position = (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
         else:
             position = (value - low) / (high - low) if high > low else 0.5
-        if position <= tolerance:
+        natural_low = not log and low == 0
+        natural_high = kind == "float" and not log and low >= 0 and high == 1
+        if position <= tolerance and not natural_low:
             edges[name] = "low"
-        elif position >= 1 - tolerance:
+        elif position >= 1 - tolerance and not natural_high:
             edges[name] = "high"
     return edges
 
