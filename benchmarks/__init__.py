@@ -15,4 +15,5 @@ SECTIONS: dict[str, list[list[str]]] = {
     "accuracy": [["bench_accuracy.py"]],
     "scaling": [["bench_scaling.py"]],
     "updates": [["bench_updates.py"]],
+    "sweep": [["bench_sweep.py"]],
 }

@@ -319,6 +319,33 @@ def updates_partial(quick: bool, out: Path) -> str:
                   for r in rows])
 
 
+def sweep_quality(quick: bool, out: Path) -> str:
+    rows = _read("sweep_quality", quick)
+    return table(["data", "model", "grid (configurations)", "grid best NDCG@20",
+                  "sweep trials", "sweep best NDCG@20", "sweep / grid", "grid time",
+                  "sweep time", "best at an edge"],
+                 [[r["data"], r["model"], r["grid_size"], num(_num(r["grid_best"])),
+                   r["trials"], num(_num(r["sweep_best"])), num(_num(r["ratio"]), 3),
+                   sec(_num(r["grid_s"])), sec(_num(r["sweep_s"])), r["edges"]]
+                  for r in rows])
+
+
+def sweep_overhead(quick: bool, out: Path) -> str:
+    rows = _read("sweep_overhead", quick)
+    return table(["data", "model", "configuration", "plain fit", "trial fit (with reports)",
+                  "trial / plain", "final evaluation"],
+                 [[r["data"], r["model"], f"`{r['params']}`", sec(_num(r["plain_fit_s"])),
+                   sec(_num(r["trial_fit_s"])), ratio(_num(r["overhead"])),
+                   sec(_num(r["final_eval_s"]))] for r in rows])
+
+
+def contention(quick: bool, out: Path) -> str:
+    rows = _read("contention", quick)
+    return table(["data", "competing process", "threads", "EASE fit", "vs 1 thread"],
+                 [[r["data"], "yes" if r["competing_process"] == "True" else "no", r["threads"],
+                   sec(_num(r["fit_s"])), ratio(_num(r["vs_1_thread"]))] for r in rows])
+
+
 MEAN_TRAINER = "recsys SimpleX"  # bench_simplex.py's row names
 ATTENTION_TRAINER = "recsys SimpleX, user attention"
 
@@ -471,7 +498,8 @@ RENDERERS: dict[str, Callable[[bool, Path], str]] = {
     "altmin_epoch": altmin_epoch, "altmin_recovery": altmin_recovery,
     "altmin_recovery_large": altmin_recovery_large, "nmf_rmse": nmf_rmse,
     "nmf_anneal": nmf_anneal, "simplex": simplex, "updates_foldin": updates_foldin,
-    "updates_partial": updates_partial,
+    "updates_partial": updates_partial, "sweep_quality": sweep_quality,
+    "sweep_overhead": sweep_overhead, "contention": contention,
 }
 
 

@@ -1,12 +1,16 @@
 """Optuna sweeps whose trials are MLflow runs nested under one parent run per study.
 
-One study = one Optuna study (TPE with a seed, median pruning) + one MLflow parent run. Each
+One study = one Optuna study + one MLflow parent run. A new study first runs the model's
+defaults and its presets (known-good configurations, :data:`~recsys.tuning.spaces.PRESETS`),
+then seeded multivariate TPE whose random start scales with the budget; median pruning. Each
 trial fits the model on the tuning part of the data (a validation split carved from the
-training data, never the test part), logs its parameters, seed, fit time, metrics at every k
-and, for iterative models, the validation metric after every epoch (which also feeds the
-pruner). When the worker's trials are done, the best parameters are refitted on the whole
-training data and evaluated on the test part; the parent run gets the best parameters, the test
-metrics, the saved model and a plot of the optimisation history.
+training data, never the test part) with the ``fixed`` parameters, logs its parameters, seed,
+fit time, metrics at every k and, for iterative models, the validation metric every
+``eval_every`` epochs on a sample of validation users (which also feeds the pruner). When the
+worker's trials are done, the best parameters are refitted on the whole training data and
+evaluated on the test part; the parent run gets the best parameters (and the ones at an edge
+of their range, tagged), the test metrics, the saved model (unless ``log_model="none"``) and
+a plot of the optimisation history.
 
 Storage: an Optuna journal file by default (rerunning the same command continues the study),
 or any SQLAlchemy URL (PostgreSQL for many machines; create the study once first, e.g. with
