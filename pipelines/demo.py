@@ -25,6 +25,7 @@ from pathlib import Path
 
 from recsys.cli import add_data_flags, config_from_args, spec_from_args
 from recsys.experiment import load_experiment
+from recsys.significance import compare
 from recsys.tuning import sweep
 
 logger = logging.getLogger("recsys.demo")
@@ -82,7 +83,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     spec = spec_from_args(args, config_from_args(args))
     exp = load_experiment(spec)
-    rows = []
+    rows, per_user = [], {}
     for name in args.models:
         start = time.perf_counter()
         result = sweep(name, exp, n_trials=args.trials, storage=str(out / "optuna-journal.log"),
@@ -93,6 +94,7 @@ def main() -> None:
         logger.info("%s: best %s, validation NDCG@10 %.4f, test NDCG@10 %.4f (%.1fs)", name,
                     result.best_params, result.best_value, result.test_metrics["ndcg_at_10"],
                     seconds)
+        per_user[name] = result.test_per_user
         rows.append({"model": name, "trials": len(result.study.trials),
                      "validation_ndcg_at_10": result.best_value,
                      **{f"test_{m}": result.test_metrics[m] for m in (
@@ -108,15 +110,22 @@ def main() -> None:
     print(f"\n{_title(spec, exp.threshold)}, {args.trials} trials per model tuned on a "
           "validation split of the training part; test = full ranking, training items "
           "excluded")
-    print(f"{'model':<12}{'trials':>7}{'val NDCG@10':>13}{'NDCG@10':>9}{'Recall@10':>11}"
-          f"{'NDCG@20':>9}{'Recall@20':>11}{'cov@10':>8}{'time s':>8}  best params")
+    table = compare(per_user, metric="ndcg_at_10", seed=args.seed).set_index("model")
+    print(f"{'model':<12}{'trials':>7}{'val NDCG@10':>13}{'NDCG@10':>9}{'95% CI':>17}"
+          f"{'Recall@10':>11}{'NDCG@20':>9}{'Recall@20':>11}{'cov@10':>8}{'time s':>8}"
+          "  best params")
     for r in rows:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in r["best_params"].items())
+        c = table.loc[r["model"]]
+        mark = "*" if c["significant"] else " "
         print(f"{r['model']:<12}{r['trials']:>7}{r['validation_ndcg_at_10']:>13.4f}"
-              f"{r['test_ndcg_at_10']:>9.4f}{r['test_recall_at_10']:>11.4f}"
+              f"{r['test_ndcg_at_10']:>9.4f}{mark} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
+              f"{r['test_recall_at_10']:>11.4f}"
               f"{r['test_ndcg_at_20']:>9.4f}{r['test_recall_at_20']:>11.4f}"
               f"{r['test_coverage_at_10']:>8.3f}{r['seconds']:>8.1f}  {params}")
+    print(f"(95% bootstrap CI over the {table.attrs['n_users']} test users; * = NDCG@10 "
+          f"differs from {table.attrs['baseline']}'s, paired t-test after Holm at 0.05)")
     print(f"\nresults: {out / 'results.csv'}, plot: {plot}\n"
           f"MLflow: mlflow ui --backend-store-uri sqlite:///{out / 'mlflow.db'}")
 

@@ -254,6 +254,70 @@ def _write_parquet(frame, out):
     return write_parquet_atomic(pa.Table.from_pandas(frame, preserve_index=False), out)
 
 
+def cmd_compare(args) -> dict:
+    from recsys.config import setting
+    from recsys.experiment import load_experiment
+    from recsys.models import Recommender
+    from recsys.significance import comparison_plot, evaluate_and_compare, format_table
+
+    config = config_from_args(args)
+    models = {}
+    for path in args.model_path or []:
+        models[Path(path).stem] = Recommender.load(path)
+    for experiment in args.mlflow_experiment or []:
+        models[experiment] = _best_sweep_model(experiment, setting(
+            config, "mlflow", "tracking_uri", args.tracking_uri))
+    if len(models) < 2:
+        raise ValueError("compare needs two models or more: --model-path A.npz B.npz, or "
+                         "--mlflow-experiment (the best run of each sweep)")
+    if args.names:
+        if len(args.names) != len(models):
+            raise ValueError(f"--names gives {len(args.names)} names for {len(models)} models")
+        models = dict(zip(args.names, models.values()))
+    exp = load_experiment(spec_from_args(args, config)).full()
+    for model in models.values():
+        _check_same_ids(model, exp.history)
+    table, _ = evaluate_and_compare(models, exp, args.metric, tuple(args.k), args.baseline,
+                                    args.bootstrap, args.seed, show_progress=not args.quiet)
+    print(format_table(table), file=sys.stderr)
+    out = Path(args.out)
+    from recsys.batch import write_csv_atomic
+
+    write_csv_atomic(table, out)
+    plot = comparison_plot(table, out.with_suffix(".png"), bias=f"arp_at_{min(args.k)}")
+    tracking_uri = setting(config, "mlflow", "tracking_uri", args.tracking_uri)
+    run_id = None
+    if tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(args.experiment or f"compare-{exp.name}")
+        with mlflow.start_run(run_name=f"compare-{args.metric}",
+                              tags={"recsys.role": "compare"}) as run:
+            mlflow.log_params({"metric": args.metric, "baseline": table.attrs["baseline"],
+                               "models": ",".join(models), "data": exp.name})
+            for _, row in table.iterrows():
+                mlflow.log_metric(f"{row['model']}.{args.metric}", float(row["mean"]))
+            mlflow.log_artifact(str(out))
+            mlflow.log_artifact(str(plot))
+            run_id = run.info.run_id
+    return {"metric": args.metric, "baseline": table.attrs["baseline"],
+            "n_users": table.attrs["n_users"], "csv": str(out), "plot": str(plot),
+            "run_id": run_id,
+            "models": {row["model"]: {"mean": row["mean"], "ci": [row["ci_low"], row["ci_high"]],
+                                      "diff": row["diff"], "p_holm": None if np.isnan(
+                                          row["t_p_holm"]) else row["t_p_holm"],
+                                      "significant": bool(row["significant"])}
+                       for _, row in table.iterrows()}}
+
+
+def _best_sweep_model(experiment: str, tracking_uri: str | None):
+    import types
+
+    return _load_model(types.SimpleNamespace(model_path=None, mlflow_experiment=experiment,
+                                             tracking_uri=tracking_uri))
+
+
 def cmd_run(args) -> dict:
     from recsys.pipeline import run_job
 
@@ -382,6 +446,23 @@ def build_parser() -> argparse.ArgumentParser:
                            "the positives the model scores from (positives: e.g. a movie "
                            "rated 2 can come back), or nothing (none)")
         p.set_defaults(run=func)
+
+    p = sub.add_parser("compare", help="evaluate several models on one split: means with "
+                       "bootstrap intervals, paired tests (Holm), beyond-accuracy metrics")
+    common(p)
+    p.add_argument("--model-path", nargs="+", default=None, help="saved models")
+    p.add_argument("--mlflow-experiment", nargs="+", default=None,
+                   help="the best model of each of these sweeps")
+    p.add_argument("--names", nargs="+", default=None, help="names for the models")
+    p.add_argument("--tracking-uri", default=None, help="also log the comparison to MLflow")
+    p.add_argument("--experiment", default=None, help="MLflow experiment of the comparison")
+    p.add_argument("--metric", default="ndcg_at_10")
+    p.add_argument("--k", type=int, nargs="+", default=[10, 20])
+    p.add_argument("--baseline", default=None, help="default: the best model")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="compare.csv", help="CSV (the plot goes beside it)")
+    p.set_defaults(run=cmd_compare)
 
     p = sub.add_parser("run", help="run a TOML job: split, sweep or reuse, refit, log the "
                        "model to MLflow, recommend for every user")

@@ -15,8 +15,10 @@ of such items in the first ``k``:
 - ``hit_rate_at_k``  = 1 if hits_u@k > 0 else 0.
 - ``coverage_at_k``  = |union of all users' top-k lists| / n_items (catalogue coverage).
 
-All but coverage are averaged over test users (macro). ``k`` beyond the catalogue is allowed:
-the ranking then holds every candidate and the formulas above keep their nominal ``k``.
+Beyond accuracy (novelty, diversity, exposure and popularity bias): see :mod:`recsys.beyond`.
+All but coverage, ``gini`` and ``entropy`` are averaged over test users (macro). ``k`` beyond
+the catalogue is allowed: the ranking then holds every candidate and the formulas above keep
+their nominal ``k``.
 """
 
 from __future__ import annotations
@@ -31,11 +33,15 @@ from tqdm.auto import tqdm
 from recsys._ext import _metrics
 from recsys._threads import resolve_num_threads
 from recsys._validation import as_csr, check_users
+from recsys.beyond import BEYOND_METRICS, beyond_metrics
 
 logger = logging.getLogger(__name__)
 
 RANKING_METRICS = ("ndcg", "recall", "recall_capped", "precision", "map", "mrr", "hit_rate",
                    "coverage")
+#: Every metric ``evaluate`` computes: accuracy, coverage, and the beyond-accuracy metrics of
+#: :mod:`recsys.beyond` (novelty, diversity, exposure).
+ALL_METRICS = RANKING_METRICS + BEYOND_METRICS
 DEFAULT_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hit_rate", "coverage")
 
 
@@ -43,9 +49,9 @@ def parse_metric(key: str) -> tuple[str, int]:
     """``"ndcg_at_10"`` -> ``("ndcg", 10)``; anything else is a ``ValueError`` listing the
     metric names."""
     name, sep, at = key.rpartition("_at_") if isinstance(key, str) else ("", "", "")
-    if not sep or name not in RANKING_METRICS or not at.isdigit() or int(at) < 1:
+    if not sep or name not in ALL_METRICS or not at.isdigit() or int(at) < 1:
         raise ValueError(f"unknown metric {key!r}: expected '<name>_at_<k>' with name one of "
-                         f"{RANKING_METRICS} and k >= 1, e.g. 'ndcg_at_10'")
+                         f"{ALL_METRICS} and k >= 1, e.g. 'ndcg_at_10'")
     return name, int(at)
 
 
@@ -133,7 +139,7 @@ def ranking_metrics(recommended: np.ndarray, test_X, k: int | Sequence[int] = (1
 def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
              metrics: Sequence[str] = DEFAULT_METRICS, users=None, exclude_seen: bool = True,
              per_user: bool = False, batch_size: int = 8192, num_threads: int = 0,
-             show_progress: bool = False):
+             show_progress: bool = False, item_vectors: np.ndarray | None = None):
     """Full-ranking evaluation of a fitted model (formulas in the module docstring).
 
     Parameters
@@ -145,7 +151,10 @@ def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
         Held-out items. Two ``Interactions`` with different id maps are matched by raw id
         (:func:`align_ids`).
     k : int or sequence of int
-    metrics : names from ``RANKING_METRICS``
+    metrics : names from ``ALL_METRICS``
+        Accuracy (``RANKING_METRICS``) and beyond-accuracy (:mod:`recsys.beyond`: ``epc``,
+        ``miuf``, ``ild``, ``arp``, ``aplt`` per user; ``gini``, ``entropy`` of the exposure),
+        the latter from the popularity in ``train_X``.
     users : array of int, optional
         Restrict to these rows (integer row indices); default every row of ``test_X`` with a
         test item. Requested users without a test item are skipped and counted
@@ -154,6 +163,9 @@ def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
         Also return the per-user values (and the evaluated user rows under ``"users"``).
     batch_size : int
         Users per ``recommend`` call (progress granularity, memory bound).
+    item_vectors : ndarray (n_items, d), optional
+        The representation whose cosine distance ``ild`` averages (default: the items'
+        training co-occurrence).
 
     Returns
     -------
@@ -189,8 +201,15 @@ def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
         batch = users[start:start + batch_size]
         recs[start:start + batch.size] = model.recommend(batch, train, k=width,
                                                          exclude_seen=exclude_seen)[0]
-    values = ranking_metrics(recs, test[users], ks, metrics, num_threads,
-                             n_items=test.shape[1])
+    unknown = set(metrics) - set(ALL_METRICS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; known: {ALL_METRICS}")
+    accuracy = [m for m in metrics if m in RANKING_METRICS]
+    values = ranking_metrics(recs, test[users], ks, accuracy, num_threads,
+                             n_items=test.shape[1]) if accuracy else {}
+    beyond = [m for m in metrics if m in BEYOND_METRICS]
+    if beyond:
+        values.update(beyond_metrics(recs, train, ks, beyond, item_vectors))
     means = {name: float(np.mean(v)) for name, v in values.items()}
     means["n_users"] = int(users.size)
     means["n_users_skipped"] = skipped

@@ -65,6 +65,9 @@ class SweepResult:
     edges: dict[str, str] = field(default_factory=dict)
     #: Bytes of the model file logged to MLflow (0 with ``log_model="none"``).
     logged_model_bytes: int = 0
+    #: The refitted best model's per-user test metrics (``evaluate(..., per_user=True)``),
+    #: for :func:`recsys.significance.compare`.
+    test_per_user: dict[str, Any] = field(default_factory=dict)
 
 
 def model_class(name: str | type) -> type[Recommender]:
@@ -447,7 +450,8 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
     model = make_model(cls, params, seed_t)
     full = exp.full()
     full.fit(model)
-    test_metrics = evaluate(model, full.history, full.test, k=ks)
+    test_metrics, test_per_user = evaluate(model, full.history, full.test, k=ks,
+                                           per_user=True)
     finished = _finished(study)
     edges = on_edge(space, best.params)
     for name, side in edges.items():
@@ -484,7 +488,7 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
         client.log_metric(parent_id, f"test_{name}", value, step=finished)
     client.set_terminated(parent_id, status="FINISHED")  # a later worker may reopen it
     return SweepResult(study, params, float(best.value), _scalars(test_metrics), parent_id,
-                       saved, edges, logged)
+                       saved, edges, logged, test_per_user)
 
 
 def latest_best_params(experiment_name: str, model: str | type | None = None,
