@@ -127,6 +127,22 @@ def test_held_out_users_are_never_trained_on_and_folded_in_at_test(log_csv):
     assert metrics["n_users"] == (np.diff(exp.test.matrix.indptr) > 0).sum() > 0
 
 
+def test_cli_evaluates_held_out_users_folded_in(log_csv, tmp_path, data_home):
+    data = ["--path", str(log_csv), "--user", "uid", "--item", "sku", "--value", "stars",
+            "--timestamp", "ts", "--threshold", "4", "--split", "users", "--test-users",
+            "0.25", "--quiet"]
+    run_cli(["fit", "--model", "als", *data, "--param", "factors=8", "--out", "als.npz"],
+            tmp_path, data_home)
+    metrics = run_cli(["evaluate", "--model-path", "als.npz", *data, "--k", "5"], tmp_path,
+                      data_home)
+    exp = load_experiment(spec_of(log_csv, split="users", test_users=0.25)).full()
+    model = Recommender.load(tmp_path / "als.npz")
+    assert model.n_users_ == (np.diff(exp.split.train.matrix.indptr) > 0).sum()
+    from recsys.evaluation import evaluate
+
+    assert metrics == pytest.approx(evaluate(model, exp.history, exp.test, k=5))
+
+
 def test_predefined_files_and_the_lists_format(tmp_path):
     frame = synthetic_log()
     train, test = frame.iloc[: len(frame) * 4 // 5], frame.iloc[len(frame) * 4 // 5:]

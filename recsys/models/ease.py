@@ -160,10 +160,12 @@ class EASE(Recommender):
                      f"Use the sparse variant: EASE(max_items_dense=<n below {n}>, "
                      "neighbors=...), or dtype='float32'.")
         threads = resolve_num_threads(self.num_threads)
+        # sampled before the Gram kernel, whose spinning OpenMP threads would look busy
+        lapack_threads = blas_threads(self.num_threads, flops=n ** 3)  # potrf + potri
         G = np.zeros((n, n), dtype=dtype)
         gram_dense(X.indptr, X.indices, X.data, G, 64, threads)
         G[np.diag_indices(n)] += dtype.type(self.l2)
-        _cholesky_inverse(G, blas_threads(self.num_threads, flops=n ** 3))  # potrf + potri
+        _cholesky_inverse(G, lapack_threads)
         _mirror_lower(G)
         return self._weights_from_inverse(G)
 
