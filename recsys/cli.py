@@ -143,24 +143,32 @@ def _load_model(args, config: dict | None = None):
     if not args.mlflow_experiment:
         raise SystemExit("give --model-path, [model] path in the config, or "
                          "--mlflow-experiment")
+    return _best_sweep_model(args.mlflow_experiment,
+                             setting(config or {}, "mlflow", "tracking_uri", args.tracking_uri))
+
+
+def _best_sweep_model(experiment_name: str, tracking_uri: str | None):
+    """The refitted best model of the best sweep (parent run) in an MLflow experiment."""
     import mlflow
 
-    tracking_uri = setting(config or {}, "mlflow", "tracking_uri", args.tracking_uri)
+    from recsys.models import Recommender
+
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(args.mlflow_experiment)
+    experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
-        raise SystemExit(f"no MLflow experiment {args.mlflow_experiment!r}")
+        raise SystemExit(f"no MLflow experiment {experiment_name!r}")
     runs = client.search_runs([experiment.experiment_id],
                               filter_string="tags.`recsys.role` = 'parent'",
                               order_by=["metrics.best_validation DESC"], max_results=1)
     if not runs:
-        raise SystemExit(f"experiment {args.mlflow_experiment!r} has no sweep parent run")
+        raise SystemExit(f"experiment {experiment_name!r} has no sweep parent run")
     names = [a.path for a in client.list_artifacts(runs[0].info.run_id)
              if a.path.endswith("-best.npz")]
     if not names:
-        raise SystemExit(f"run {runs[0].info.run_id} has no saved model (did a trial finish?)")
+        raise SystemExit(f"run {runs[0].info.run_id} has no saved model (did a trial finish, "
+                         "and was it swept with --log-model best?)")
     local = client.download_artifacts(runs[0].info.run_id, names[0], tempfile.mkdtemp())
     return Recommender.load(local)
 
@@ -309,13 +317,6 @@ def cmd_compare(args) -> dict:
                                           row["t_p_holm"]) else row["t_p_holm"],
                                       "significant": bool(row["significant"])}
                        for _, row in table.iterrows()}}
-
-
-def _best_sweep_model(experiment: str, tracking_uri: str | None):
-    import types
-
-    return _load_model(types.SimpleNamespace(model_path=None, mlflow_experiment=experiment,
-                                             tracking_uri=tracking_uri))
 
 
 def cmd_run(args) -> dict:

@@ -115,12 +115,13 @@ class Experiment:
 
 def load_experiment(data: str | DataSpec, split: str | None = None,
                     threshold: float | None = None, data_home=None,
-                    random_state=0) -> Experiment:
+                    random_state=0, interactions: Interactions | None = None) -> Experiment:
     """An :class:`Experiment` from a data set name or a :class:`~recsys.data.spec.DataSpec`.
 
     For a name, ``split`` is its official fold (ml-100k ``u1`` by default) and ``threshold``
     defaults to the data set's (:data:`DEFAULTS`); data sets without a predefined split
-    (lastfm-hetrec) get a seeded 80/20 random holdout. A spec carries all of that itself.
+    (lastfm-hetrec) get a seeded 80/20 random holdout. A spec carries all of that itself;
+    ``interactions``: its :meth:`~recsys.data.spec.DataSpec.read`, when already read.
     """
     if isinstance(data, str):
         data = DataSpec(dataset=data, fold=split, threshold=threshold,
@@ -128,7 +129,7 @@ def load_experiment(data: str | DataSpec, split: str | None = None,
                         seed=random_state)
     elif data_home is not None and data.data_home is None:
         data = data.replace(data_home=str(data_home))
-    return Experiment(name=data.name, split=data.split_data(),
+    return Experiment(name=data.name, split=data.split_data(interactions),
                       threshold=data.positive_threshold, spec=data)
 
 

@@ -74,7 +74,7 @@ def run_job(job, show_progress: bool = True) -> dict[str, Any]:
 
     log = spec.read()
     description = describe(log)
-    exp = load_experiment(spec)
+    exp = load_experiment(spec, interactions=log)
     data_id = fingerprint(log.matrix, log.users.raw_ids, log.items.raw_ids)[:12]
     chosen = _choose_params(config, cls, exp, seed, data_id, tracking_uri, experiment,
                             show_progress, latest_best_params, sweep)

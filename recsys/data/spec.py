@@ -210,8 +210,9 @@ class DataSpec:
                              f"{self.dataset or 'train/test files'}")
         return self._frame(self.path)
 
-    def split_data(self) -> Split:
-        """The parts under the chosen protocol, all over one id space."""
+    def split_data(self, data: Interactions | None = None) -> Split:
+        """The parts under the chosen protocol, all over one id space (``data``: what
+        :meth:`read` returned, when the caller has it already; not read twice)."""
         protocol = self.protocol
         if protocol == "predefined":
             return self._predefined()
@@ -223,7 +224,7 @@ class DataSpec:
             items = _id_map(both[self.item])
             return Split(**{part: self._interactions(frame, users, items)
                             for part, frame in frames.items()})
-        data = self.read()
+        data = self.read() if data is None else data
         if protocol == "random":
             return random_holdout(data, self.test_fraction, random_state=self.seed)
         if protocol == "temporal":
