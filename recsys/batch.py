@@ -73,10 +73,10 @@ def _stale_temporaries(folder: Path, name: str) -> list[Path]:
     return list(folder.glob(f".{name}.*.tmp"))
 
 
-def write_parquet_atomic(table, path: str | os.PathLike) -> Path:
-    """Write ``table`` to ``path`` through a temporary file in the same folder + rename."""
-    import pyarrow.parquet as pq
-
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename it to
+    ``path``: a killed or failed write leaves no partial file (and the temporaries of an
+    earlier killed run are removed first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in _stale_temporaries(path.parent, path.name):  # left by a killed run
@@ -84,27 +84,24 @@ def write_parquet_atomic(table, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_parquet_atomic(table, path: str | os.PathLike) -> Path:
+    """Write ``table`` to ``path`` through a temporary file in the same folder + rename."""
+    import pyarrow.parquet as pq
+
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def write_csv_atomic(frame, path: str | os.PathLike) -> Path:
     """Write a DataFrame to ``path`` as CSV through a temporary file + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def recommend_to_parquet(model: Recommender, history: Interactions, k: int, out,
@@ -217,6 +214,6 @@ def recommend_sharded(model_path, data, k: int, out_dir, n_shards: int,
                                 for i in range(n_shards)]}
 
 
-__all__ = ["EXCLUDE", "clear_output_folder", "job_inputs", "recommend_frame",
+__all__ = ["EXCLUDE", "atomic_write", "clear_output_folder", "job_inputs", "recommend_frame",
            "recommend_raw_to_parquet", "recommend_sharded", "recommend_to_parquet",
            "write_csv_atomic", "write_parquet_atomic"]

@@ -187,9 +187,6 @@ def evaluate_and_compare(models: Mapping[str, object], exp, metric: str = "ndcg_
 def comparison_plot(table: pd.DataFrame, path, bias: str = "arp_at_10"):
     """Two panels: the metric's mean and interval per model; the metric against popularity
     bias (``bias``, e.g. average recommendation popularity). Written atomically."""
-    import os
-    from pathlib import Path
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -212,13 +209,12 @@ def comparison_plot(table: pd.DataFrame, path, bias: str = "arp_at_10"):
         right.set_xlabel(f"{bias} (popularity bias)")
         right.set_ylabel(metric)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from recsys.batch import atomic_write
+
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def format_table(table: pd.DataFrame, extra=("coverage_at_10", "arp_at_10", "aplt_at_10",
