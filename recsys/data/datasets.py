@@ -1,30 +1,29 @@
-"""Real public data sets: a local cache, downloads from the official homes, checksums.
+"""Real public data sets: a catalogue, a local cache, downloads from the official homes.
 
 ``load(name)`` looks for the files under ``data_home`` (argument, else ``$RECSYS_DATA_HOME``,
-else ``~/.cache/recsys``), in the folder named below. Missing files are downloaded from the
-official URL (when ``download=True``) and verified against a checksum before they are moved into
-place; offline, the error says which files to put where.
+else ``~/.cache/recsys``), in the data set's folder. Missing files are downloaded from the
+official URL (``download=True``; ``$RECSYS_DATA_MIRROR`` for a mirror), checked against the
+published checksum and installed atomically (:mod:`recsys.data.download`); offline, the error
+says which files to put where. Each file is parsed from its exact published format
+(:mod:`recsys.data.formats`). ``datasets()`` lists the catalogue: source, size, licence.
+
+Amazon category files are named ``amazon-2018-<category>`` and ``amazon-2023-<category>``
+(the category in lower case, ``_`` as ``-``: ``amazon-2023-video-games``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import os
-import tempfile
-import urllib.request
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from recsys.data.idmap import IdMap
+from recsys.data import formats
+from recsys.data.download import Source, install, verify_folder
 from recsys.data.interactions import Interactions
 from recsys.data.splits import Split
 
@@ -32,25 +31,51 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _Files:
-    """One way a data set's files can be laid out on disk, and where to get them."""
+class DataSet:
+    """One catalogue entry.
 
-    checksums: dict[str, str]  # file name -> "sha256:<hex>" or "md5:<hex>" (as published)
-    url: str  # a zip archive, or a base URL to which file names are appended
-    archive: bool = False
-    fix: Callable[[str, bytes], bytes] | None = None  # normalise a downloaded file
+    ``sources``: the layouts the files may have on disk (the first is what a download
+    produces); ``read(folder, source)`` parses them; ``threshold``: the rating from which an
+    interaction counts as positive by default (None: every stored interaction);
+    ``split``: whether the publisher ships a train/test split (``load`` returns a ``Split``).
+    """
 
-
-@dataclass(frozen=True)
-class _DataSet:
+    name: str
     folder: str
+    title: str
     homepage: str
-    layouts: tuple[_Files, ...]  # the first is what downloads produce when none is present
+    licence: str
+    size: str
+    sources: tuple[Source, ...]
+    read: Callable[[Path, Source], Interactions | Split]
+    threshold: float | None = None
+    split: bool = False
+    titles: str | None = None  # file of item titles, for item_titles()
 
 
-def _strip_header(name: str, content: bytes) -> bytes:
-    first, _, rest = content.partition(b"\n")
-    return rest if first.lower().startswith(b"userid") else content
+def _strip_header(name: str, path: Path) -> None:
+    """HetRec's published ``user_artists.dat`` starts with a header line that the shared copy
+    (whose checksum is pinned) has not."""
+    with open(path, "rb") as fh:
+        first = fh.readline()
+        rest = fh.read()
+    if first.lower().startswith(b"userid"):
+        path.write_bytes(rest)
+
+
+def _one(reader: Callable[[Path], Interactions], file: str):
+    return lambda folder, source: reader(folder / file)
+
+
+def _lists(folder: Path, source: Source) -> Split:
+    files = sorted(source.files, key=_part_order)
+    parts = ("train", "validation", "test") if len(files) == 3 else ("train", "test")
+    return formats.split_from_lists({part: formats.read_lists(folder / f)
+                                     for part, f in zip(parts, files)})
+
+
+def _part_order(file_name: str) -> int:
+    return 0 if file_name.startswith("train") else 1 if file_name.startswith("valid") else 2
 
 
 _ML100K_FILES = {
@@ -71,45 +96,195 @@ _ML100K_FILES = {
     "ub.base": "237254d253b6ad7de84f919d041055428646254f34ed8f562703c899430cd881",
     "ub.test": "d54a72d05730d5892062734b2bec73e976f9b713d18c828a18b968d6cce442da",
 }
-
-DATASETS: dict[str, _DataSet] = {
-    "ml-100k": _DataSet(
-        "ml-100k", "https://grouplens.org/datasets/movielens/100k/",
-        (_Files({k: f"sha256:{v}" for k, v in _ML100K_FILES.items()},
-                "https://files.grouplens.org/datasets/movielens/ml-100k.zip", archive=True),)),
-    "ml-1m-lcfn": _DataSet(
-        "ml-1m_lcfn_m1", "https://github.com/reczoo/Datasets (Movielens1M_m1, the LCFN split)",
-        (
-            # RecZoo's published files, with the md5 sums its README publishes
-            _Files({"train_data.json": "md5:4229bc5369f943918103daf7fd92e920",
-                    "validation_data.json": "md5:60be3b377d39806f80a43e37c94449f6",
-                    "test_data.json": "md5:cdd3ad819512cb87dad2f098c8437df2"},
-                   "https://huggingface.co/datasets/reczoo/Movielens1M_m1/resolve/main/"),
-            # the same split converted to `uid item item ...` lines (UltraGCN's layout)
-            _Files({"train.txt":
-                        "sha256:f088986b22f14f17136f9c4ef6f1269201f83dfb9ce259f1fd4ed46d72a92599",
-                    "test.txt":
-                        "sha256:7ca364f7f9321417b521745833b12719a2feb13253bccece2c04d5afe9fc3e15",
-                    "validation_data.json":
-                        "sha256:dbbd432c427da59d3a991a4b388a4945676fb8e81b104958a2dbccf2ba6c6950"},
-                   "https://huggingface.co/datasets/reczoo/Movielens1M_m1/resolve/main/"),
-        )),
-    "gowalla-lightgcn": _DataSet(
-        "gowalla_lightgcn", "https://github.com/gusye1234/LightGCN-PyTorch (data/gowalla)",
-        (_Files({"train.txt":
-                     "sha256:7244696fdeb23911319cf7b689f2e15a3c4c92549c873a5677b44e3f13cc3e62",
-                 "test.txt":
-                     "sha256:099a2a73924e4b754dc6efd730d764f492321b53c38eb93298850c83acf57be3"},
-                "https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data/gowalla/"),)),
-    "lastfm-hetrec": _DataSet(
-        "lastfm_hetrec2011", "https://grouplens.org/datasets/hetrec-2011/",
-        (_Files({"user_artists.dat":
-                     "sha256:3e496861ec29aca30cc17d69e4b006b160af693e131cd09b48ab31c271fca04a"},
-                "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip",
-                archive=True, fix=_strip_header),)),
-}
-
 ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+GROUPLENS = "https://files.grouplens.org/datasets/"
+MOVIELENS_LICENCE = ("GroupLens terms: research use, no redistribution without permission, "
+                     "cite Harper & Konstan, TiiS 2015")
+LIGHTGCN = "https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data/"
+AMAZON_2018 = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/categoryFilesSmall/"
+AMAZON_2023 = ("https://mcauleylab.ucsd.edu/public_datasets/data/amazon_2023/benchmark/5core/"
+               "rating_only/")
+#: The categories with a 5-core file (Ni et al. 2019; Hou et al. 2024)
+AMAZON_2018_CATEGORIES = (
+    "AMAZON_FASHION", "All_Beauty", "Appliances", "Arts_Crafts_and_Sewing", "Automotive",
+    "Books", "CDs_and_Vinyl", "Cell_Phones_and_Accessories", "Clothing_Shoes_and_Jewelry",
+    "Digital_Music", "Electronics", "Gift_Cards", "Grocery_and_Gourmet_Food",
+    "Home_and_Kitchen", "Industrial_and_Scientific", "Kindle_Store", "Luxury_Beauty",
+    "Magazine_Subscriptions", "Movies_and_TV", "Musical_Instruments", "Office_Products",
+    "Patio_Lawn_and_Garden", "Pet_Supplies", "Prime_Pantry", "Software",
+    "Sports_and_Outdoors", "Tools_and_Home_Improvement", "Toys_and_Games", "Video_Games")
+AMAZON_2023_CATEGORIES = (
+    "All_Beauty", "Amazon_Fashion", "Appliances", "Arts_Crafts_and_Sewing", "Automotive",
+    "Baby_Products", "Beauty_and_Personal_Care", "Books", "CDs_and_Vinyl",
+    "Cell_Phones_and_Accessories", "Clothing_Shoes_and_Jewelry", "Digital_Music",
+    "Electronics", "Gift_Cards", "Grocery_and_Gourmet_Food", "Handmade_Products",
+    "Health_and_Household", "Health_and_Personal_Care", "Home_and_Kitchen",
+    "Industrial_and_Scientific", "Kindle_Store", "Magazine_Subscriptions", "Movies_and_TV",
+    "Musical_Instruments", "Office_Products", "Patio_Lawn_and_Garden", "Pet_Supplies",
+    "Software", "Sports_and_Outdoors", "Subscription_Boxes", "Tools_and_Home_Improvement",
+    "Toys_and_Games", "Video_Games")
+
+
+def _movielens(key: str, folder: str, title: str, size: str, archive_checksum: str | None,
+               file: str, checksum: str | None = None, titles: str | None = None) -> DataSet:
+    reader = formats.movielens_dat if file.endswith(".dat") else formats.movielens_csv
+    files = {file: checksum} | ({titles: None} if titles else {})
+    return DataSet(
+        key, folder, title, f"https://grouplens.org/datasets/movielens/{key[3:]}/",
+        MOVIELENS_LICENCE, size,
+        (Source(f"{GROUPLENS}movielens/{key}.zip", files, archive="zip",
+                archive_checksum=archive_checksum),),
+        _one(reader, file), threshold=4.0, titles=titles)
+
+
+def _lightgcn(key: str, folder: str, title: str, size: str, licence: str) -> DataSet:
+    return DataSet(key, folder, title,
+                   f"https://github.com/gusye1234/LightGCN-PyTorch (data/{folder.split('_')[0]})",
+                   licence, size,
+                   (Source(f"{LIGHTGCN}{folder.split('_')[0]}/",
+                           {"train.txt": None, "test.txt": None}),),
+                   _lists, split=True)
+
+
+def _amazon(year: int, category: str) -> DataSet:
+    slug = category.lower().replace("_", "-")
+    if year == 2018:
+        file, url, reader = f"{category}_5.json.gz", AMAZON_2018, formats.amazon_2018
+        title = f"Amazon Review Data 2018, {category} 5-core (Ni et al., EMNLP 2019)"
+        home = "https://cseweb.ucsd.edu/~jmcauley/datasets/amazon_v2/"
+    else:
+        file, url, reader = f"{category}.csv.gz", AMAZON_2023, formats.amazon_2023
+        title = f"Amazon Reviews 2023, {category} 5-core benchmark (Hou et al., 2024)"
+        home = "https://amazon-reviews-2023.github.io/"
+    return DataSet(f"amazon-{year}-{slug}", f"amazon_{year}/{category}", title, home,
+                   "research use only (McAuley lab terms); reviews remain Amazon's",
+                   "per category (see the homepage)",
+                   (Source(url, {file: None}),), _one(reader, file), threshold=4.0)
+
+
+_CATALOGUE: list[DataSet] = [
+    DataSet("ml-100k", "ml-100k", "MovieLens 100K", "https://grouplens.org/datasets/movielens/100k/",
+            MOVIELENS_LICENCE, "943 users, 1,682 items, 100,000 ratings 1-5",
+            (Source(f"{GROUPLENS}movielens/ml-100k.zip",
+                    {k: f"sha256:{v}" for k, v in _ML100K_FILES.items()}, archive="zip"),),
+            lambda folder, source: formats.ml100k(folder / "u.data"), threshold=4.0),
+    _movielens("ml-1m", "ml-1m", "MovieLens 1M", "6,040 users, 3,706 items, 1,000,209 ratings",
+               # TensorFlow Datasets' record of the GroupLens archive (url_checksums)
+               "sha256:a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+               "ratings.dat", titles="movies.dat"),
+    _movielens("ml-10m", "ml-10m", "MovieLens 10M",
+               "69,878 users, 10,677 items, 10,000,054 half-star ratings",
+               "md5:ce571fd55effeba0271552578f2648bd",  # GroupLens' ml-10m.zip.md5
+               "ratings.dat", titles="movies.dat"),
+    _movielens("ml-20m", "ml-20m", "MovieLens 20M",
+               "138,493 users, 26,744 items, 20,000,263 ratings",
+               "sha256:96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
+               "ratings.csv", titles="movies.csv"),
+    _movielens("ml-25m", "ml-25m", "MovieLens 25M",
+               "162,541 users, 59,047 items, 25,000,095 ratings",
+               "sha256:8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",
+               "ratings.csv", titles="movies.csv"),
+    _movielens("ml-32m", "ml-32m", "MovieLens 32M",
+               "200,948 users, 84,432 items, 32,000,204 ratings", None, "ratings.csv",
+               # the archive's own checksums.txt (MD5 per member)
+               checksum="md5:cf12b74f9ad4b94a011f079e26d4270a", titles="movies.csv"),
+    DataSet("ml-1m-lcfn", "ml-1m_lcfn_m1",
+            "MovieLens 1M, 20-core implicit split of LCFN / UltraGCN / SimpleX",
+            "https://github.com/reczoo/Datasets (Movielens1M_m1, the LCFN split)",
+            MOVIELENS_LICENCE, "6,022 users, 3,043 items; 796,244 / 99,455 / 99,455",
+            (
+                # RecZoo's published files, with the md5 sums its README publishes
+                Source("https://huggingface.co/datasets/reczoo/Movielens1M_m1/resolve/main/",
+                       {"train_data.json": "md5:4229bc5369f943918103daf7fd92e920",
+                        "validation_data.json": "md5:60be3b377d39806f80a43e37c94449f6",
+                        "test_data.json": "md5:cdd3ad819512cb87dad2f098c8437df2"}),
+                # the same split converted to `uid item item ...` lines (UltraGCN's layout)
+                Source("https://huggingface.co/datasets/reczoo/Movielens1M_m1/resolve/main/",
+                       {"train.txt": "sha256:f088986b22f14f17136f9c4ef6f1269201f83dfb9ce259f"
+                                     "1fd4ed46d72a92599",
+                        "test.txt": "sha256:7ca364f7f9321417b521745833b12719a2feb13253bccece2"
+                                    "c04d5afe9fc3e15",
+                        "validation_data.json": "sha256:dbbd432c427da59d3a991a4b388a4945676fb"
+                                                "8e81b104958a2dbccf2ba6c6950"}),
+            ), _lists, split=True),
+    DataSet("gowalla-lightgcn", "gowalla_lightgcn", "Gowalla check-ins, the NGCF / LightGCN split",
+            "https://github.com/gusye1234/LightGCN-PyTorch (data/gowalla)",
+            "SNAP loc-gowalla (research use); split published with NGCF / LightGCN",
+            "29,858 users, 40,981 items; 810,128 / 217,242",
+            (Source(f"{LIGHTGCN}gowalla/",
+                    {"train.txt": "sha256:7244696fdeb23911319cf7b689f2e15a3c4c92549c873a5677b44"
+                                  "e3f13cc3e62",
+                     "test.txt": "sha256:099a2a73924e4b754dc6efd730d764f492321b53c38eb93298850"
+                                 "c83acf57be3"}),),
+            _lists, split=True),
+    _lightgcn("yelp2018-lightgcn", "yelp2018_lightgcn", "Yelp2018, the NGCF / LightGCN split",
+              "31,668 users, 38,048 items; 1,237,259 / 324,147",
+              "Yelp Open Dataset terms (non-commercial, academic use); split published with "
+              "NGCF / LightGCN"),
+    _lightgcn("amazon-book-lightgcn", "amazon-book_lightgcn",
+              "Amazon-Book (2014 reviews), the NGCF / LightGCN split",
+              "52,643 users, 91,599 items; 2,380,730 / 603,378",
+              "Amazon review data terms (research use); split published with NGCF / LightGCN"),
+    DataSet("lastfm-hetrec", "lastfm_hetrec2011", "Last.fm HetRec 2011 artist play counts",
+            "https://grouplens.org/datasets/hetrec-2011/",
+            "HetRec 2011 terms: research use, cite Cantador et al. 2011",
+            "1,892 users, 17,632 artists, 92,834 user-artist counts",
+            (Source(f"{GROUPLENS}hetrec2011/hetrec2011-lastfm-2k.zip",
+                    {"user_artists.dat": "sha256:3e496861ec29aca30cc17d69e4b006b160af693e131cd"
+                                         "09b48ab31c271fca04a"},
+                    archive="zip", fix=_strip_header),),
+            _one(formats.hetrec_artists, "user_artists.dat")),
+    DataSet("lastfm-1k", "lastfm_1k", "Last.fm 1K listening histories (Celma 2010)",
+            "http://ocelma.net/MusicRecommendationDataset/lastfm-1K.html",
+            "non-commercial use, distributed with Last.fm's permission; cite Celma 2010",
+            "992 users, ~177,000 artists, 19,150,868 plays (aggregated to user x artist)",
+            (Source("http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-1K.tar.gz",
+                    {"userid-timestamp-artid-artname-traid-traname.tsv": None},
+                    archive="tar"),),
+            _one(formats.lastfm_1k, "userid-timestamp-artid-artname-traid-traname.tsv")),
+    DataSet("lastfm-360k", "lastfm_360k", "Last.fm 360K user x artist play counts (Celma 2010)",
+            "http://ocelma.net/MusicRecommendationDataset/lastfm-360K.html",
+            "non-commercial use, distributed with Last.fm's permission; cite Celma 2010",
+            "359,347 users, ~290,000 artists, 17,559,530 lines",
+            (Source("http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-360K.tar.gz",
+                    {"usersha1-artmbid-artname-plays.tsv": None}, archive="tar"),),
+            _one(formats.lastfm_360k, "usersha1-artmbid-artname-plays.tsv")),
+    DataSet("msd-taste", "msd_taste_profile",
+            "Million Song Dataset, Echo Nest Taste Profile subset (Bertin-Mahieux et al. 2011)",
+            "http://millionsongdataset.com/tasteprofile/",
+            "research use (MSD terms); cite Bertin-Mahieux et al., ISMIR 2011",
+            "1,019,318 users, 384,546 songs, 48,373,586 play counts",
+            (Source("http://millionsongdataset.com/sites/default/files/challenge/"
+                    "train_triplets.txt.zip", {"train_triplets.txt": None}, archive="zip"),),
+            _one(formats.msd_triplets, "train_triplets.txt")),
+    DataSet("book-crossing", "book_crossing",
+            "Book-Crossing explicit ratings (Ziegler et al. 2005)",
+            "http://www2.informatik.uni-freiburg.de/~cziegler/BX/",
+            "free for research use; cite Ziegler et al., WWW 2005",
+            "77,805 users, 185,973 books, 433,671 ratings 1-10",
+            (Source("http://www2.informatik.uni-freiburg.de/~cziegler/BX/BX-CSV-Dump.zip",
+                    {"BX-Book-Ratings.csv": None}, archive="zip"),),
+            _one(formats.book_crossing, "BX-Book-Ratings.csv")),
+    DataSet("book-crossing-implicit", "book_crossing",
+            "Book-Crossing, every interaction (explicit ratings and implicit 0s) as 1",
+            "http://www2.informatik.uni-freiburg.de/~cziegler/BX/",
+            "free for research use; cite Ziegler et al., WWW 2005",
+            "105,283 users, 340,556 books, 1,149,780 interactions",
+            (Source("http://www2.informatik.uni-freiburg.de/~cziegler/BX/BX-CSV-Dump.zip",
+                    {"BX-Book-Ratings.csv": None}, archive="zip"),),
+            _one(partial(formats.book_crossing, implicit=True), "BX-Book-Ratings.csv")),
+    DataSet("citeulike-a", "citeulike_a", "CiteULike-a user libraries (Wang & Blei, KDD 2011)",
+            "https://github.com/js05212/citeulike-a",
+            "research use; cite Wang & Blei, KDD 2011",
+            "5,551 users, 16,980 articles, 204,986 user-article pairs",
+            (Source("https://raw.githubusercontent.com/js05212/citeulike-a/master/",
+                    {"users.dat": None}),),
+            _one(formats.citeulike, "users.dat")),
+    *(_amazon(2018, c) for c in AMAZON_2018_CATEGORIES),
+    *(_amazon(2023, c) for c in AMAZON_2023_CATEGORIES),
+]
+#: name -> catalogue entry
+DATASETS: dict[str, DataSet] = {d.name: d for d in _CATALOGUE}
 
 
 def data_home(data_home: str | os.PathLike | None = None) -> Path:
@@ -119,183 +294,119 @@ def data_home(data_home: str | os.PathLike | None = None) -> Path:
     return Path(data_home).expanduser()
 
 
-def _digest(content: bytes, checksum: str) -> bool:
-    algo, _, expected = checksum.partition(":")
-    return hashlib.new(algo, content).hexdigest() == expected
-
-
-def _fetch(url: str) -> bytes:
-    logger.info("downloading %s", url)
-    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (fixed https URLs)
-        return response.read()
-
-
-def _download(spec: _DataSet, layout: _Files, folder: Path) -> None:
-    """Download, verify and atomically move ``layout``'s files into ``folder``."""
-    contents: dict[str, bytes] = {}
-    if layout.archive:
-        with zipfile.ZipFile(io.BytesIO(_fetch(layout.url))) as archive:
-            members = {Path(m).name: m for m in archive.namelist() if not m.endswith("/")}
-            for name in layout.checksums:
-                if name not in members:
-                    raise OSError(f"{layout.url} does not contain {name}")
-                contents[name] = archive.read(members[name])
-    else:
-        for name in layout.checksums:
-            contents[name] = _fetch(layout.url + name)
-    for name, checksum in layout.checksums.items():
-        if layout.fix is not None:
-            contents[name] = layout.fix(name, contents[name])
-        if not _digest(contents[name], checksum):
-            raise OSError(f"checksum mismatch for {name} downloaded from {layout.url}: the "
-                          f"published file has {checksum}. Nothing was written.")
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, content in contents.items():
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-        os.replace(tmp, folder / name)
-
-
-def fetch(name: str, data_home_: str | os.PathLike | None = None,
-          download: bool = True) -> tuple[Path, _Files]:
-    """Make sure a data set's files are in the cache; returns its folder and layout."""
+def info(name: str) -> DataSet:
+    """The catalogue entry of ``name``; ``ValueError`` listing the names if unknown."""
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
-    spec = DATASETS[name]
+        amazon = sum(n.startswith("amazon-20") for n in DATASETS)
+        known = ", ".join(n for n in DATASETS if not n.startswith("amazon-20"))
+        raise ValueError(f"unknown data set {name!r}; known: {known}, and {amazon} Amazon "
+                         "categories (amazon-2018-<category>, amazon-2023-<category>; see "
+                         "recsys.datasets.datasets())")
+    return DATASETS[name]
+
+
+def fetch(name: str, data_home_: str | os.PathLike | None = None, download: bool = True,
+          show_progress: bool | None = None) -> tuple[Path, Source]:
+    """Make sure a data set's files are in the cache; returns its folder and layout."""
+    spec = info(name)
     folder = data_home(data_home_) / spec.folder
-    for layout in spec.layouts:
-        if all((folder / f).is_file() for f in layout.checksums):
-            return folder, layout
-    layout = spec.layouts[0]
-    where = (f"put the files ({', '.join(layout.checksums)}) into {folder}, or point "
+    for source in spec.sources:
+        if source.present(folder):
+            return folder, source
+    source = spec.sources[0]
+    where = (f"put the files ({', '.join(source.files)}) into {folder}, or point "
              f"RECSYS_DATA_HOME (or data_home=) at a folder holding {spec.folder}/")
     if not download:
         raise FileNotFoundError(f"data set {name!r} is not in {folder} and download=False: "
                                 f"{where}. Source: {spec.homepage}")
     try:
-        _download(spec, layout, folder)
-    except OSError as err:  # URLError, HTTP errors and checksum failures are OSErrors
+        install(source, folder, show_progress)
+    except OSError as err:  # URLError, HTTP errors, interrupted downloads, checksum failures
         raise FileNotFoundError(
             f"data set {name!r} is not in {folder} and could not be downloaded from "
-            f"{layout.url} ({err}). To use it offline, {where}. Source: {spec.homepage}"
+            f"{source.url} ({err}). To use it offline, {where}. Source: {spec.homepage}"
         ) from err
-    return folder, layout
+    return folder, source
 
 
 def load(name: str, split: str | None = None, data_home: str | os.PathLike | None = None,
-         download: bool = True) -> Interactions | Split:
-    """Load a real data set.
+         download: bool = True, show_progress: bool | None = None) -> Interactions | Split:
+    """Load a real data set (``datasets()`` lists them with their sources and licences).
 
     Parameters
     ----------
-    name : {"ml-100k", "ml-1m-lcfn", "gowalla-lightgcn", "lastfm-hetrec"}
-        ``"ml-100k"``: MovieLens 100K ratings 1-5 with timestamps (an ``Interactions``), or with
-        ``split="u1"`` .. ``"u5"``, ``"ua"``, ``"ub"`` the official fold as a ``Split``.
-        ``"ml-1m-lcfn"``: the LCFN/UltraGCN/SimpleX split (``Split`` with train, validation,
-        test). ``"gowalla-lightgcn"``: the NGCF/LightGCN split (``Split`` with train, test).
-        ``"lastfm-hetrec"``: Last.fm HetRec 2011 artist play counts (``Interactions``).
+    name : str
+        A catalogue name. Rating logs (MovieLens, Amazon, Book-Crossing), count logs (Last.fm,
+        the Taste Profile), libraries (CiteULike-a) are ``Interactions`` in raw ids; published
+        splits (``ml-1m-lcfn``: train, validation, test; ``gowalla-lightgcn``,
+        ``yelp2018-lightgcn``, ``amazon-book-lightgcn``: train, test) are a ``Split``.
+        ``"ml-100k"`` with ``split="u1"`` .. ``"u5"``, ``"ua"``, ``"ub"`` gives the official
+        fold as a ``Split``.
     split : str, optional
         Only for ml-100k.
     data_home : path, optional
         Cache folder; defaults to ``$RECSYS_DATA_HOME`` or ``~/.cache/recsys``.
     download : bool
         Download missing files from the official URL (checksum-verified).
+    show_progress : bool, optional
+        Download progress bars (default: when stderr is a terminal).
 
     All parts of a split share one user and one item index space.
     """
-    folder, layout = fetch(name, data_home, download)
+    folder, source = fetch(name, data_home, download, show_progress)
     if name == "ml-100k":
         return _load_ml100k(folder, split)
     if split is not None:
-        raise ValueError(f"split= applies to ml-100k only; {name} has one predefined split")
-    if name == "lastfm-hetrec":
-        df = pd.read_csv(folder / "user_artists.dat", sep="\t", header=None,
-                         names=["user", "item", "plays"],
-                         skiprows=_header_rows(folder / "user_artists.dat"))
-        return Interactions.from_pandas(df, "user", "item", "plays")
-    files = list(layout.checksums)
-    lists = {part: _read_lists(folder / f) for part, f in
-             zip(("train", "validation", "test") if len(files) == 3 else ("train", "test"),
-                 sorted(files, key=_part_order))}
-    return _split_from_lists(lists)
-
-
-def _part_order(file_name: str) -> int:
-    return 0 if file_name.startswith("train") else 1 if file_name.startswith("valid") else 2
-
-
-def _header_rows(path: Path) -> int:
-    with open(path, "rb") as fh:
-        return 1 if fh.readline().lower().startswith(b"userid") else 0
-
-
-def _read_lists(path: Path) -> list[list[int]]:
-    """Per-user item lists from ``uid item item ...`` lines or a JSON list of lists."""
-    if path.suffix == ".json":
-        return [list(map(int, items)) for items in json.loads(path.read_text())]
-    rows: list[list[int]] = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        user = int(parts[0])
-        rows.extend([] for _ in range(user + 1 - len(rows)))
-        rows[user].extend(map(int, parts[1:]))
-    return rows
-
-
-def _split_from_lists(lists: dict[str, list[list[int]]]) -> Split:
-    n_users = max(len(v) for v in lists.values())
-    n_items = 1 + max((max(items) for v in lists.values() for items in v if items), default=-1)
-    users, items = IdMap.identity(n_users), IdMap.identity(n_items)
-    parts = {}
-    for part, rows in lists.items():
-        lengths = np.array([len(r) for r in rows] + [0] * (n_users - len(rows)), dtype=np.int64)
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        indices = np.fromiter((i for r in rows for i in r), dtype=np.int32, count=indptr[-1])
-        X = sp.csr_matrix((np.ones(indices.size, dtype=np.float32), indices, indptr),
-                          shape=(n_users, n_items))
-        X.sum_duplicates()  # sorts indices; repeated items count once below
-        X.data[:] = 1.0
-        parts[part] = Interactions.from_csr(X, users, items)
-    return Split(**parts)
-
-
-def _read_ml100k(path: Path, users: IdMap | None = None,
-                 items: IdMap | None = None) -> Interactions:
-    df = pd.read_csv(path, sep="\t", header=None, names=["user", "item", "rating", "timestamp"])
-    return Interactions.from_pandas(df, "user", "item", "rating", "timestamp",
-                                    duplicates="error", users=users, items=items)
+        raise ValueError(f"split= applies to ml-100k only; {name} has "
+                         f"{'one predefined split' if DATASETS[name].split else 'no split'}")
+    return DATASETS[name].read(folder, source)
 
 
 def _load_ml100k(folder: Path, split: str | None) -> Interactions | Split:
-    full = _read_ml100k(folder / "u.data")
+    full = formats.ml100k(folder / "u.data")
     if split is None:
         return full
     if split not in ML100K_SPLITS:
         raise ValueError(f"ml-100k split must be one of {ML100K_SPLITS}, got {split!r}")
-    return Split(train=_read_ml100k(folder / f"{split}.base", full.users, full.items),
-                 test=_read_ml100k(folder / f"{split}.test", full.users, full.items))
+    return Split(train=formats.ml100k(folder / f"{split}.base", full.users, full.items),
+                 test=formats.ml100k(folder / f"{split}.test", full.users, full.items))
 
 
 def item_titles(name: str = "ml-100k", data_home: str | os.PathLike | None = None,
                 download: bool = True) -> pd.Series:
-    """Movie titles of MovieLens 100K, indexed by raw item id."""
-    if name != "ml-100k":
-        raise ValueError("item titles are available for ml-100k only")
+    """Movie titles of a MovieLens data set, indexed by raw item id."""
+    if name == "ml-100k":
+        folder, _ = fetch(name, data_home, download)
+        df = pd.read_csv(folder / "u.item", sep="|", header=None, encoding="latin-1",
+                         usecols=[0, 1], names=["item", "title"])
+        return df.set_index("item")["title"]
+    spec = info(name)
+    if spec.titles is None:
+        raise ValueError(f"item titles are available for the MovieLens sets only, not {name}")
     folder, _ = fetch(name, data_home, download)
-    df = pd.read_csv(folder / "u.item", sep="|", header=None, encoding="latin-1",
-                     usecols=[0, 1], names=["item", "title"])
-    return df.set_index("item")["title"]
+    return formats.movielens_titles(folder / spec.titles)
 
 
 def verify(name: str, data_home: str | os.PathLike | None = None) -> None:
-    """Check the cached files of ``name`` against their published checksums."""
-    folder, layout = fetch(name, data_home, download=False)
-    for file, checksum in layout.checksums.items():
-        if not _digest((folder / file).read_bytes(), checksum):
-            raise OSError(f"{folder / file} does not match its published checksum {checksum}")
+    """Check the cached files of ``name`` against their published checksums (or the SHA-256
+    recorded at download where none is published)."""
+    folder, source = fetch(name, data_home, download=False)
+    verify_folder(source, folder)
 
 
-__all__ = ["DATASETS", "data_home", "fetch", "item_titles", "load", "verify"]
+def datasets() -> pd.DataFrame:
+    """The catalogue: name, title, folder, size, licence, homepage, official URL, and whether
+    its checksum is published (``pinned``) or recorded at first download."""
+    rows = []
+    for d in _CATALOGUE:
+        source = d.sources[0]
+        pinned = source.archive_checksum is not None or \
+            any(c is not None for c in source.checksums.values())
+        rows.append({"name": d.name, "title": d.title, "folder": d.folder, "size": d.size,
+                     "licence": d.licence, "homepage": d.homepage, "url": source.url,
+                     "pinned": pinned, "split": d.split, "threshold": d.threshold})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["DATASETS", "DataSet", "data_home", "datasets", "fetch", "info", "item_titles",
+           "load", "verify"]

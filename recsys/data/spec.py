@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.data.datasets import DATASETS, info
 from recsys.data.idmap import IdMap
 from recsys.data.interactions import Interactions
 from recsys.data.splits import (
@@ -48,12 +49,11 @@ PROTOCOLS = ("predefined", "random", "temporal", "leave-last-k", "users", "files
 FORMATS = ("csv", "tsv", "parquet", "lists")
 
 #: Default split and positive threshold of the built-in data sets.
+#: Per built-in data set: the default positive threshold (and ml-100k's default fold),
+#: from the catalogue (:data:`recsys.data.datasets.DATASETS`)
 DATASET_DEFAULTS: dict[str, dict] = {
-    "ml-100k": {"fold": "u1", "threshold": 4.0},
-    "ml-1m-lcfn": {"threshold": None},
-    "gowalla-lightgcn": {"threshold": None},
-    "lastfm-hetrec": {"threshold": None},
-}
+    name: {"threshold": entry.threshold, **({"fold": "u1"} if name == "ml-100k" else {})}
+    for name, entry in DATASETS.items()}
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,7 @@ class DataSpec:
             raise ValueError("split = 'predefined' applies to built-in data sets; a log "
                              "takes random, temporal, leave-last-k, users or files")
         if self.dataset is not None and self.dataset not in DATASET_DEFAULTS:
-            raise ValueError(f"unknown data set {self.dataset!r}; known: "
-                             f"{sorted(DATASET_DEFAULTS)}")
+            info(self.dataset)  # raises, listing the catalogue
         if self.format is not None and self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
         if self.fold is not None and self.dataset != "ml-100k":
