@@ -110,7 +110,8 @@ def write_csv(name: str, rows: list[dict]) -> Path:
     path = RESULTS / f"{name}.csv"
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        # rows of a partial run may carry columns the kept rows lack: the union, first seen first
+        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)

@@ -17,13 +17,23 @@ hits / |test items|, NDCG with binary gains, as in the papers):
    fit time is the chosen validation run plus the refit (time to that quality).
 3. Fit time and peak memory (VmHWM above the RSS before the fit) of that final fit; evaluation
    throughput (test users per second of ``recsys.evaluation.evaluate``).
+4. Decision-grade columns from the same test evaluation: seeded bootstrap 95% intervals of
+   Recall@20 and NDCG@20 (2,000 resamples of the test users), the beyond-accuracy metrics at 20
+   (``recsys.beyond``: coverage, EPC, MIUF, ILD over training co-occurrence, ARP, APLT, Gini,
+   entropy), and per data set a paired comparison of every model with the best one on NDCG@20
+   (``recsys.significance.compare``: Holm-corrected paired t and Wilcoxon p-values), written to
+   accuracy_compare.csv from the per-user arrays kept in results/accuracy_per_user/.
 
 Rating models (MaskedNMF, AltMin) and NBMF fit observed entries only; on implicit data every
 observed entry is a 1, so they get sampled negatives: 4 uniformly drawn unobserved items per
 positive, stored with the value 1e-6 (a CSR matrix drops exact zeros; 1e-6 is 0 to the fit).
 
     python benchmarks/bench_accuracy.py [--quick] [--datasets ml-1m-lcfn gowalla-lightgcn]
-        [--models EASE SimpleX ...] [--threads N]
+        [--models EASE SimpleX ...] [--threads N] [--reuse-choice]
+
+``--reuse-choice``: take each model's configuration from the existing accuracy.csv row instead
+of searching its grid again (the grid size recorded there is kept; SimpleX still runs its
+validation run, which early-stops and gives the refit's schedule).
 
 ``--quick``: ML-100K u1 (ratings >= 4), tiny grids, 3 SimpleX epochs (CI smoke run).
 Writes benchmarks/results/accuracy.csv (accuracy_quick.csv).
@@ -43,9 +53,10 @@ import scipy.sparse as sp
 from _common import RESULTS, machine, peak_memory, print_table, write_csv
 
 from recsys._threads import resolve_num_threads
-from recsys.evaluation import evaluate
+from recsys.evaluation import ALL_METRICS, evaluate
 from recsys.experiment import load_experiment
 from recsys.models import ALS, BPR, EASE, NBMF, AltMin, ItemKNN, MaskedNMF, MostPopular, SimpleX
+from recsys.significance import bootstrap_means, compare
 
 # Published Recall@20 / NDCG@20 on these splits (../shared/datasets/README.md: the SimpleX
 # paper's tables and BARS); the papers chose their hyperparameters on test.
@@ -56,6 +67,12 @@ PUBLISHED = {
     ("gowalla-lightgcn", "BPR"): (0.1627, 0.1378),
 }
 NEGATIVE_VALUE = 1e-6
+#: Beyond-accuracy columns of accuracy.csv (at 20)
+BEYOND = ("coverage", "epc", "miuf", "ild", "arp", "aplt", "gini", "entropy")
+#: Per-user test arrays of each row, ``<data>__<model>.npz`` (quick runs: ``..._quick``)
+PER_USER_DIR = {False: RESULTS / "accuracy_per_user", True: RESULTS / "accuracy_per_user_quick"}
+#: Bookkeeping that a SimpleX row records beside its parameters (not constructor arguments)
+RUN_KEYS = ("best_epoch", "epochs_run", "refit_epochs")
 
 
 def grid(**axes) -> list[dict]:
@@ -155,11 +172,44 @@ def _final_fit(name: str, params: dict, X: sp.csr_matrix, threads: int):
     return _fit(name, params, training_matrix(name, X), threads)
 
 
-def run_model(name: str, exp, tune, key: str, threads: int) -> dict:
+def previous_choice(data: str, name: str) -> tuple[list[dict], int]:
+    """The configuration (and grid size) accuracy.csv recorded for ``(data, name)``."""
+    path = RESULTS / "accuracy.csv"
+    if path.exists():
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if (row["data"], row["model"]) == (data, name):
+                    params = {k: v for k, v in json.loads(row["params"]).items()
+                              if k not in RUN_KEYS}
+                    return [params], int(row["grid_size"])
+    raise SystemExit(f"--reuse-choice: no ({data}, {name}) row in {path}")
+
+
+def test_columns(model, exp, threads: int, seed: int = 0) -> tuple[dict, dict]:
+    """Every metric at 20 on test, per user; the means with bootstrap intervals of Recall and
+    NDCG, and the per-user arrays kept for the comparison across models."""
+    start = time.perf_counter()
+    means, per_user = evaluate(model, exp.history, exp.test, k=20, metrics=ALL_METRICS,
+                               per_user=True, num_threads=threads)
+    eval_s = time.perf_counter() - start
+    out = {"recall_at_20": means["recall_at_20"], "ndcg_at_20": means["ndcg_at_20"]}
+    metrics = ("recall_at_20", "ndcg_at_20")
+    boots = bootstrap_means(np.column_stack([per_user[m] for m in metrics]), seed=seed)
+    for j, metric in enumerate(metrics):
+        out[f"{metric}_low"], out[f"{metric}_high"] = np.quantile(boots[:, j], [0.025, 0.975])
+    out.update({f"{m}_at_20": means[m + "_at_20"] for m in BEYOND})
+    out["eval_users_per_s"] = means["n_users"] / eval_s
+    kept = {"users": per_user["users"], **{m: per_user[m].astype(np.float32) for m in metrics}}
+    return out, kept
+
+
+def run_model(name: str, exp, tune, key: str, threads: int, reuse: bool = False) -> dict:
     """Grid on ``tune`` (``exp.tuning()``), refit on ``exp``'s training part, test once."""
     configs = MODELS[name][2]
     configs = configs.get(key, configs.get("*"))
-    search = []
+    search, grid_size = [], None
+    if reuse:
+        configs, grid_size = previous_choice(exp.name, name)
     if name == "SimpleX":
         # every configuration early-stops on the validation part; the best validation score
         # (the model's own metric at its kept epoch) chooses one
@@ -170,7 +220,7 @@ def run_model(name: str, exp, tune, key: str, threads: int) -> dict:
                                         validation=tune.test.matrix)
             score = max(entry.get(model.metric, -np.inf) for entry in model.history_)
             runs.append((score, time.perf_counter() - start, memory, params, model))
-            if len(configs) > 1:
+            if len(configs) > 1 or reuse:
                 print(f"  SimpleX {params}: validation {model.metric} {score:.4f} (best epoch "
                       f"{getattr(model, 'best_epoch_', None)})", flush=True)
                 search.append((score, params))
@@ -202,16 +252,35 @@ def run_model(name: str, exp, tune, key: str, threads: int) -> dict:
         start = time.perf_counter()
         model, memory = peak_memory(_final_fit, name, chosen, exp.history.matrix, threads)
         fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    scores = evaluate(model, exp.history, exp.test, k=20, num_threads=threads)
-    eval_s = time.perf_counter() - start
+    scores, per_user = test_columns(model, exp, threads)
+    folder = PER_USER_DIR[key == "quick"]
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / f"{exp.name}__{name}.npz", **per_user)
     published = PUBLISHED.get((exp.name, name), (float("nan"), float("nan")))
     return {"data": exp.name, "model": name, "params": json.dumps(chosen, sort_keys=True),
-            "grid_size": max(len(search), 1), "recall_at_20": scores["recall_at_20"],
-            "ndcg_at_20": scores["ndcg_at_20"], "published_recall_at_20": published[0],
-            "published_ndcg_at_20": published[1], "fit_s": fit_s,
-            "peak_mem_gib": memory / 2 ** 30, "eval_users_per_s": scores["n_users"] / eval_s,
-            "threads": threads}
+            "grid_size": grid_size or max(len(search), 1),
+            "published_recall_at_20": published[0], "published_ndcg_at_20": published[1],
+            "fit_s": fit_s, "peak_mem_gib": memory / 2 ** 30, "threads": threads, **scores}
+
+
+def comparisons(rows: list[dict], quick: bool, metric: str = "ndcg_at_20") -> list[dict]:
+    """Per data set, every model against the best one on ``metric`` (paired, Holm), from the
+    per-user arrays of results/accuracy_per_user/."""
+    out = []
+    for data in dict.fromkeys(r["data"] for r in rows):
+        results = {}
+        for r in rows:
+            path = PER_USER_DIR[quick] / f"{data}__{r['model']}.npz"
+            if r["data"] == data and path.exists():
+                with np.load(path, allow_pickle=False) as f:
+                    results[r["model"]] = {"users": f["users"], metric: f[metric]}
+        if len(results) < 2:
+            continue
+        table = compare(results, metric)
+        for rec in table.to_dict("records"):
+            out.append({"data": data, "metric": metric, "baseline": table.attrs["baseline"],
+                        "n_users": table.attrs["n_users"], **rec})
+    return out
 
 
 def main() -> None:
@@ -220,6 +289,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["ml-1m-lcfn", "gowalla-lightgcn"])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--threads", type=int, default=0, help="0: all cores")
+    parser.add_argument("--reuse-choice", action="store_true",
+                        help="configurations from accuracy.csv instead of their grids")
     args = parser.parse_args()
     threads = resolve_num_threads(args.threads)
     print(f"# {machine()}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
@@ -230,14 +301,18 @@ def main() -> None:
         key = "quick" if args.quick else data
         for name in args.models:
             print(f"{data}: {name}", flush=True)
-            rows.append(run_model(name, exp, tune, key, threads))
+            rows.append(run_model(name, exp, tune, key, threads,
+                                  reuse=args.reuse_choice and not args.quick))
             print(f"  test Recall@20 {rows[-1]['recall_at_20']:.4f} NDCG@20 "
                   f"{rows[-1]['ndcg_at_20']:.4f}, fit {rows[-1]['fit_s']:.1f} s", flush=True)
     print("\nRecall@20 / NDCG@20 on test (chosen on validation)")
     print_table(rows, ["data", "model", "recall_at_20", "ndcg_at_20", "published_recall_at_20",
                        "published_ndcg_at_20", "fit_s", "peak_mem_gib", "eval_users_per_s"])
+    print("\nBeyond accuracy at 20 on test")
+    print_table(rows, ["data", "model"] + [f"{m}_at_20" for m in BEYOND])
     if args.quick:
         write_csv("accuracy_quick", rows)
+        write_csv("accuracy_compare_quick", comparisons(rows, quick=True))
         return
     # a partial run replaces its (data, model) rows in accuracy.csv and keeps the others
     path = RESULTS / "accuracy.csv"
@@ -250,6 +325,7 @@ def main() -> None:
     rows.sort(key=lambda r: (datasets.index(r["data"]) if r["data"] in datasets else 9,
                              r["data"], models.index(r["model"])))
     write_csv("accuracy", rows)
+    write_csv("accuracy_compare", comparisons(rows, quick=False))
 
 
 if __name__ == "__main__":
