@@ -162,6 +162,29 @@ def _amazon(year: int, category: str) -> DataSet:
                    (Source(url, {file: None}),), _one(reader, file), threshold=4.0)
 
 
+def _lastfm(size_key: str, title: str, size: str, file: str, reader) -> DataSet:
+    """Òscar Celma's Last.fm sets: one tar.gz each, from the MTG (UPF) server."""
+    key = f"lastfm-{size_key.lower()}"
+    return DataSet(key, key.replace("-", "_"), title,
+                   f"http://ocelma.net/MusicRecommendationDataset/lastfm-{size_key}.html",
+                   "non-commercial use, distributed with Last.fm's permission; cite Celma 2010",
+                   size,
+                   (Source("http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-"
+                           f"{size_key}.tar.gz", {file: None}, archive="tar"),),
+                   _one(reader, file))
+
+
+def _book_crossing(key: str, title: str, size: str, implicit: bool) -> DataSet:
+    """One archive, two readings: the explicit ratings, or every interaction."""
+    home = "http://www2.informatik.uni-freiburg.de/~cziegler/BX/"
+    return DataSet(key, "book_crossing", title, home,
+                   "free for research use; cite Ziegler et al., WWW 2005", size,
+                   (Source(home + "BX-CSV-Dump.zip", {"BX-Book-Ratings.csv": None},
+                           archive="zip"),),
+                   _one(partial(formats.book_crossing, implicit=implicit),
+                        "BX-Book-Ratings.csv"))
+
+
 _CATALOGUE: list[DataSet] = [
     DataSet("ml-100k", "ml-100k", "MovieLens 100K", "https://grouplens.org/datasets/movielens/100k/",
             MOVIELENS_LICENCE, "943 users, 1,682 items, 100,000 ratings 1-5",
@@ -234,21 +257,12 @@ _CATALOGUE: list[DataSet] = [
                                          "09b48ab31c271fca04a"},
                     archive="zip", fix=_strip_header),),
             _one(formats.hetrec_artists, "user_artists.dat")),
-    DataSet("lastfm-1k", "lastfm_1k", "Last.fm 1K listening histories (Celma 2010)",
-            "http://ocelma.net/MusicRecommendationDataset/lastfm-1K.html",
-            "non-commercial use, distributed with Last.fm's permission; cite Celma 2010",
+    _lastfm("1K", "Last.fm 1K listening histories (Celma 2010)",
             "992 users, ~177,000 artists, 19,150,868 plays (aggregated to user x artist)",
-            (Source("http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-1K.tar.gz",
-                    {"userid-timestamp-artid-artname-traid-traname.tsv": None},
-                    archive="tar"),),
-            _one(formats.lastfm_1k, "userid-timestamp-artid-artname-traid-traname.tsv")),
-    DataSet("lastfm-360k", "lastfm_360k", "Last.fm 360K user x artist play counts (Celma 2010)",
-            "http://ocelma.net/MusicRecommendationDataset/lastfm-360K.html",
-            "non-commercial use, distributed with Last.fm's permission; cite Celma 2010",
+            "userid-timestamp-artid-artname-traid-traname.tsv", formats.lastfm_1k),
+    _lastfm("360K", "Last.fm 360K user x artist play counts (Celma 2010)",
             "359,347 users, ~290,000 artists, 17,559,530 lines",
-            (Source("http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-360K.tar.gz",
-                    {"usersha1-artmbid-artname-plays.tsv": None}, archive="tar"),),
-            _one(formats.lastfm_360k, "usersha1-artmbid-artname-plays.tsv")),
+            "usersha1-artmbid-artname-plays.tsv", formats.lastfm_360k),
     DataSet("msd-taste", "msd_taste_profile",
             "Million Song Dataset, Echo Nest Taste Profile subset (Bertin-Mahieux et al. 2011)",
             "http://millionsongdataset.com/tasteprofile/",
@@ -257,22 +271,11 @@ _CATALOGUE: list[DataSet] = [
             (Source("http://millionsongdataset.com/sites/default/files/challenge/"
                     "train_triplets.txt.zip", {"train_triplets.txt": None}, archive="zip"),),
             _one(formats.msd_triplets, "train_triplets.txt")),
-    DataSet("book-crossing", "book_crossing",
-            "Book-Crossing explicit ratings (Ziegler et al. 2005)",
-            "http://www2.informatik.uni-freiburg.de/~cziegler/BX/",
-            "free for research use; cite Ziegler et al., WWW 2005",
-            "77,805 users, 185,973 books, 433,671 ratings 1-10",
-            (Source("http://www2.informatik.uni-freiburg.de/~cziegler/BX/BX-CSV-Dump.zip",
-                    {"BX-Book-Ratings.csv": None}, archive="zip"),),
-            _one(formats.book_crossing, "BX-Book-Ratings.csv")),
-    DataSet("book-crossing-implicit", "book_crossing",
-            "Book-Crossing, every interaction (explicit ratings and implicit 0s) as 1",
-            "http://www2.informatik.uni-freiburg.de/~cziegler/BX/",
-            "free for research use; cite Ziegler et al., WWW 2005",
-            "105,283 users, 340,556 books, 1,149,780 interactions",
-            (Source("http://www2.informatik.uni-freiburg.de/~cziegler/BX/BX-CSV-Dump.zip",
-                    {"BX-Book-Ratings.csv": None}, archive="zip"),),
-            _one(partial(formats.book_crossing, implicit=True), "BX-Book-Ratings.csv")),
+    _book_crossing("book-crossing", "Book-Crossing explicit ratings (Ziegler et al. 2005)",
+                   "77,805 users, 185,973 books, 433,671 ratings 1-10", implicit=False),
+    _book_crossing("book-crossing-implicit",
+                   "Book-Crossing, every interaction (explicit ratings and implicit 0s) as 1",
+                   "105,283 users, 340,556 books, 1,149,780 interactions", implicit=True),
     DataSet("citeulike-a", "citeulike_a", "CiteULike-a user libraries (Wang & Blei, KDD 2011)",
             "https://github.com/js05212/citeulike-a",
             "research use; cite Wang & Blei, KDD 2011",
