@@ -78,19 +78,57 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 # ---------------------------------------------------------------- the four summary tables
+def _with_ci(row: dict, metric: str) -> str:
+    low, high = _num(row.get(f"{metric}_low")), _num(row.get(f"{metric}_high"))
+    mean = num(_num(row[metric]))
+    return mean if math.isnan(low) else f"{mean} [{low:.4f}, {high:.4f}]"
+
+
+def _significance(quick: bool) -> dict[tuple[str, str], str]:
+    """(data, model) -> mark against the best NDCG@20 of its data set: ``best``, ``*``
+    (significantly below, Holm-corrected paired t-test), ``=`` (not distinguishable)."""
+    try:
+        rows = _read("accuracy_compare", quick)
+    except Missing:
+        return {}
+    marks = {}
+    for r in rows:
+        if r["model"] == r["baseline"]:
+            marks[r["data"], r["model"]] = "best"
+        else:
+            marks[r["data"], r["model"]] = "*" if r["significant"] == "True" else "="
+    return marks
+
+
+BEYOND_COLUMNS = [("coverage_at_20", "coverage"), ("epc_at_20", "EPC"), ("miuf_at_20", "MIUF"),
+                  ("ild_at_20", "ILD"), ("arp_at_20", "ARP"), ("aplt_at_20", "APLT"),
+                  ("gini_at_20", "Gini"), ("entropy_at_20", "entropy")]
+
+
 def accuracy(quick: bool, out: Path) -> str:
     rows = _read("accuracy", quick)
     data_order = ["ml-1m-lcfn", "gowalla-lightgcn"]
     rows.sort(key=lambda r: (data_order.index(r["data"]) if r["data"] in data_order else 9,
                              r["data"], MODEL_ORDER.index(r["model"])
                              if r["model"] in MODEL_ORDER else 99))
-    body = [[r["data"], r["model"], num(_num(r["recall_at_20"])), num(_num(r["ndcg_at_20"])),
+    marks = _significance(quick)
+    body = [[r["data"], r["model"], _with_ci(r, "recall_at_20"), _with_ci(r, "ndcg_at_20"),
+             marks.get((r["data"], r["model"]), "-"),
              num(_num(r["published_recall_at_20"])), num(_num(r["published_ndcg_at_20"])),
              sec(_num(r["fit_s"])), gib(_num(r["peak_mem_gib"])),
              count(_num(r["eval_users_per_s"])), r["grid_size"],
              "`" + r["params"].replace("|", "/") + "`"] for r in rows]
-    text = table(["data", "model", "Recall@20", "NDCG@20", "published R@20", "published N@20",
-                  "fit", "peak memory", "eval users/s", "grid", "chosen"], body)
+    text = table(["data", "model", "Recall@20 [95% CI]", "NDCG@20 [95% CI]", "vs best",
+                  "published R@20", "published N@20", "fit", "peak memory", "eval users/s",
+                  "grid", "chosen"], body)
+    text += ("\n\nBeyond accuracy at 20 on the same test lists (`recsys.beyond`: coverage of the "
+             "catalogue, novelty EPC / MIUF, intra-list diversity over training co-occurrence, "
+             "average recommendation popularity, long-tail share, Gini and entropy of exposure):"
+             "\n\n")
+    text += table(["data", "model"] + [label for _, label in BEYOND_COLUMNS],
+                  [[r["data"], r["model"]] + [f"{_num(r.get(c)):.4g}"
+                                              if not math.isnan(_num(r.get(c))) else "-"
+                                              for c, _ in BEYOND_COLUMNS] for r in rows])
     if _plot_accuracy(rows, out / "accuracy.png"):
         text += _image("Recall@20 per model", out / "accuracy.png", quick)
     return text
