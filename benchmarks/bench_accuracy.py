@@ -55,7 +55,18 @@ from _common import RESULTS, machine, peak_memory, print_table, write_csv
 from recsys._threads import resolve_num_threads
 from recsys.evaluation import ALL_METRICS, evaluate
 from recsys.experiment import load_experiment
-from recsys.models import ALS, BPR, EASE, NBMF, AltMin, ItemKNN, MaskedNMF, MostPopular, SimpleX
+from recsys.models import (
+    ALS,
+    BPR,
+    EASE,
+    NBMF,
+    AltMin,
+    ItemKNN,
+    MaskedNMF,
+    MostPopular,
+    SimpleX,
+    make_model,
+)
 from recsys.significance import bootstrap_means, compare
 
 # Published Recall@20 / NDCG@20 on these splits (../shared/datasets/README.md: the SimpleX
@@ -146,12 +157,7 @@ def with_sampled_negatives(X: sp.csr_matrix, per_positive: int, seed: int) -> sp
 
 def _make(name: str, params: dict, threads: int):
     cls, fixed, _, _ = MODELS[name]
-    kwargs = {**fixed, **params}
-    if name != "MostPopular":
-        kwargs["num_threads"] = threads
-    if name not in ("MostPopular", "ItemKNN", "EASE"):
-        kwargs["random_state"] = 0
-    return cls(**kwargs)
+    return make_model(cls, {**fixed, **params}, seed=0, num_threads=threads)
 
 
 def training_matrix(name: str, X: sp.csr_matrix) -> sp.csr_matrix:

@@ -96,11 +96,12 @@ def overhead(data: str, models: list[str]) -> list[dict]:
     import optuna
 
     from recsys.evaluation import evaluate
-    from recsys.tuning import PRESETS, make_model, model_class
-    from recsys.tuning.sweep import _fit, _validation_sample
+    from recsys.models import model_class
+    from recsys.tuning import PRESETS
+    from recsys.tuning.sweep import trial_fit, trial_model, validation_sample
 
     tune = _experiment(data)
-    sample = _validation_sample(tune, 2000, 0)
+    sample = validation_sample(tune, 2000, 0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
@@ -110,17 +111,17 @@ def overhead(data: str, models: list[str]) -> list[dict]:
             params = dict(PRESETS.get(name, [{}])[0])
             if data == "quick" and "iterations" in params:
                 params["iterations"] = min(params["iterations"], 20)
-            plain = make_model(cls, params, 0)
+            plain = trial_model(cls, params, 0)
             start = time.perf_counter()
             tune.fit(plain)
             plain_s = time.perf_counter() - start
             study = optuna.create_study(direction="maximize",
                                         pruner=optuna.pruners.NopPruner())
             trial = study.ask()
-            model = make_model(cls, params, 0)
+            model = trial_model(cls, params, 0)
             with mlflow.start_run():
                 start = time.perf_counter()
-                _fit(model, tune.training(model), tune, trial, "ndcg_at_20", None, sample)
+                trial_fit(model, tune.training(model), tune, trial, "ndcg_at_20", None, sample)
                 trial_s = time.perf_counter() - start
             start = time.perf_counter()
             evaluate(model, tune.history, tune.test, k=20)

@@ -40,7 +40,7 @@ With one thread an epoch is bit-reproducible.
 
 import numpy as np
 
-from recsys.data.interactions import row_of_values
+from recsys._sparse import row_of_values
 
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport expf, pow, powf, sqrt, sqrtf

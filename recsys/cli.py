@@ -114,8 +114,8 @@ def cmd_sweep(args) -> dict:
 def cmd_fit(args) -> dict:
     from recsys.config import setting
     from recsys.experiment import load_experiment
+    from recsys.models import make_model, model_class
     from recsys.models.ids import describe_ids
-    from recsys.tuning import make_model, model_class
 
     config = config_from_args(args)
     name, params, seed = _model_settings(args, config)
@@ -123,7 +123,7 @@ def cmd_fit(args) -> dict:
     if out is None:
         raise ValueError("say where to save the model: --out PATH, or [model] path")
     spec = spec_from_args(args, config)
-    model = make_model(model_class(name), params, seed)
+    model = make_model(model_class(name), params, seed, show_progress=not args.quiet)
     start = time.perf_counter()
     exp = load_experiment(spec)
     (exp.serving() if args.all_data else exp.full()).fit(model)

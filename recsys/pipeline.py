@@ -47,10 +47,11 @@ def run_job(job, show_progress: bool = True) -> dict[str, Any]:
 
     from recsys.batch import clear_output_folder, recommend_raw_to_parquet, recommend_sharded
     from recsys.experiment import load_experiment
+    from recsys.models import make_model, model_class
     from recsys.models.ids import fingerprint
     from recsys.serving import log_model
-    from recsys.tuning import latest_best_params, make_model, model_class, sweep
-    from recsys.tuning.sweep import DEFAULT_TRACKING_URI
+    from recsys.tuning import latest_best_params, sweep
+    from recsys.tuning.tracking import DEFAULT_TRACKING_URI
 
     config = load_config(job) if not isinstance(job, dict) else job
     spec = data_spec(config, default_dataset=None)
@@ -78,7 +79,7 @@ def run_job(job, show_progress: bool = True) -> dict[str, Any]:
     data_id = fingerprint(log.matrix, log.users.raw_ids, log.items.raw_ids)[:12]
     chosen = _choose_params(config, cls, exp, seed, data_id, tracking_uri, experiment,
                             show_progress, latest_best_params, sweep)
-    model = make_model(cls, chosen["params"], seed)
+    model = make_model(cls, chosen["params"], seed, show_progress=False)
     exp.serving(log).fit(model)
     model_path = setting(config, "model", "path")
     if model_path:  # also a plain model file, for `recsys recommend --config` and friends

@@ -103,15 +103,15 @@ def test_iterative_models_log_per_epoch_metrics(tmp_path, data_home):
 
 def test_intermediate_reports_use_a_seeded_sample_of_validation_users(data_home):
     from recsys.experiment import load_experiment
-    from recsys.tuning.sweep import _validation_sample
+    from recsys.tuning.sweep import validation_sample
 
     tune = load_experiment("ml-100k", data_home=data_home).tuning(random_state=0)
     with_test = np.flatnonzero(np.diff(tune.test.matrix.indptr) > 0)
-    sample = _validation_sample(tune, 100, seed=0)
+    sample = validation_sample(tune, 100, seed=0)
     assert sample.size == 100 and set(sample) <= set(with_test)
-    assert (sample == _validation_sample(tune, 100, seed=0)).all()
-    assert not (sample == _validation_sample(tune, 100, seed=1)).all()
-    assert _validation_sample(tune, 10_000, seed=0) is None  # fewer users: all of them
+    assert (sample == validation_sample(tune, 100, seed=0)).all()
+    assert not (sample == validation_sample(tune, 100, seed=1)).all()
+    assert validation_sample(tune, 10_000, seed=0) is None  # fewer users: all of them
 
 
 def test_killed_sweep_resumes_and_marks_the_killed_trial_failed(tmp_path, data_home):
@@ -199,7 +199,7 @@ def test_parent_tags_survive_a_concurrent_writer():
     still raises."""
     from mlflow.exceptions import MlflowException
 
-    from recsys.tuning.sweep import _set_tags
+    from recsys.tuning.tracking import set_tags
 
     class RacyClient:
         def __init__(self, failures):
@@ -212,10 +212,10 @@ def test_parent_tags_survive_a_concurrent_writer():
             self.tags[key] = value
 
     client = RacyClient({"best.l2": 2})
-    _set_tags(client, "run", {"best.l2": "500.0", "best.trial": "3"})
+    set_tags(client, "run", {"best.l2": "500.0", "best.trial": "3"})
     assert client.tags == {"best.l2": "500.0", "best.trial": "3"}
     with pytest.raises(MlflowException):
-        _set_tags(RacyClient({"best.l2": 9}), "run", {"best.l2": "1.0"}, attempts=3)
+        set_tags(RacyClient({"best.l2": 9}), "run", {"best.l2": "1.0"}, attempts=3)
 
 
 def test_a_trial_killed_before_it_recorded_its_worker_is_failed(tmp_path, data_home):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys._sparse import row_of_values, select_entries  # noqa: F401 (re-exported)
 from recsys._validation import as_csr, check_float32_range
 from recsys.data.idmap import IdMap
 
@@ -268,21 +269,3 @@ def _timestamps(column: pd.Series) -> np.ndarray:
     if not np.isfinite(values).all():
         raise ValueError("timestamp column holds NaN or infinite values")
     return values.astype(np.int64)
-
-
-def row_of_values(X: sp.csr_matrix | np.ndarray) -> np.ndarray:
-    """Row index of every stored value of a CSR matrix (or of the matrix with this
-    ``indptr``)."""
-    indptr = X.indptr if sp.issparse(X) else np.asarray(X)
-    return np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
-
-
-def select_entries(X: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
-    """The stored values of CSR ``X`` where ``mask`` (one bool per value) is True, as a CSR
-    matrix of X's shape (row order kept, so sorted rows stay sorted)."""
-    counts = np.bincount(row_of_values(X)[mask], minlength=X.shape[0])
-    indptr = np.zeros(X.shape[0] + 1, dtype=np.int32)
-    np.cumsum(counts, out=indptr[1:])
-    sub = sp.csr_matrix((X.data[mask], X.indices[mask], indptr), shape=X.shape)
-    sub.has_sorted_indices = X.has_sorted_indices
-    return sub

@@ -10,8 +10,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from recsys._sparse import row_of_values
 from recsys._validation import check_random_state
-from recsys.data.interactions import Interactions, row_of_values
+from recsys.data.interactions import Interactions
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from recsys.models.knn import ItemKNN
 from recsys.models.nbmf import NBMF
 from recsys.models.nmf import MaskedNMF
 from recsys.models.popularity import MostPopular
+from recsys.models.registry import make_model, model_class
 from recsys.models.simplex import SimpleX
 
 __all__ = [
     "ALS", "AltMin", "BPR", "EASE", "ItemKNN", "MaskedNMF", "MostPopular", "NBMF", "NotFittedError",
-    "Recommender", "SimpleX",
+    "Recommender", "SimpleX", "make_model", "model_class",
 ]

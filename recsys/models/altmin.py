@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Options, Real
 from recsys._ext._altmin import solve_rows
+from recsys._sparse import select_entries
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
-from recsys.data.interactions import select_entries
 from recsys.models.base import Recommender, biased_factors, grown
 from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array, Scalar

@@ -35,6 +35,12 @@ _FORMAT_VERSION = 1
 _META_KEY = "__meta__"
 
 
+def registered_models() -> dict[str, type[Recommender]]:
+    """Every concrete model class, by class name (a copy of the registry that
+    ``Recommender`` subclasses join when they are defined)."""
+    return dict(_REGISTRY)
+
+
 class NotFittedError(ValueError, AttributeError):
     """Raised when a model is used before ``fit``."""
 
@@ -510,7 +516,7 @@ class Recommender(ABC):
                 scalars[name] = value.item() if isinstance(value, np.generic) else value
         params = self.get_params()
         meta = {"format": _FORMAT_VERSION, "class": type(self).__name__,
-                "params": _json_params(params), "fitted": scalars, "sparse": sparse,
+                "params": json_params(params), "fitted": scalars, "sparse": sparse,
                 "unsaved": [name for name, value in params.items() if not _jsonable(value)]}
         arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -631,7 +637,7 @@ def _jsonable(value) -> bool:
     return True
 
 
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+def json_params(params: dict[str, Any]) -> dict[str, Any]:
     """Parameters as JSON values; an object (e.g. an external sampler) is stored as its repr,
     with a warning, since it only matters for fitting and cannot be saved without pickle."""
     out = {}

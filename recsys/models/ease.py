@@ -19,10 +19,10 @@ from scipy.linalg import get_blas_funcs, lapack, solve_triangular
 from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Options, Real
 from recsys._ext._ease import sparse_ridge_columns
 from recsys._ext._gram import gram_dense
+from recsys._similarity import shrunk_cosine_neighbours
 from recsys._threads import blas_limit, blas_threads, resolve_num_threads
 from recsys._validation import check_memory
 from recsys.models.base import Recommender
-from recsys.models.knn import cosine_neighbours
 from recsys.models.schema import Array
 
 logger = logging.getLogger(__name__)
@@ -180,10 +180,11 @@ class EASE(Recommender):
         XT = X.T.tocsr()
         gram = (XT @ X).tocsr().astype(dtype)  # sparse co-occurrence Gram
         gram.sort_indices()
-        neigh, _ = cosine_neighbours(lambda start, stop: gram[start:stop],
-                                     np.sqrt(gram.diagonal()), m, block_size=1024,
-                                     num_threads=threads, show_progress=self.show_progress,
-                                     desc="EASE neighbours")
+        neigh, _ = shrunk_cosine_neighbours(lambda start, stop: gram[start:stop],
+                                            np.sqrt(gram.diagonal()), m, block_size=1024,
+                                            num_threads=threads,
+                                            show_progress=self.show_progress,
+                                            desc="EASE neighbours")
         neigh.sort(axis=1)
         with blas_limit(1):
             values = sparse_ridge_columns(gram.indptr, gram.indices, gram.data, neigh,

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Real
-from recsys._threads import resolve_num_threads
+from recsys._similarity import shrunk_cosine_neighbours
 from recsys.models.base import Recommender
 from recsys.models.schema import Array
-from recsys.topk import topk_scores
 
 
 class ItemKNN(Recommender):
@@ -56,9 +52,9 @@ class ItemKNN(Recommender):
         k = min(self.neighbors, n_items - 1) if n_items > 1 else 1
         XT = X.T.tocsr()  # items x users
         norms = np.sqrt(np.asarray(XT.multiply(XT).sum(axis=1)).ravel()).astype(np.float32)
-        ids, best = cosine_neighbours(lambda start, stop: XT[start:stop] @ X, norms, k,
-                                      self.shrink, self.batch_size, self.num_threads,
-                                      self.show_progress, "ItemKNN")
+        ids, best = shrunk_cosine_neighbours(lambda start, stop: XT[start:stop] @ X, norms, k,
+                                             self.shrink, self.batch_size, self.num_threads,
+                                             self.show_progress, "ItemKNN")
         keep = (ids >= 0) & (best > 0)
         rows, cols, vals = np.nonzero(keep)[0], ids[keep], best[keep]
         S = sp.csr_matrix((vals, (rows, cols)), shape=(n_items, n_items), dtype=np.float32)
@@ -74,32 +70,3 @@ class ItemKNN(Recommender):
             "an item's neighbour list depends on every item it co-occurs with: a changed row "
             "changes the lists of all its items and of their neighbours, so an exact update "
             "is a refit (one sparse product); refit ItemKNN on the updated matrix")
-
-
-
-def cosine_neighbours(gram_rows: Callable[[int, int], sp.spmatrix], norms: np.ndarray, k: int,
-                      shrink: float = 0.0, block_size: int = 512, num_threads: int = 0,
-                      show_progress: bool = False,
-                      desc: str = "neighbours") -> tuple[np.ndarray, np.ndarray]:
-    """Each item's ``k`` most similar items by shrunk cosine, ``g_ij / (n_i n_j + shrink)``.
-
-    ``gram_rows(start, stop)`` returns rows ``start:stop`` of the Gram matrix ``X^T X`` (sparse);
-    ``norms`` are the item norms ``sqrt(diag(X^T X))``. Items never neighbour themselves; a zero
-    denominator gives similarity 0. Works block by block (``block_size`` x n_items dense).
-
-    Returns ``(ids, similarities)``, each ``(n_items, k)``, best first (ties: lower index).
-    """
-    n_items = norms.shape[0]
-    threads = resolve_num_threads(num_threads)
-    ids = np.empty((n_items, k), dtype=np.int32)
-    sims = np.empty((n_items, k), dtype=norms.dtype)
-    for start in tqdm(range(0, n_items, block_size), desc=desc, disable=not show_progress):
-        stop = min(start + block_size, n_items)
-        dots = gram_rows(start, stop).toarray().astype(norms.dtype, copy=False)
-        denom = np.outer(norms[start:stop], norms) + norms.dtype.type(shrink)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            block = np.where(denom > 0, dots / denom, 0.0).astype(norms.dtype)
-        block[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # no self-neighbour
-        ids[start:stop], sims[start:stop] = topk_scores(block, k, num_threads=threads,
-                                                        copy=False)
-    return ids, sims

@@ -37,9 +37,9 @@ from recsys._constraints import (
     Satisfies,
 )
 from recsys._ext._simplex import train_epoch
+from recsys._sparse import row_of_values, select_entries
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
-from recsys.data.interactions import row_of_values, select_entries
 from recsys.evaluation import evaluate, is_metric_key
 from recsys.models.base import Recommender, grown
 from recsys.models.explain import Explanation

@@ -38,16 +38,27 @@ import numpy as np
 from recsys.data.spec import DataSpec
 from recsys.evaluation import evaluate, parse_metric
 from recsys.experiment import Experiment, load_experiment
-from recsys.models.base import _REGISTRY, Recommender, _json_params
+from recsys.models.base import Recommender, json_params
+from recsys.models.registry import make_model, model_class
 from recsys.tuning.spaces import FIXED, PRESETS, SPACES, in_space, on_edge, suggest
+from recsys.tuning.tracking import (
+    BEST_PARAMS_TAG,
+    end_trial_run,
+    fail_orphaned_runs,
+    finish_parent_run,
+    history_plot,
+    latest_best_params,
+    log_artifacts,
+    log_epoch,
+    open_experiment,
+    parent_run,
+    scalars,
+    trial_run,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "optuna-journal.log"
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-_PARENT_TAG = "recsys.study"
-#: The parent run's tag holding the best parameters as JSON (their types kept).
-BEST_PARAMS_TAG = "recsys.best_params"
 
 
 @dataclass
@@ -70,18 +81,6 @@ class SweepResult:
     test_per_user: dict[str, Any] = field(default_factory=dict)
 
 
-def model_class(name: str | type) -> type[Recommender]:
-    """A model class from its name, case-insensitively (``"ease"`` -> ``EASE``)."""
-    if isinstance(name, type):
-        return name
-    by_lower = {cls_name.lower(): cls for cls_name, cls in _REGISTRY.items()
-                if not cls_name.startswith("_")}
-    cls = by_lower.get(name.lower())
-    if cls is None:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(by_lower)}")
-    return cls
-
-
 def trial_seed(study_seed: int, params: dict[str, Any]) -> int:
     """The seed of a trial, derived from the study seed and its parameters, so a trial is
     reproducible from its logged parameters alone."""
@@ -89,20 +88,12 @@ def trial_seed(study_seed: int, params: dict[str, Any]) -> int:
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
 
 
-def make_model(cls: type[Recommender], params: dict[str, Any], seed: int,
-               show_progress: bool = False) -> Recommender:
-    """``cls`` with the sweep's fixed values, ``params`` and ``seed`` (when it takes one)."""
-    names = cls._param_names()
-    unknown = sorted(set(params) - set(names))
-    if unknown:
-        raise ValueError(f"{cls.__name__} has no parameter {', '.join(map(repr, unknown))}; "
-                         f"valid: {names}")
-    kwargs = {**FIXED.get(cls.__name__, {}), **params}
-    if "random_state" in names:
-        kwargs["random_state"] = seed
-    if "show_progress" in names:
-        kwargs["show_progress"] = show_progress
-    return cls(**kwargs)
+def trial_model(cls: type[Recommender], params: dict[str, Any], seed: int,
+                show_progress: bool = False) -> Recommender:
+    """``cls`` as a sweep builds it: the sweep's :data:`~recsys.tuning.spaces.FIXED` values,
+    then ``params``, and ``seed`` as its ``random_state``."""
+    return make_model(cls, {**FIXED.get(cls.__name__, {}), **params}, seed,
+                      show_progress=show_progress)
 
 
 def open_storage(storage: str | None):
@@ -166,7 +157,6 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
     verbose : bool
         Show the models' own progress bars inside trials (the sweep's bar shows otherwise).
     """
-    import mlflow
     import optuna
 
     cls = model_class(model)
@@ -176,13 +166,13 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
         raise ValueError(f"log_model must be one of {LOG_MODEL}, got {log_model!r}")
     _, metric_k = parse_metric(metric)  # a bad metric fails here, before any fit or run
     fixed = dict(fixed or {})
-    make_model(cls, fixed, seed)  # an unknown or invalid fixed parameter fails here too
+    trial_model(cls, fixed, seed)  # an unknown or invalid fixed parameter fails here too
     space = {name: spec for name, spec in SPACES[cls.__name__].items() if name not in fixed}
     ks = tuple(sorted({*((k,) if isinstance(k, int) else tuple(k)), metric_k}))
     exp = data if isinstance(data, Experiment) else load_experiment(data, data_home=data_home)
     study_name = study_name or f"{exp.name}-{cls.__name__.lower()}"
     tune = exp.tuning(random_state=seed)
-    sample = _validation_sample(tune, eval_users, seed)
+    sample = validation_sample(tune, eval_users, seed)
     if not show_progress or not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -200,41 +190,31 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
         for params in first_trials(cls, space, n_trials):
             study.enqueue_trial(params, skip_if_exists=True)
 
-    mlflow.set_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                            or DEFAULT_TRACKING_URI)
-    experiment = mlflow.set_experiment(experiment_name or study_name)
-    client = mlflow.MlflowClient()
-    parent_id = _parent_run(client, experiment.experiment_id, study_name, exp, cls, seed)
-    for name, value in fixed.items():
-        client.log_param(parent_id, f"fixed.{name}", json.dumps(value, default=str))
-    _fail_orphaned_runs(client, experiment.experiment_id, parent_id, study)
+    client, experiment_id = open_experiment(tracking_uri, experiment_name or study_name)
+    parent_id = parent_run(client, experiment_id, study_name, exp, cls, seed, fixed)
+    fail_orphaned_runs(client, experiment_id, parent_id, study)
 
     def objective(trial):
         # first, so that a worker killed from here on is recognised as dead by the next run
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = suggest(trial, space)
         seed_t = trial_seed(seed, params)
-        estimator = make_model(cls, {**fixed, **params}, seed_t, show_progress=verbose)
+        estimator = trial_model(cls, {**fixed, **params}, seed_t, show_progress=verbose)
         trial.set_user_attr("seed", seed_t)
-        tags = {"mlflow.parentRunId": parent_id, _PARENT_TAG: study_name,
-                "recsys.trial": str(trial.number), "recsys.role": "trial"}
-        with mlflow.start_run(run_name=f"trial-{trial.number}", tags=tags,
-                              experiment_id=experiment.experiment_id) as run:
-            trial.set_user_attr("mlflow_run_id", run.info.run_id)
-            mlflow.log_params({**_json_params(estimator.get_params()), "seed": seed_t})
+        with trial_run(experiment_id, parent_id, study_name, trial.number,
+                       {**json_params(estimator.get_params()), "seed": seed_t}) as run_id:
+            trial.set_user_attr("mlflow_run_id", run_id)
             start = time.perf_counter()
             try:
-                _fit(estimator, tune.training(estimator), tune, trial, metric, eval_every,
-                     sample)
+                trial_fit(estimator, tune.training(estimator), tune, trial, metric,
+                          eval_every, sample)
             except optuna.TrialPruned:
-                mlflow.log_metric("fit_time_s", time.perf_counter() - start)
-                mlflow.set_tag("recsys.state", "PRUNED")
+                end_trial_run(time.perf_counter() - start, None)
                 pruned = True
             else:
-                mlflow.log_metric("fit_time_s", time.perf_counter() - start)
+                fit_s = time.perf_counter() - start
                 metrics = evaluate(estimator, tune.history, tune.test, k=ks)
-                mlflow.log_metrics(_scalars(metrics))
-                mlflow.set_tag("recsys.state", "COMPLETE")
+                end_trial_run(fit_s, metrics)
                 pruned = False
         if pruned:  # raised outside the run, so that MLflow records it as finished
             raise optuna.TrialPruned()
@@ -283,7 +263,7 @@ def first_trials(cls, space: dict[str, tuple], n_trials: int) -> list[dict[str, 
     return out[:max(n_trials, 0)]
 
 
-def _validation_sample(tune: Experiment, eval_users: int | None, seed: int):
+def validation_sample(tune: Experiment, eval_users: int | None, seed: int):
     """Seeded validation users for intermediate reports (None: all of them)."""
     users = np.flatnonzero(np.diff(tune.test.matrix.indptr) > 0)
     if eval_users is None or users.size <= eval_users:
@@ -299,13 +279,12 @@ def _epochs(estimator) -> int | None:
     return None
 
 
-def _fit(estimator, train, tune: Experiment, trial, metric: str, eval_every: int | None = None,
-         sample=None) -> None:
+def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
+              eval_every: int | None = None, sample=None) -> None:
     """Fit; iterative models report the validation metric every ``eval_every`` epochs (on the
     ``sample`` of validation users) to the pruner, which may stop them from half-way on."""
     import inspect
 
-    import mlflow
     import optuna
 
     if "callback" not in inspect.signature(estimator.fit).parameters:
@@ -320,7 +299,7 @@ def _fit(estimator, train, tune: Experiment, trial, metric: str, eval_every: int
             return
         value = evaluate(fitted, tune.history, tune.test, k=at, metrics=(name,),
                          users=sample)[metric]
-        mlflow.log_metric(f"epoch_{metric}", value, step=epoch)
+        log_epoch(metric, value, epoch)
         trial.report(value, epoch)
         if epoch + 1 >= epochs / 2 and trial.should_prune():
             raise optuna.TrialPruned()
@@ -349,34 +328,11 @@ class _SweepBar:
         self.bar.close()
 
 
-def _scalars(metrics: dict) -> dict[str, float]:
-    return {key: float(value) for key, value in metrics.items()
-            if np.isscalar(value) and np.isfinite(value)}
-
-
 def _finished(study) -> int:
     import optuna
 
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return sum(t.state in done for t in study.trials)
-
-
-def _parent_run(client, experiment_id: str, study_name: str, exp: Experiment, cls,
-                seed: int) -> str:
-    """The study's parent run: found by tag (resumed sweeps reuse it) or created."""
-    runs = client.search_runs([experiment_id], filter_string=(
-        f"tags.`{_PARENT_TAG}` = '{study_name}' and tags.`recsys.role` = 'parent'"),
-        max_results=1, order_by=["attributes.start_time ASC"])
-    if runs:
-        return runs[0].info.run_id
-    run = client.create_run(experiment_id, run_name=study_name, tags={
-        _PARENT_TAG: study_name, "recsys.role": "parent", "recsys.model": cls.__name__,
-        "recsys.data": exp.name})
-    client.log_param(run.info.run_id, "model", cls.__name__)
-    client.log_param(run.info.run_id, "data", exp.name)
-    client.log_param(run.info.run_id, "data_spec", json.dumps(exp.description()["source"]))
-    client.log_param(run.info.run_id, "study_seed", seed)
-    return run.info.run_id
 
 
 #: A RUNNING trial that has not recorded its worker this long after it started belongs to a
@@ -424,30 +380,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _fail_orphaned_runs(client, experiment_id: str, parent_id: str, study) -> None:
-    """MLflow trial runs still RUNNING whose Optuna trial failed (a killed worker) -> FAILED."""
-    import optuna
-
-    failed = {str(t.number) for t in study.get_trials(
-        deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
-    if not failed:
-        return
-    runs = client.search_runs([experiment_id], filter_string=(
-        f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"))
-    for run in runs:
-        if run.data.tags.get("recsys.trial") in failed:
-            client.set_terminated(run.info.run_id, status="FAILED")
-            logger.warning("MLflow run of failed trial %s marked FAILED",
-                           run.data.tags["recsys.trial"])
-
-
 def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: str,
                model_dir, fixed: dict, space: dict, log_model: str) -> SweepResult:
     """Refit the best parameters on the whole training data, test, log to the parent run."""
     best = study.best_trial
     seed_t = trial_seed(seed, best.params)
     params = {**fixed, **best.params}
-    model = make_model(cls, params, seed_t)
+    model = trial_model(cls, params, seed_t)
     full = exp.full()
     full.fit(model)
     test_metrics, test_per_user = evaluate(model, full.history, full.test, k=ks,
@@ -465,100 +404,22 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
         best_file.write_text(json.dumps({"params": params, "seed": seed_t,
                                          "trial": best.number, "value": best.value,
                                          "edges": edges}, indent=2, default=str))
-        plot = _history_plot(study, Path(tmp) / "optimization_history.png")
+        plot = history_plot(study, Path(tmp) / "optimization_history.png")
         artifacts = [best_file, plot]
         if log_model == "best":
             artifacts.append(model_path)
             logged = model_path.stat().st_size
-        for path in artifacts:
-            client.log_artifact(parent_id, str(path))
+        log_artifacts(client, parent_id, artifacts)
         saved = None
         if model_dir:
             saved = Path(model_dir) / f"{study.study_name}-best.npz"
             saved.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(model_path, saved)
-    tags = {f"best.{name}": str(value) for name, value in best.params.items()}
-    tags.update({f"recsys.edge.{name}": side for name, side in edges.items()})
-    _set_tags(client, parent_id, {**tags, "best.trial": str(best.number),
-                                  BEST_PARAMS_TAG: json.dumps(params, default=str),
-                                  "recsys.data_fingerprint": model.training_data_["fingerprint"]})
-    client.log_metric(parent_id, "best_validation", best.value, step=finished)
-    client.log_metric(parent_id, "logged_model_bytes", logged, step=finished)
-    for name, value in _scalars(test_metrics).items():
-        client.log_metric(parent_id, f"test_{name}", value, step=finished)
-    client.set_terminated(parent_id, status="FINISHED")  # a later worker may reopen it
-    return SweepResult(study, params, float(best.value), _scalars(test_metrics), parent_id,
+    finish_parent_run(client, parent_id, best, params, edges, model.training_data_["fingerprint"],
+                      test_metrics, logged, finished)
+    return SweepResult(study, params, float(best.value), scalars(test_metrics), parent_id,
                        saved, edges, logged, test_per_user)
 
 
-def latest_best_params(experiment_name: str, model: str | type | None = None,
-                       tracking_uri: str | None = None) -> dict[str, Any] | None:
-    """The best parameters of the most recently finished study of ``model`` in the MLflow
-    experiment ``experiment_name`` (``{"model", "params", "run_id", "validation"}``), or None
-    when it has none: a nightly job reuses them instead of sweeping again."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                 or DEFAULT_TRACKING_URI)
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        return None
-    query = "tags.`recsys.role` = 'parent' and attributes.status = 'FINISHED'"
-    if model is not None:
-        query += f" and tags.`recsys.model` = '{model_class(model).__name__}'"
-    for run in client.search_runs([experiment.experiment_id], filter_string=query,
-                                  order_by=["attributes.end_time DESC"], max_results=20):
-        if BEST_PARAMS_TAG in run.data.tags:
-            return {"model": run.data.tags["recsys.model"],
-                    "params": json.loads(run.data.tags[BEST_PARAMS_TAG]),
-                    "run_id": run.info.run_id,
-                    "validation": run.data.metrics.get("best_validation")}
-    return None
-
-
-def _set_tags(client, run_id: str, tags: dict[str, str], attempts: int = 5) -> None:
-    """Set tags on a run that other workers may be tagging at the same moment.
-
-    Two workers finishing together both write the parent's ``best.*`` tags; with a SQL tracking
-    store the second insert of a new key can fail on the unique (key, run) constraint. The
-    write is retried: by then the row exists and the retry updates it.
-    """
-    from mlflow.exceptions import MlflowException
-
-    for key, value in tags.items():
-        for attempt in range(attempts):
-            try:
-                client.set_tag(run_id, key, value)
-                break
-            except MlflowException:
-                if attempt == attempts - 1:
-                    raise
-                logger.debug("tag %s on run %s raced another worker; retrying", key, run_id)
-                time.sleep(0.1 * (attempt + 1))
-
-
-def _history_plot(study, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna
-
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    numbers = [t.number for t in done]
-    values = [t.value for t in done]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(numbers, values, "o", alpha=0.6, label="trial")
-    ax.plot(numbers, np.maximum.accumulate(values), "-", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("validation metric")
-    ax.set_title(study.study_name)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-__all__ = ["BEST_PARAMS_TAG", "SweepResult", "latest_best_params", "make_model", "model_class",
-           "open_storage", "sweep", "trial_seed"]
+__all__ = ["BEST_PARAMS_TAG", "SweepResult", "latest_best_params", "open_storage", "sweep",
+           "trial_fit", "trial_model", "trial_seed", "validation_sample"]

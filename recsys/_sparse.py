@@ -1,0 +1,28 @@
+"""Sparse-matrix helpers shared by the data layer, the models and the kernels (below all of
+them: this module imports nothing from recsys)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def row_of_values(X: sp.csr_matrix | np.ndarray) -> np.ndarray:
+    """Row index of every stored value of a CSR matrix (or of the matrix with this
+    ``indptr``)."""
+    indptr = X.indptr if sp.issparse(X) else np.asarray(X)
+    return np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
+
+
+def select_entries(X: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
+    """The stored values of CSR ``X`` where ``mask`` (one bool per value) is True, as a CSR
+    matrix of X's shape (row order kept, so sorted rows stay sorted)."""
+    counts = np.bincount(row_of_values(X)[mask], minlength=X.shape[0])
+    indptr = np.zeros(X.shape[0] + 1, dtype=np.int32)
+    np.cumsum(counts, out=indptr[1:])
+    sub = sp.csr_matrix((X.data[mask], X.indices[mask], indptr), shape=X.shape)
+    sub.has_sorted_indices = X.has_sorted_indices
+    return sub
+
+
+__all__ = ["row_of_values", "select_entries"]
