@@ -55,18 +55,7 @@ from _common import RESULTS, machine, peak_memory, print_table, write_csv
 from recsys._threads import resolve_num_threads
 from recsys.evaluation import ALL_METRICS, evaluate
 from recsys.experiment import load_experiment
-from recsys.models import (
-    ALS,
-    BPR,
-    EASE,
-    NBMF,
-    AltMin,
-    ItemKNN,
-    MaskedNMF,
-    MostPopular,
-    SimpleX,
-    make_model,
-)
+from recsys.models import make_model
 from recsys.significance import bootstrap_means, compare
 
 # Published Recall@20 / NDCG@20 on these splits (../shared/datasets/README.md: the SimpleX
@@ -91,7 +80,7 @@ def grid(**axes) -> list[dict]:
     return [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
 
 
-# name -> (class, fixed parameters, grid per data set ("*": any), needs sampled negatives)
+# name -> (registered model name, fixed parameters, grid per data set ("*": any), needs sampled negatives)
 # shuffled positives (the default order), two evaluations without improvement per decay
 SIMPLEX_SCHEDULE = dict(epochs=[60], patience=[4], decay_patience=[2], min_learning_rate=[1e-4])
 SIMPLEX = {
@@ -113,29 +102,29 @@ SIMPLEX = {
     "quick": grid(factors=[32], negatives=[100], epochs=[3]),
 }
 MODELS = {
-    "MostPopular": (MostPopular, {}, {"*": [{}]}, False),
-    "ItemKNN": (ItemKNN, {}, {"*": grid(neighbors=[10, 25, 50, 100, 200]),
+    "MostPopular": ("MostPopular", {}, {"*": [{}]}, False),
+    "ItemKNN": ("ItemKNN", {}, {"*": grid(neighbors=[10, 25, 50, 100, 200]),
                               "quick": grid(neighbors=[50])}, False),
-    "EASE": (EASE, {}, {"ml-1m-lcfn": grid(l2=[300.0, 1000.0, 3000.0]),
+    "EASE": ("EASE", {}, {"ml-1m-lcfn": grid(l2=[300.0, 1000.0, 3000.0]),
                         # 80: the EASE paper's and BARS' value (exact fit ~4 min here)
                         "gowalla-lightgcn": grid(l2=[80.0]),
                         "quick": grid(l2=[500.0])}, False),
-    "ALS": (ALS, {"factors": 128, "iterations": 15},
+    "ALS": ("ALS", {"factors": 128, "iterations": 15},
             {"*": grid(regularization=[0.1, 10.0], alpha=[2.0, 5.0, 15.0, 40.0]),
              "quick": grid(regularization=[0.1], alpha=[1.0])}, False),
-    "BPR": (BPR, {"factors": 128, "iterations": 300},
+    "BPR": ("BPR", {"factors": 128, "iterations": 300},
             {"*": grid(learning_rate=[0.005, 0.01], regularization=[0.001, 0.01]),
              "quick": grid(learning_rate=[0.05], regularization=[0.01])}, False),
-    "MaskedNMF": (MaskedNMF, {"factors": 64},
+    "MaskedNMF": ("MaskedNMF", {"factors": 64},
                   {"*": grid(l2=[0.03, 0.1, 0.3]) + grid(l2=[3.0, 10.0], frequency_scaling=[0.0]),
                    "quick": grid(l2=[0.1])}, True),
-    "NBMF": (NBMF, {"factors": 32}, {"*": grid(l2=[0.01, 0.03, 0.1]), "quick": grid(l2=[0.5])},
+    "NBMF": ("NBMF", {"factors": 32}, {"*": grid(l2=[0.01, 0.03, 0.1]), "quick": grid(l2=[0.5])},
              True),
     # frequency_scaling 0 (plain ridge): with the default count-scaled l2 the factors of rows
     # holding ~5x their positives in sampled zeros shrink to nothing (NDCG@20 0.117 on ML-1M)
-    "AltMin": (AltMin, {"factors": 64, "solver": "cg", "frequency_scaling": 0.0},
+    "AltMin": ("AltMin", {"factors": 64, "solver": "cg", "frequency_scaling": 0.0},
                {"*": grid(l2=[3.0, 10.0, 30.0, 100.0]), "quick": grid(l2=[10.0])}, True),
-    "SimpleX": (SimpleX, {}, SIMPLEX, False),
+    "SimpleX": ("SimpleX", {}, SIMPLEX, False),
 }
 
 
@@ -156,8 +145,8 @@ def with_sampled_negatives(X: sp.csr_matrix, per_positive: int, seed: int) -> sp
 
 
 def _make(name: str, params: dict, threads: int):
-    cls, fixed, _, _ = MODELS[name]
-    return make_model(cls, {**fixed, **params}, seed=0, num_threads=threads)
+    model, fixed, _, _ = MODELS[name]
+    return make_model(model, {**fixed, **params}, seed=0, num_threads=threads)
 
 
 def training_matrix(name: str, X: sp.csr_matrix) -> sp.csr_matrix:
