@@ -80,7 +80,7 @@ def grid(**axes) -> list[dict]:
     return [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
 
 
-# name -> (registered model name, fixed parameters, grid per data set ("*": any), needs sampled negatives)
+# name -> (registered model, fixed parameters, grid per data set ("*": any), sampled negatives)
 # shuffled positives (the default order), two evaluations without improvement per decay
 SIMPLEX_SCHEDULE = dict(epochs=[60], patience=[4], decay_patience=[2], min_learning_rate=[1e-4])
 SIMPLEX = {
