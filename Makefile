@@ -14,7 +14,7 @@ endif
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-float test-slow bench bench-quick bench-peers bench-peers-torch clean
+.PHONY: install demo test docs test-float test-slow bench bench-quick bench-peers bench-peers-torch clean
 
 $(VENV)/.installed: setup.py pyproject.toml $(wildcard ext/*.pyx)
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --nbmake --nbmake-timeout=600 notebooks/
+	$(MAKE) docs
+
+# the documentation site, warnings as errors, and every example on it run as a doctest
+docs: install
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-glob="*.rst" docs
+	$(PY) -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
 
 # tests whose results depend on BLAS kernels and thread counts (run by .ci/run under several
 # OpenBLAS core types and OMP_NUM_THREADS values)
@@ -68,4 +74,4 @@ bench: install bench-peers bench-peers-torch
 	$(PY) -m benchmarks run
 
 clean:
-	rm -rf $(VENV) $(PEERS) build *.egg-info recsys/_ext/*.so ext/*.c
+	rm -rf $(VENV) $(PEERS) build *.egg-info recsys/_ext/*.so ext/*.c docs/_build docs/_generated

@@ -103,9 +103,13 @@ setup(
         "tune": ["optuna>=4.2", "mlflow>=3", "matplotlib>=3.7"],
         # sharded batch scoring and many-machine sweeps
         "scale": ["dask[distributed]>=2024.1", "pyarrow>=12", "psycopg2-binary>=2.9"],
+        # the documentation site (Sphinx: numpydoc docstrings, argparse CLI reference)
+        "docs": ["sphinx>=7", "numpydoc>=1.6", "sphinx-argparse>=0.4", "furo>=2024.1",
+                 "matplotlib>=3.7"],
         "test": ["pytest>=7", "hypothesis>=6.80", "pyarrow>=12", "ruff>=0.5",
                  "optuna>=4.2", "mlflow>=3", "matplotlib>=3.7", "dask[distributed]>=2024.1",
-                 "psycopg2-binary>=2.9", "nbmake>=1.5", "ipykernel>=6", "nbformat>=5"],
+                 "psycopg2-binary>=2.9", "nbmake>=1.5", "ipykernel>=6", "nbformat>=5",
+                 "sphinx>=7", "numpydoc>=1.6", "sphinx-argparse>=0.4", "furo>=2024.1"],
     },
     entry_points={"console_scripts": ["recsys = recsys.cli:main"]},
     zip_safe=False,

@@ -80,7 +80,7 @@ def main() -> None:
                    "threads": threads, "implicit_cg_s": imp}
             for solver in ("cg", "cholesky", "sketch"):
                 row[f"altmin_{solver}_s"] = epoch_seconds(lambda s, k=k, solver=solver: AltMin(
-                    factors=k, iterations=s, solver=solver, init="random", l2=0.1,
+                    factors=k, epochs=s, solver=solver, init="random", l2=0.1,
                     random_state=0, num_threads=threads, dtype="float32"), X)
             row["cg_speedup_vs_implicit"] = imp / row["altmin_cg_s"]
             row["cg_speedup_vs_cholesky"] = row["altmin_cholesky_s"] / row["altmin_cg_s"]
@@ -136,7 +136,7 @@ def time_to_recover(rank: int, solver: str, n: int, density: float = 0.3,
             raise StopIteration
 
     def make(sweeps):
-        return AltMin(factors=rank, l2=0.0, iterations=sweeps, solver=solver, cg_steps=3,
+        return AltMin(factors=rank, l2=0.0, epochs=sweeps, solver=solver, cg_steps=3,
                       biases=False, init="svd", random_state=0, dtype="float64",
                       num_threads=threads)
 

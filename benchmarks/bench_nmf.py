@@ -84,7 +84,7 @@ def five_fold_table(folds, surprise: list[str]) -> list[dict]:
               "NBMF (masked)": lambda: NBMF(random_state=0),
               "NBMF (unmasked)": lambda: NBMF(masked=False, random_state=0),
               "AltMin": lambda: AltMin(factors=8, l2=1.0, frequency_scaling=0.5,
-                                       iterations=20, random_state=0)}
+                                       epochs=20, random_state=0)}
     scores = {name: [] for name in models}
     threads = {name: resolve_num_threads(0) for name in models}
     for fold in folds:
@@ -118,7 +118,7 @@ def five_fold_table(folds, surprise: list[str]) -> list[dict]:
 
 def h_step_qubos(split, k: int, n_items: int | None):
     """The QUBOs of one H step of NBMF on ``split.train`` (W after a 5-iteration fit)."""
-    model = NBMF(factors=k, iterations=5, random_state=0).fit(split.train)
+    model = NBMF(factors=k, epochs=5, random_state=0).fit(split.train)
     XT = split.train.matrix.T.tocsr()
     XT.sort_indices()
     items = np.flatnonzero(np.diff(XT.indptr))[:n_items].astype(np.int64)

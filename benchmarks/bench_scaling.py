@@ -3,7 +3,7 @@
 Synthetic power-law data (item popularity ~ rank^-0.8, 50 interactions per user, 10,000 items,
 so the number of users grows with nnz: 2,000 users at 1e5 up to 200,000 at 1e7; values are
 random integer ratings 1-5, which the rating models fit and the implicit models read as
-confidences). Every model is fitted with a fixed amount of work (iterations / epochs below), so
+confidences). Every model is fitted with a fixed amount of work (epochs below), so
 the curve shows how one fit's cost grows with the data. One fit per size and model (median of
 3 below 1e6 interactions), all cores, BLAS at one thread outside the models' own calls.
 
@@ -38,11 +38,11 @@ MODELS = {
     "MostPopular": lambda t: MostPopular(),
     "ItemKNN": lambda t: ItemKNN(neighbors=100, num_threads=t),
     "EASE": lambda t: EASE(l2=500.0, num_threads=t),
-    "ALS": lambda t: ALS(factors=64, iterations=10, random_state=0, num_threads=t),
-    "BPR": lambda t: BPR(factors=64, iterations=10, random_state=0, num_threads=t),
-    "MaskedNMF": lambda t: MaskedNMF(factors=64, iterations=10, random_state=0, num_threads=t),
-    "NBMF": lambda t: NBMF(factors=32, iterations=5, random_state=0, num_threads=t),
-    "AltMin": lambda t: AltMin(factors=64, iterations=10, solver="cg", init="random",
+    "ALS": lambda t: ALS(factors=64, epochs=10, random_state=0, num_threads=t),
+    "BPR": lambda t: BPR(factors=64, epochs=10, random_state=0, num_threads=t),
+    "MaskedNMF": lambda t: MaskedNMF(factors=64, epochs=10, random_state=0, num_threads=t),
+    "NBMF": lambda t: NBMF(factors=32, epochs=5, random_state=0, num_threads=t),
+    "AltMin": lambda t: AltMin(factors=64, epochs=10, solver="cg", init="random",
                                random_state=0, num_threads=t),
     "SimpleX": lambda t: SimpleX(factors=64, negatives=1000, epochs=1, random_state=0,
                                  num_threads=t),

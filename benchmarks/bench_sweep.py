@@ -109,8 +109,8 @@ def overhead(data: str, models: list[str]) -> list[dict]:
         for name in models:
             cls = model_class(name)
             params = dict(PRESETS.get(name, [{}])[0])
-            if data == "quick" and "iterations" in params:
-                params["iterations"] = min(params["iterations"], 20)
+            if data == "quick" and "epochs" in params:
+                params["epochs"] = min(params["epochs"], 20)
             plain = trial_model(cls, params, 0)
             start = time.perf_counter()
             tune.fit(plain)

@@ -36,9 +36,9 @@ def models(name: str, quick: bool) -> dict:
         "MostPopular": lambda: MostPopular(),
         "ItemKNN": lambda: ItemKNN(neighbors=200, num_threads=2),
         "EASE": lambda: EASE(l2=EASE_L2[name.partition(":")[0]], num_threads=2),
-        "ALS": lambda: ALS(factors=64, iterations=15, regularization=1.0, random_state=0,
+        "ALS": lambda: ALS(factors=64, epochs=15, l2=1.0, random_state=0,
                            num_threads=2),
-        "BPR": lambda: BPR(factors=64, iterations=100, random_state=0, num_threads=2),
+        "BPR": lambda: BPR(factors=64, epochs=100, random_state=0, num_threads=2),
         "SimpleX": lambda: SimpleX(negatives=200, epochs=epochs, random_state=0,
                                    num_threads=2),
     }

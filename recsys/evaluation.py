@@ -5,15 +5,15 @@ items, with the items in their ``train_X`` row excluded. With ``T_u`` the user's
 ``rel_u(r) = 1`` when the item at rank ``r`` (0-based) is in ``T_u``, and ``hits_u@k`` the number
 of such items in the first ``k``:
 
-- ``ndcg_at_k``      = DCG / IDCG, DCG = sum_{r<k} rel_u(r) / log2(r + 2), IDCG the same sum over
-  the first ``min(k, |T_u|)`` ranks with every item relevant (binary gains).
-- ``recall_at_k``    = hits_u@k / |T_u|.
-- ``recall_capped_at_k`` = hits_u@k / min(k, |T_u|) (the variant some papers call recall).
-- ``precision_at_k`` = hits_u@k / k.
-- ``map_at_k``       = (1 / min(k, |T_u|)) sum_{r<k} rel_u(r) * precision@(r + 1).
-- ``mrr_at_k``       = 1 / (r + 1) for the first relevant rank r < k, else 0.
-- ``hit_rate_at_k``  = 1 if hits_u@k > 0 else 0.
-- ``coverage_at_k``  = |union of all users' top-k lists| / n_items (catalogue coverage).
+- ``ndcg_at_k``: ``DCG / IDCG``, ``DCG = sum_{r<k} rel_u(r) / log2(r + 2)``, IDCG the same sum
+  over the first ``min(k, |T_u|)`` ranks with every item relevant (binary gains).
+- ``recall_at_k``: ``hits_u@k / |T_u|``.
+- ``recall_capped_at_k``: ``hits_u@k / min(k, |T_u|)`` (the variant some papers call recall).
+- ``precision_at_k``: ``hits_u@k / k``.
+- ``map_at_k``: ``(1 / min(k, |T_u|)) sum_{r<k} rel_u(r) * precision@(r + 1)``.
+- ``mrr_at_k``: ``1 / (r + 1)`` for the first relevant rank ``r < k``, else 0.
+- ``hit_rate_at_k``: 1 if ``hits_u@k > 0`` else 0.
+- ``coverage_at_k``: ``|union of all users' top-k lists| / n_items`` (catalogue coverage).
 
 Beyond accuracy (novelty, diversity, exposure and popularity bias): see :mod:`recsys.beyond`.
 All but coverage, ``gini`` and ``entropy`` are averaged over test users (macro). ``k`` beyond

@@ -80,7 +80,7 @@ def test_sketch_preconditioning_beats_plain_cg_on_ill_conditioned_rows():
 @pytest.mark.parametrize("solver, iterations", [("cholesky", 30), ("cg", 60), ("sketch", 30)])
 def test_exact_recovery_of_a_low_rank_matrix(solver, iterations):
     M, observed, _ = low_rank_problem()
-    model = AltMin(factors=5, l2=0.0, iterations=iterations, solver=solver, cg_steps=5,
+    model = AltMin(factors=5, l2=0.0, epochs=iterations, solver=solver, cg_steps=5,
                    biases=False, init="svd", random_state=0).fit(observed)
     full = model.user_factors_ @ model.item_factors_.T
     error = np.linalg.norm(full - M) / np.linalg.norm(M)
@@ -109,7 +109,7 @@ def test_sample_splitting_recovers_from_fresh_samples_each_step():
         full = model.user_factors_ @ model.item_factors_.T
         errors.append(np.linalg.norm(full - M) / np.linalg.norm(M))
 
-    AltMin(factors=3, l2=0.0, iterations=4, biases=False, sample_splitting=True,
+    AltMin(factors=3, l2=0.0, epochs=4, biases=False, sample_splitting=True,
            random_state=0).fit(observed, callback=record)
     assert all(b < 0.8 * a for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] < 1e-2
@@ -117,15 +117,15 @@ def test_sample_splitting_recovers_from_fresh_samples_each_step():
 
 def test_same_seed_same_model_and_thread_independence():
     _, observed, _ = low_rank_problem(seed=5)
-    a = AltMin(factors=4, iterations=3, random_state=0, num_threads=1).fit(observed)
-    b = AltMin(factors=4, iterations=3, random_state=0, num_threads=2).fit(observed)
+    a = AltMin(factors=4, epochs=3, random_state=0, num_threads=1).fit(observed)
+    b = AltMin(factors=4, epochs=3, random_state=0, num_threads=2).fit(observed)
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
 
 
 def test_fold_in_is_the_ridge_solve_against_the_item_factors():
     _, observed, _ = low_rank_problem(seed=6)
     observed.data += 3.0  # a mean for the biases to absorb
-    model = AltMin(factors=5, l2=0.3, frequency_scaling=0.5, iterations=5,
+    model = AltMin(factors=5, l2=0.3, frequency_scaling=0.5, epochs=5,
                    random_state=0).fit(observed)
     new_users = observed[:20]
     factors, bias = model.fold_in(new_users)
@@ -171,7 +171,7 @@ def test_ml100k_five_fold_rmse(data_home):
     rmses = []
     for fold in ("u1", "u2", "u3", "u4", "u5"):
         split = load("ml-100k", split=fold, data_home=data_home)
-        model = AltMin(factors=8, l2=1.0, frequency_scaling=0.5, iterations=20,
+        model = AltMin(factors=8, l2=1.0, frequency_scaling=0.5, epochs=20,
                        random_state=0)
         rmses.append(evaluate_ratings(model.fit(split.train), split.test, split.train)["rmse"])
     assert np.mean(rmses) <= 0.915, rmses
@@ -179,7 +179,7 @@ def test_ml100k_five_fold_rmse(data_home):
 
 def test_model_interface(tmp_path, data_home):
     split = load("ml-100k", split="u1", data_home=data_home)
-    model = AltMin(factors=8, l2=1.0, frequency_scaling=0.5, iterations=3,
+    model = AltMin(factors=8, l2=1.0, frequency_scaling=0.5, epochs=3,
                    random_state=0).fit(split.train)
     X = split.train.matrix
     loaded = check_rating_model(model, X, tmp_path)

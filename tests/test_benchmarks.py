@@ -69,13 +69,20 @@ def test_page_renders_tables_and_says_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     (tmp_path / "accuracy.csv").write_text(
         "data,model,params,grid_size,recall_at_20,ndcg_at_20,published_recall_at_20,"
-        "published_ndcg_at_20,fit_s,peak_mem_gib,eval_users_per_s,threads\n"
-        'd,EASE,"{""l2"": 80.0}",1,0.17649,0.14666,0.1765,0.1467,218.5,6.99,5000,2\n'
-        "d,MostPopular,{},1,0.04,0.03,nan,nan,0.001,0.0,40000,2\n")
+        "published_ndcg_at_20,fit_s,peak_mem_gib,eval_users_per_s,threads,recall_at_20_low,"
+        "recall_at_20_high,ndcg_at_20_low,ndcg_at_20_high,arp_at_20\n"
+        'd,EASE,"{""l2"": 80.0}",1,0.17649,0.14666,0.1765,0.1467,218.5,6.99,5000,2,0.17,0.18,'
+        "0.14,0.15,123.4\n"
+        "d,MostPopular,{},1,0.04,0.03,nan,nan,0.001,0.0,40000,2,,,,,\n")
+    (tmp_path / "accuracy_compare.csv").write_text(
+        "data,model,baseline,significant\nd,EASE,EASE,False\nd,MostPopular,EASE,True\n")
     text = report.render("A\n{{accuracy}}\nB\n{{scaling}}\n", quick=False,
                          out=tmp_path / "plots")
     lines = text.splitlines()
     ease = next(line for line in lines if "| EASE |" in line)
-    assert "0.1765 | 0.1467 | 0.1765 | 0.1467 | 218 s | 6.99 GiB | 5,000" in ease
-    assert "| d | MostPopular | 0.0400 | 0.0300 | - | - |" in text
+    assert ("0.1765 [0.1700, 0.1800] | 0.1467 [0.1400, 0.1500] | best | 0.1765 | 0.1467 | "
+            "218 s | 6.99 GiB | 5,000") in ease
+    assert "| d | MostPopular | 0.0400 | 0.0300 | * | - | - |" in text
+    beyond = [line for line in lines if line.startswith("| d | EASE |")][-1]
+    assert "| 123.4 |" in beyond and beyond.count("| - ") == 7  # ARP given, the rest missing
     assert "Not run yet: no `results/scaling.csv`" in text

@@ -37,7 +37,7 @@ def test_mostpopular_matches_numpy(ml100k_u1):
 
 def test_als_matches_numpy(ml100k_u1):
     train, test = ml100k_u1
-    model = ALS(factors=32, iterations=10, random_state=0, num_threads=1).fit(train)
+    model = ALS(factors=32, epochs=10, random_state=0, num_threads=1).fit(train)
     scores = model.user_factors_ @ model.item_factors_.T  # float32 GEMM, as the kernel does
     ndcg, recall = numpy_ndcg_recall(scores, train.matrix, test.matrix, 10)
     got = evaluate(model, train, test, k=10)

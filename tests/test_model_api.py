@@ -41,14 +41,14 @@ GOOD = {  # configurations that learn the two groups
     "ItemKNN": lambda: FAST["ItemKNN"](),
     "EASE": lambda: FAST["EASE"](),
     "MostPopular": lambda: FAST["MostPopular"](),
-    "ALS": lambda: ALS(factors=4, iterations=15, regularization=0.1, random_state=0,
+    "ALS": lambda: ALS(factors=4, epochs=15, l2=0.1, random_state=0,
                        num_threads=1),
-    "BPR": lambda: BPR(factors=4, iterations=200, learning_rate=0.05, random_state=0,
+    "BPR": lambda: BPR(factors=4, epochs=200, learning_rate=0.05, random_state=0,
                        num_threads=1),
-    "AltMin": lambda: AltMin(factors=2, iterations=10, l2=0.1, random_state=0, num_threads=1),
-    "MaskedNMF": lambda: MaskedNMF(factors=2, iterations=30, l2=0.1, random_state=0,
+    "AltMin": lambda: AltMin(factors=2, epochs=10, l2=0.1, random_state=0, num_threads=1),
+    "MaskedNMF": lambda: MaskedNMF(factors=2, epochs=30, l2=0.1, random_state=0,
                                    num_threads=1, biases=False),
-    "NBMF": lambda: NBMF(factors=4, iterations=10, random_state=0, num_threads=1),
+    "NBMF": lambda: NBMF(factors=4, epochs=10, random_state=0, num_threads=1),
     "SimpleX": lambda: SimpleX(factors=8, negatives=10, epochs=15, learning_rate=0.05,
                                dropout=0.0, random_state=0, num_threads=1, init_std=0.1),
 }
@@ -89,7 +89,7 @@ def _als_reference(model, rows: sp.csr_matrix) -> np.ndarray:
     for u in range(rows.shape[0]):
         c = np.zeros(len(Y))
         c[rows[u].indices] = model.alpha * rows[u].data
-        A = Y.T @ (Y * np.maximum(c, 1.0)[:, None]) + model.regularization * np.eye(Y.shape[1])
+        A = Y.T @ (Y * np.maximum(c, 1.0)[:, None]) + model.l2 * np.eye(Y.shape[1])
         b = Y.T @ c
         out.append(np.linalg.solve(A, b))
     return np.array(out)
@@ -97,7 +97,7 @@ def _als_reference(model, rows: sp.csr_matrix) -> np.ndarray:
 
 def test_als_fold_in_is_the_exact_least_squares_solve():
     X = groups()
-    model = ALS(factors=5, iterations=5, alpha=2.0, regularization=0.3, random_state=0,
+    model = ALS(factors=5, epochs=5, alpha=2.0, l2=0.3, random_state=0,
                 num_threads=1).fit(X[:50])
     got = model.fold_in(X[50:])
     want = _als_reference(model, X[50:])
@@ -120,7 +120,7 @@ def test_als_fold_in_of_a_fitted_row_reproduces_its_vector_at_convergence():
             moves.append(np.abs(m.user_factors_ - previous["U"]).max())
         previous["U"] = m.user_factors_.copy()
 
-    model = ALS(factors=4, iterations=150, regularization=1.0, use_cg=False, random_state=0,
+    model = ALS(factors=4, epochs=150, l2=1.0, solver="cholesky", random_state=0,
                 num_threads=1).fit(X, callback=track)
     scale = np.abs(model.user_factors_).max()
     assert moves[-1] < 1e-3 * scale  # converged
@@ -130,7 +130,7 @@ def test_als_fold_in_of_a_fitted_row_reproduces_its_vector_at_convergence():
 
 def test_masked_nmf_fold_in_of_a_fitted_row_reproduces_its_vector_at_convergence():
     X = groups()
-    model = MaskedNMF(factors=3, iterations=400, l2=0.2, random_state=0,
+    model = MaskedNMF(factors=3, epochs=400, l2=0.2, random_state=0,
                       num_threads=1).fit(X)
     loss = model.loss_
     assert (loss[-2] - loss[-1]) <= 1e-9 * loss[-1]  # the fit has converged
@@ -144,7 +144,7 @@ def test_nbmf_fold_in_is_the_nonnegative_least_squares_of_the_row():
     from scipy.optimize import nnls
 
     X = groups()
-    model = NBMF(factors=4, iterations=5, l2=0.3, random_state=0, num_threads=1).fit(X[:50])
+    model = NBMF(factors=4, epochs=5, l2=0.3, random_state=0, num_threads=1).fit(X[:50])
     H = model.item_factors_  # items x k, binary
     got = model.fold_in(X[50:])
     for r in range(10):
@@ -161,7 +161,7 @@ def test_bpr_fold_in_maximises_its_objective_on_the_drawn_pairs():
     from recsys.models.implicit_mf import _sample_pairs
 
     X = groups()
-    model = BPR(factors=4, iterations=50, random_state=0, num_threads=1).fit(X[:50])
+    model = BPR(factors=4, epochs=50, random_state=0, num_threads=1).fit(X[:50])
     got = model.fold_in(X[50:])
     assert (got[:, -1] == 1).all()
     Y, bias = model.item_factors_[:, :-1].astype(np.float64), model.item_factors_[:, -1]
@@ -169,7 +169,7 @@ def test_bpr_fold_in_maximises_its_objective_on_the_drawn_pairs():
 
     def objective(x, r):  # the documented objective, negated
         m = (Y[pos[r]] - Y[neg[r]]) @ x + bias[pos[r]] - bias[neg[r]]
-        return np.logaddexp(0, -m).mean() + model.regularization * x @ x
+        return np.logaddexp(0, -m).mean() + model.l2 * x @ x
 
     for r in range(10):
         best = minimize(objective, np.zeros(4), args=(r,), method="BFGS").fun
@@ -332,7 +332,7 @@ def test_partial_fit_is_refused_with_a_reason_where_it_is_not_built():
 
 def test_als_partial_fit_re_solves_the_touched_rows():
     before, after, changed = grown()
-    model = ALS(factors=4, iterations=8, regularization=0.5, use_cg=False, random_state=0,
+    model = ALS(factors=4, epochs=8, l2=0.5, solver="cholesky", random_state=0,
                 num_threads=1).fit(before)
     untouched = np.setdiff1d(np.arange(60), changed)
     kept = model.user_factors_[untouched].copy()

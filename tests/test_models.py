@@ -39,16 +39,16 @@ def checkerboard_ratings(n: int = 50) -> sp.csr_matrix:
 MODELS = {
     "MostPopular": lambda: MostPopular(),
     "ItemKNN": lambda: ItemKNN(neighbors=30),
-    "ALS": lambda: ALS(factors=8, iterations=10, regularization=0.01, random_state=0,
+    "ALS": lambda: ALS(factors=8, epochs=10, l2=0.01, random_state=0,
                        num_threads=1),
     "EASE": lambda: EASE(l2=10.0),
     "EASE-sparse": lambda: EASE(l2=10.0, max_items_dense=0, neighbors=20),
-    "BPR": lambda: BPR(factors=8, iterations=200, learning_rate=0.05, random_state=0,
+    "BPR": lambda: BPR(factors=8, epochs=200, learning_rate=0.05, random_state=0,
                        num_threads=1),
-    "AltMin": lambda: AltMin(factors=2, iterations=10, l2=0.1, random_state=0, num_threads=1),
-    "MaskedNMF": lambda: MaskedNMF(factors=2, iterations=30, l2=0.1, random_state=0,
+    "AltMin": lambda: AltMin(factors=2, epochs=10, l2=0.1, random_state=0, num_threads=1),
+    "MaskedNMF": lambda: MaskedNMF(factors=2, epochs=30, l2=0.1, random_state=0,
                                    num_threads=1),
-    "NBMF": lambda: NBMF(factors=4, iterations=10, random_state=0, num_threads=1),
+    "NBMF": lambda: NBMF(factors=4, epochs=10, random_state=0, num_threads=1),
     "SimpleX": lambda: SimpleX(factors=8, negatives=20, epochs=20, learning_rate=0.05,
                                dropout=0.0, random_state=0, num_threads=1),
 }
@@ -211,7 +211,7 @@ def test_same_seed_same_model(name):
 def test_itemknn_matches_dense_cosine():
     X = checkerboard(12)
     X = X.multiply(np.arange(1, 13, dtype=np.float32)[None, :]).tocsr()
-    model = ItemKNN(neighbors=3, shrink=0.5, batch_size=5).fit(X)
+    model = ItemKNN(neighbors=3, shrink=0.5, block_size=5).fit(X)
     D = X.toarray().astype(np.float64)
     norms = np.linalg.norm(D, axis=0)
     S = D.T @ D / (np.outer(norms, norms) + 0.5)
@@ -236,12 +236,12 @@ def test_mostpopular_weighting():
 def test_negative_values_rejected_where_needed():
     X = sp.csr_matrix(np.array([[1, -1], [1, 1]], dtype=np.float32))
     with pytest.raises(ValueError, match="negative"):
-        ALS(factors=2, iterations=1).fit(X)
+        ALS(factors=2, epochs=1).fit(X)
 
 
-@pytest.mark.parametrize("make", [lambda: ALS(factors=8, iterations=4, random_state=0,
+@pytest.mark.parametrize("make", [lambda: ALS(factors=8, epochs=4, random_state=0,
                                               num_threads=1),
-                                  lambda: BPR(factors=8, iterations=4, random_state=0,
+                                  lambda: BPR(factors=8, epochs=4, random_state=0,
                                               num_threads=1)])
 def test_implicit_models_call_back_after_every_epoch(make):
     X = checkerboard()

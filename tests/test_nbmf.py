@@ -118,13 +118,13 @@ def dense_loss(model, X):
 @pytest.mark.parametrize("solver, w_solver, nu", [("anneal", "cd", 0.0), ("exact", "pgm", 1.0)])
 def test_fit_decreases_the_masked_loss(solver, w_solver, nu):
     X = ratings(seed=8)
-    model = NBMF(factors=6, l2=0.1, iterations=8, solver=solver, w_solver=w_solver,
+    model = NBMF(factors=6, l2=0.1, epochs=8, solver=solver, w_solver=w_solver,
                  frequency_scaling=nu, random_state=0, num_threads=2).fit(X)
     assert (np.diff(model.loss_) <= 1e-9 * model.loss_[0]).all()
     np.testing.assert_allclose(model.loss_[-1], dense_loss(model, X), rtol=1e-8)
     assert (model.user_factors_ >= 0).all()
     assert set(np.unique(model.item_factors_)) <= {0.0, 1.0}
-    one = NBMF(factors=6, l2=0.1, iterations=8, solver=solver, w_solver=w_solver,
+    one = NBMF(factors=6, l2=0.1, epochs=8, solver=solver, w_solver=w_solver,
                frequency_scaling=nu, random_state=0, num_threads=1).fit(X)
     np.testing.assert_array_equal(one.item_codes_, model.item_codes_)
     np.testing.assert_allclose(one.user_factors_, model.user_factors_, rtol=1e-12)
@@ -152,9 +152,9 @@ class BruteForceSampler:
 
 def test_external_sampler_matches_exact_enumeration(caplog, tmp_path):
     X = ratings(seed=9)
-    exact = NBMF(factors=5, iterations=4, solver="exact", random_state=1).fit(X)
+    exact = NBMF(factors=5, epochs=4, solver="exact", random_state=1).fit(X)
     sampler = BruteForceSampler()
-    external = NBMF(factors=5, iterations=4, solver=sampler, random_state=1).fit(X)
+    external = NBMF(factors=5, epochs=4, solver=sampler, random_state=1).fit(X)
     assert sampler.calls == 4 * np.count_nonzero(X.getnnz(axis=0))
     np.testing.assert_array_equal(external.item_codes_, exact.item_codes_)
     np.testing.assert_allclose(external.loss_, exact.loss_, rtol=1e-10)
@@ -194,14 +194,14 @@ def test_masking_is_what_makes_nbmf_work_for_cf(data_home):
     split = load("ml-100k", split="u1", data_home=data_home)
     rmse = {}
     for masked in (True, False):
-        model = NBMF(factors=8, iterations=10, masked=masked, random_state=0)
+        model = NBMF(factors=8, epochs=10, masked=masked, random_state=0)
         rmse[masked] = evaluate_ratings(model.fit(split.train), split.test, split.train)["rmse"]
     assert rmse[True] < 1.2 < 2.0 < rmse[False], rmse
 
 
 def test_model_interface(tmp_path, data_home):
     split = load("ml-100k", split="u1", data_home=data_home)
-    model = NBMF(factors=8, iterations=3, random_state=0).fit(split.train)
+    model = NBMF(factors=8, epochs=3, random_state=0).fit(split.train)
     X = split.train.matrix
     users = np.arange(0, 900, 50)
     manual = model.user_factors_[users] @ unpack_codes(model.item_codes_, 8).T

@@ -80,7 +80,7 @@ def dense_objective(model, X):
 @pytest.mark.parametrize("biases", [True, False])
 def test_loss_decreases_and_converges_to_a_kkt_point(biases):
     X = ratings(seed=3)
-    model = MaskedNMF(factors=5, l2=0.1, frequency_scaling=1.0, iterations=2000, biases=biases,
+    model = MaskedNMF(factors=5, l2=0.1, frequency_scaling=1.0, epochs=2000, biases=biases,
                       random_state=0, num_threads=2).fit(X)
     loss = model.loss_
     assert (np.diff(loss) <= 1e-9 * loss[0]).all()
@@ -116,7 +116,7 @@ def test_bad_input():
     X.data[0] = -1.0
     with pytest.raises(ValueError, match="nonnegative"):
         MaskedNMF(biases=False).fit(X)
-    MaskedNMF(iterations=2).fit(X)  # biases absorb signed values
+    MaskedNMF(epochs=2).fit(X)  # biases absorb signed values
     X.data[0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         MaskedNMF().fit(X)
@@ -144,7 +144,7 @@ def test_ml100k_five_fold_rmse(data_home):
 
 def test_model_interface(tmp_path, data_home):
     split = load("ml-100k", split="u1", data_home=data_home)
-    model = MaskedNMF(iterations=5, random_state=0).fit(split.train)
+    model = MaskedNMF(epochs=5, random_state=0).fit(split.train)
     X = split.train.matrix
     users = np.arange(0, 900, 50)
     manual = (model.user_factors_[users] @ model.item_factors_.T + model.user_bias_[users, None]

@@ -274,7 +274,7 @@ def test_rating_models_fold_new_users_in_from_their_ratings(fitted_raw):
     from recsys.models import AltMin
 
     frame, data = fitted_raw
-    model = AltMin(factors=4, iterations=5, random_state=0).fit(data)  # raw ratings
+    model = AltMin(factors=4, epochs=5, random_state=0).fit(data)  # raw ratings
     newcomer = pd.DataFrame({"uid": ["zoe"] * 3, "sku": ["sku-001", "sku-005", "sku-009"],
                              "stars": [5, 1, 2]})
     out = model.recommend_raw(["zoe"], pd.concat([frame, newcomer]), k=4, user="uid",

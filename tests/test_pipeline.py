@@ -116,7 +116,7 @@ def test_pipeline_on_a_synthetic_log_sharded_and_serving_new_users(tmp_path):
         "data": {"path": str(tmp_path / "events.csv"), "user": "uid", "item": "sku",
                  "value": "stars", "timestamp": "ts", "threshold": 4},
         "split": {"protocol": "temporal"},
-        "model": {"name": "als", "params": {"factors": 8, "iterations": 5}},
+        "model": {"name": "als", "params": {"factors": 8, "epochs": 5}},
         "recommend": {"k": 5, "out": str(tmp_path / "out"), "shards": 2},
         "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'm.db'}", "experiment": "synth",
                    "registered_model": "synth"},

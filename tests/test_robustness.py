@@ -36,11 +36,11 @@ FAST = {
     "MostPopular": lambda: MostPopular(),
     "ItemKNN": lambda: ItemKNN(neighbors=5),
     "EASE": lambda: EASE(l2=5.0),
-    "ALS": lambda: ALS(factors=3, iterations=2, random_state=0, num_threads=1),
-    "BPR": lambda: BPR(factors=3, iterations=3, random_state=0, num_threads=1),
-    "AltMin": lambda: AltMin(factors=2, iterations=2, random_state=0, num_threads=1),
-    "MaskedNMF": lambda: MaskedNMF(factors=2, iterations=2, random_state=0, num_threads=1),
-    "NBMF": lambda: NBMF(factors=4, iterations=2, random_state=0, num_threads=1),
+    "ALS": lambda: ALS(factors=3, epochs=2, random_state=0, num_threads=1),
+    "BPR": lambda: BPR(factors=3, epochs=3, random_state=0, num_threads=1),
+    "AltMin": lambda: AltMin(factors=2, epochs=2, random_state=0, num_threads=1),
+    "MaskedNMF": lambda: MaskedNMF(factors=2, epochs=2, random_state=0, num_threads=1),
+    "NBMF": lambda: NBMF(factors=4, epochs=2, random_state=0, num_threads=1),
     "SimpleX": lambda: SimpleX(factors=4, negatives=4, epochs=1, random_state=0,
                                num_threads=1),
 }
@@ -248,7 +248,7 @@ def test_named_cases_from_the_issue():
                          (SimpleX(init_std=0), "init_std"), (SimpleX(eval_every=0), "eval_every"),
                          (SimpleX(metric="ndcg@10"), "metric"),
                          (SimpleX(batch_size=-1), "batch_size"),
-                         (AltMin(iterations=-1), "iterations"),
+                         (AltMin(epochs=-1), "epochs"),
                          (BPR(learning_rate=float("nan")), "learning_rate"),
                          (EASE(l2=float("inf")), "l2"), (MaskedNMF(l2=-1.0), "l2")]:
         with pytest.raises(CLEAN, match=param):
@@ -298,7 +298,7 @@ def test_degenerate_data_fits_or_says_why(name, case):
 
 def test_altmin_fits_one_item_and_one_user():
     for X in (DEGENERATE["one item"](), DEGENERATE["one user"]()):
-        model = AltMin(factors=2, iterations=3, random_state=0).fit(X)
+        model = AltMin(factors=2, epochs=3, random_state=0).fit(X)
         pred = model.predict(*X.nonzero(), X)
         assert np.isfinite(pred).all()
 
@@ -463,7 +463,7 @@ def test_crafted_model_files_are_refused(tmp_path):
     X = small()
     pop = MostPopular().fit(X).save(tmp_path / "pop.npz")
     knn = ItemKNN(neighbors=3).fit(X).save(tmp_path / "knn.npz")
-    als = ALS(factors=3, iterations=1, random_state=0).fit(X).save(tmp_path / "als.npz")
+    als = ALS(factors=3, epochs=1, random_state=0).fit(X).save(tmp_path / "als.npz")
     simplex = SimpleX(factors=4, negatives=3, epochs=1, random_state=0).fit(X).save(
         tmp_path / "sx.npz")
     cases = {

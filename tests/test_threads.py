@@ -64,6 +64,8 @@ def test_idle_cores_sees_a_busy_core():
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two cores")
     calm = _threads.idle_cores(0.2)
+    if calm is None or calm < 0.8:
+        pytest.skip(f"no idle core to start from ({calm}): the machine is busy")
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         import time

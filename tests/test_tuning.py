@@ -43,7 +43,7 @@ def test_spaces_cover_every_model_and_suggest_inside_them():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(20):
         params = suggest(study.ask(), SPACES["ALS"])
-        assert 4 <= params["factors"] <= 512 and 1e-3 <= params["regularization"] <= 100
+        assert 4 <= params["factors"] <= 512 and 1e-3 <= params["l2"] <= 100
     assert trial_seed(0, {"a": 1}) == trial_seed(0, {"a": 1}) != trial_seed(1, {"a": 1})
     assert model_class("ease").__name__ == "EASE"
     with pytest.raises(ValueError, match="unknown model"):
@@ -95,7 +95,7 @@ def test_iterative_models_log_per_epoch_metrics(tmp_path, data_home):
     assert len(trial_runs) == 2
     for run in trial_runs:
         history = client.get_metric_history(run.info.run_id, "epoch_ndcg_at_10")
-        epochs = int(run.data.params["iterations"])
+        epochs = int(run.data.params["epochs"])
         # every 3 epochs, the last one left to the final evaluation on every validation user
         assert [m.step for m in history] == [e for e in range(2, epochs - 1, 3)]
         assert "ndcg_at_10" in run.data.metrics
@@ -355,12 +355,12 @@ def test_cli_fixed_parameters_log_model_none_and_the_sweep_bar(tmp_path, data_ho
 
     uri = f"sqlite:///{tmp_path}/X.db"
     out = cli(["sweep", "--model", "als", "--dataset", "ml-100k", "--trials", "3",
-               "--fixed", "factors=8", "--fixed", "iterations=3", "--log-model", "none",
+               "--fixed", "factors=8", "--fixed", "epochs=3", "--log-model", "none",
                "--tracking-uri", uri, "--storage", str(tmp_path / "journal.log")],
               tmp_path, data_home, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
-    assert result["best_params"]["factors"] == 8 and result["best_params"]["iterations"] == 3
+    assert result["best_params"]["factors"] == 8 and result["best_params"]["epochs"] == 3
     assert result["logged_model_bytes"] == 0
     assert "sweep: 100%" in out.stderr and "best ndcg_at_10=" in out.stderr  # one bar
     client = mlflow.MlflowClient(uri)
@@ -372,9 +372,9 @@ def test_cli_fixed_parameters_log_model_none_and_the_sweep_bar(tmp_path, data_ho
     trials = client.search_runs([parent.info.experiment_id],
                                 f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(trials) == 3
-    assert {(r.data.params["factors"], r.data.params["iterations"]) for r in trials} == {
+    assert {(r.data.params["factors"], r.data.params["epochs"]) for r in trials} == {
         ("8", "3")}
-    assert {r.data.params["regularization"] for r in trials} != {"0.01"}  # still tuned
+    assert {r.data.params["l2"] for r in trials} != {"0.01"}  # still tuned
     bad = cli(["sweep", "--model", "als", "--fixed", "factorz=8", "--trials", "1",
                "--tracking-uri", uri, "--storage", str(tmp_path / "journal.log"), "--quiet"],
               tmp_path, data_home, timeout=120)

@@ -1,6 +1,6 @@
 """Alternating-minimisation matrix completion on observed entries (explicit ratings).
 
-Minimises over user factors x_u, item factors y_i, biases b_u, b_i (mean mu fixed)
+Minimises over user factors x_u, item factors y_i, biases b_u, b_i (mean mu fixed)::
 
     sum_{(u,i) in Omega} (r_ui - mu - b_u - b_i - x_u . y_i)^2
         + l2 * sum_u |Omega_u|^nu (|x_u|^2 + b_u^2) + l2 * sum_i |Omega_i|^nu (|y_i|^2 + b_i^2)
@@ -43,14 +43,14 @@ class AltMin(Recommender):
         Rank k.
     l2 : float
         Regularisation lambda (>= 0; rows with fewer than k + 1 observations need > 0).
-    iterations : int
-        Sweeps (users then items).
+    epochs : int
+        Passes over the data: alternating sweeps (users, then items).
     solver : {"cholesky", "cg", "sketch"}
-        Exact per-row solve (d x d Cholesky, O(|Omega| d^2) per sweep); ``cg_steps`` of
-        conjugate gradient warm-started from the current row (O(|Omega| d cg_steps)); or
+        Exact per-row solve (d x d Cholesky, ``O(|Omega| d^2)`` per sweep); ``cg_steps`` of
+        conjugate gradient warm-started from the current row (``O(|Omega| d cg_steps)``); or
         Gu et al.'s approximate solver: ``cg_steps`` of CG preconditioned by the R factor of a
         CountSketch (4d rows) of the row's design, whose convergence does not depend on the
-        row's conditioning (O(|Omega| d + d^3) + O(|Omega| d) per step).
+        row's conditioning (``O(|Omega| d + d^3) + O(|Omega| d)`` per step).
     cg_steps : int
     biases : bool
         Learn b_u and b_i (and centre on the global mean).
@@ -58,7 +58,7 @@ class AltMin(Recommender):
         nu in ``l2 * |Omega_u|^nu``; 0 gives a plain ridge.
     sample_splitting : bool
         JNS13's Algorithm 2 as analysed: the observed entries are split at random into
-        2 * iterations + 1 disjoint parts; the spectral start uses part 0 and half-step t of
+        2 * epochs + 1 disjoint parts; the spectral start uses part 0 and half-step t of
         sweep s (users, then items) only part 2s + 1 + t, so every least-squares step sees
         fresh samples. Needs several times more observations than the default (which reuses
         all of them every step, as practitioners do); rows with no entry in a part keep their
@@ -78,8 +78,9 @@ class AltMin(Recommender):
     uses_user_state = True
     rating_model = True
 
+    _renamed_params = {"iterations": "epochs"}
     _parameter_constraints = {
-        "factors": [Integer(1)], "l2": [Real(0)], "iterations": [Integer(0)],
+        "factors": [Integer(1)], "l2": [Real(0)], "epochs": [Integer(0)],
         "solver": [Options(*_SOLVERS)], "cg_steps": [Integer(1)], "biases": BOOLEAN,
         "frequency_scaling": [Real(0)], "init": [Options("svd", "random")],
         "incoherence": [Real(0, low_open=True)], "sample_splitting": BOOLEAN,
@@ -91,14 +92,14 @@ class AltMin(Recommender):
                "user_bias_": Array("f", ("n_users_",)), "item_bias_": Array("f", ("n_items_",)),
                "global_mean_": Scalar(float)}
 
-    def __init__(self, factors: int = 32, l2: float = 0.05, iterations: int = 15,
+    def __init__(self, factors: int = 32, l2: float = 0.05, epochs: int = 15,
                  solver: str = "cholesky", cg_steps: int = 3, biases: bool = True,
                  frequency_scaling: float = 1.0, init: str = "svd", incoherence: float = 4.0,
                  sample_splitting: bool = False, random_state=None,
                  num_threads: int = 0, dtype: str = "float64", show_progress: bool = False):
         self.factors = factors
         self.l2 = l2
-        self.iterations = iterations
+        self.epochs = epochs
         self.solver = solver
         self.cg_steps = cg_steps
         self.biases = biases
@@ -127,10 +128,10 @@ class AltMin(Recommender):
         self.global_mean_ = float(X.data.mean()) if self.biases else 0.0
         k = self.factors
         if self.sample_splitting:  # part 0: the start; 2 s + 1, 2 s + 2: sweep s
-            parts = split_entries(X, 2 * self.iterations + 1, rng)
+            parts = split_entries(X, 2 * self.epochs + 1, rng)
             start, steps = parts[0], parts[1:]
         else:
-            start, steps = X, [X] * (2 * self.iterations)
+            start, steps = X, [X] * (2 * self.epochs)
         if self.init == "svd":
             users, items = self._spectral_init(start, k, rng)
         else:
@@ -143,7 +144,7 @@ class AltMin(Recommender):
         if not self.sample_splitting:  # the split mode builds each half-step's part instead
             XT = X.T.tocsr()
             regs = (self._row_reg(X, dtype), self._row_reg(XT, dtype))
-        for it in tqdm(range(self.iterations), desc="AltMin", disable=not self.show_progress):
+        for it in tqdm(range(self.epochs), desc="AltMin", disable=not self.show_progress):
             with blas_limit(1):
                 for side, (rows, other) in enumerate(((U, V), (V, U))):
                     seed = int(rng.integers(2**63))

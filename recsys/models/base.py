@@ -12,8 +12,10 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +35,21 @@ logger = logging.getLogger(__name__)
 _REGISTRY: dict[str, type[Recommender]] = {}
 _FORMAT_VERSION = 1
 _META_KEY = "__meta__"
+
+
+def _translating_init(init):
+    """Wrap a model's ``__init__`` so that renamed parameters are accepted under their old
+    names (``inspect.signature`` still shows the current ones)."""
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **type(self).translate_params(kwargs))
+
+    return __init__
+
+
+def loss_history(loss: np.ndarray) -> list[dict[str, float]]:
+    """``history_`` of a model that records one loss per epoch."""
+    return [{"epoch": t, "loss": float(value)} for t, value in enumerate(loss)]
 
 
 def registered_models() -> dict[str, type[Recommender]]:
@@ -76,9 +93,16 @@ class Recommender(ABC):
     #: The fitted attributes a model file may set (see :mod:`recsys.models.schema`), beyond
     #: ``n_users_`` and ``n_items_``.
     _fitted: ClassVar[dict[str, Array | Scalar]] = {}
+    #: Parameters renamed by the vocabulary pass (see the glossary, :mod:`recsys.glossary`):
+    #: old name -> new name, or (new name, conversion of the old value). The old names keep
+    #: working for one release, with a ``FutureWarning``: in the constructor, ``set_params``,
+    #: model files and sweep records.
+    _renamed_params: ClassVar[dict[str, str | tuple[str, Callable[[Any], Any]]]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _translating_init(cls.__dict__["__init__"])
         for method in ("fit", "partial_fit"):
             if method in cls.__dict__ and not getattr(cls.__dict__[method], "_checks_result",
                                                       False):
@@ -97,8 +121,28 @@ class Recommender(ABC):
         """Hyperparameters as a flat dict (the constructor's keyword arguments)."""
         return {name: getattr(self, name) for name in self._param_names()}
 
+    @classmethod
+    def translate_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with renamed parameters under their current names (a ``FutureWarning``
+        for each old name; giving both names is a ``TypeError``)."""
+        out = dict(params)
+        for old, rule in cls._renamed_params.items():
+            if old not in out:
+                continue
+            new, convert = (rule, None) if isinstance(rule, str) else rule
+            if new in params:
+                raise TypeError(f"{cls.__name__}: give {new!r} or its old name {old!r}, not "
+                                "both")
+            warnings.warn(f"{cls.__name__}: parameter {old!r} is now called {new!r}; the old "
+                          "name is accepted until the next release", FutureWarning,
+                          stacklevel=3)
+            value = out.pop(old)
+            out[new] = convert(value) if convert is not None else value
+        return out
+
     def set_params(self, **params) -> Recommender:
         """Set hyperparameters by name; unknown names raise ``ValueError``."""
+        params = self.translate_params(params)
         valid = self._param_names()
         for name, value in params.items():
             if name not in valid:
@@ -567,6 +611,7 @@ class Recommender(ABC):
         if cls is not Recommender and not issubclass(model_cls, cls):
             raise TypeError(f"{path} holds a {meta['class']}, not a {cls.__name__}")
         params = dict(meta["params"]) if isinstance(meta["params"], dict) else {}
+        params = model_cls.translate_params(params)  # a file written before a rename
         defaults = model_cls().get_params()
         unknown = sorted(set(params) - set(defaults))
         if unknown:

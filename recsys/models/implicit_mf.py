@@ -13,7 +13,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.recommender_base import ModelFitError
 
-from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Real
+from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Options, Real
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
 from recsys.models.base import Recommender, grown
@@ -93,33 +93,42 @@ class _ImplicitFactors(Recommender):
 class ALS(_ImplicitFactors):
     """Implicit-feedback ALS (Hu, Koren, Volinsky, ICDM 2008), trained by implicit.
 
-    Minimises ``sum_ui c_ui (p_ui - x_u . y_i)^2 + regularization (|X|^2 + |Y|^2)`` with
+    Minimises ``sum_ui c_ui (p_ui - x_u . y_i)^2 + l2 (|X|^2 + |Y|^2)`` with
     ``p_ui = [r_ui > 0]`` and confidence ``c_ui = 1 + alpha r_ui``.
 
     Parameters
     ----------
-    factors, regularization, alpha, iterations : as in the paper / implicit.
-    use_cg : bool
-        Conjugate-gradient solver (implicit's default) instead of Cholesky.
+    factors : int
+    l2 : float
+        Ridge strength (implicit's ``regularization``).
+    alpha : float
+        Confidence slope.
+    epochs : int
+        Alternating sweeps (implicit's ``iterations``).
+    solver : {"cg", "cholesky"}
+        Conjugate-gradient steps (implicit's default) or the exact Cholesky solve per row.
     random_state : int, Generator or None
     num_threads : int
         0 for all cores.
     show_progress : bool
     """
 
-    _parameter_constraints = {"factors": [Integer(1)], "regularization": [Real(0)],
-                              "alpha": [Real(0, low_open=True)], "iterations": [Integer(1)],
-                              "use_cg": BOOLEAN, "random_state": RANDOM_STATE,
-                              "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
+    _parameter_constraints = {"factors": [Integer(1)], "l2": [Real(0)],
+                              "alpha": [Real(0, low_open=True)], "epochs": [Integer(1)],
+                              "solver": [Options("cg", "cholesky")],
+                              "random_state": RANDOM_STATE, "num_threads": NUM_THREADS,
+                              "show_progress": BOOLEAN}
+    _renamed_params = {"regularization": "l2", "iterations": "epochs",
+                       "use_cg": ("solver", lambda cg: "cg" if cg else "cholesky")}
 
-    def __init__(self, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
-                 iterations: int = 15, use_cg: bool = True, random_state=None,
+    def __init__(self, factors: int = 64, l2: float = 0.01, alpha: float = 1.0,
+                 epochs: int = 15, solver: str = "cg", random_state=None,
                  num_threads: int = 0, show_progress: bool = False):
         self.factors = factors
-        self.regularization = regularization
+        self.l2 = l2
         self.alpha = alpha
-        self.iterations = iterations
-        self.use_cg = use_cg
+        self.epochs = epochs
+        self.solver = solver
         self.random_state = random_state
         self.num_threads = num_threads
         self.show_progress = show_progress
@@ -128,7 +137,7 @@ class ALS(_ImplicitFactors):
         """Factors of new users: the exact least-squares solve of each row against the fixed
         item factors (implicit's ``recalculate_user``, Cholesky),
 
-            x_u = (Y^T Y + regularization I + sum_{i in I_u} (c_ui - 1) y_i y_i^T)^{-1}
+            x_u = (Y^T Y + l2 I + sum_{i in I_u} (c_ui - 1) y_i y_i^T)^{-1}
                   sum_{i in I_u} c_ui y_i,        c_ui = alpha r_ui,
 
         i.e. the user half-step of Hu et al.'s ALS (eq. 4 of the paper) for these rows.
@@ -169,14 +178,14 @@ class ALS(_ImplicitFactors):
         Y = self.item_factors_.astype(np.float64)
         c = self.alpha * row.data.astype(np.float64)
         Yh = Y[row.indices]
-        A = Y.T @ Y + self.regularization * np.eye(Y.shape[1]) + (Yh * (c - 1)[:, None]).T @ Yh
+        A = Y.T @ Y + self.l2 * np.eye(Y.shape[1]) + (Yh * (c - 1)[:, None]).T @ Yh
         return Explanation.of(user, item, row.indices,
                               ridge_contributions(Y, c, A, Y[item], row.indices))
 
     def _make(self):
         return AlternatingLeastSquares(
-            factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-            iterations=self.iterations, use_cg=self.use_cg,
+            factors=self.factors, regularization=self.l2, alpha=self.alpha,
+            iterations=self.epochs, use_cg=self.solver == "cg",
             num_threads=resolve_num_threads(self.num_threads),
             random_state=_seed(self.random_state))
 
@@ -189,7 +198,12 @@ class BPR(_ImplicitFactors):
 
     Parameters
     ----------
-    factors, learning_rate, regularization, iterations : as in implicit.
+    factors : int
+    learning_rate : float
+    l2 : float
+        Ridge strength (implicit's ``regularization``).
+    epochs : int
+        Passes of SGD over the positives (implicit's ``iterations``).
     random_state : int, Generator or None
     num_threads : int
         0 for all cores (Hogwild SGD: multi-threaded runs are not bit-reproducible).
@@ -198,25 +212,26 @@ class BPR(_ImplicitFactors):
 
     _parameter_constraints = {"factors": [Integer(1)],
                               "learning_rate": [Real(0, low_open=True)],
-                              "regularization": [Real(0)], "iterations": [Integer(1)],
+                              "l2": [Real(0)], "epochs": [Integer(1)],
                               "random_state": RANDOM_STATE, "num_threads": NUM_THREADS,
                               "show_progress": BOOLEAN}
+    _renamed_params = {"regularization": "l2", "iterations": "epochs"}
 
     def __init__(self, factors: int = 64, learning_rate: float = 0.01,
-                 regularization: float = 0.01, iterations: int = 100, random_state=None,
+                 l2: float = 0.01, epochs: int = 100, random_state=None,
                  num_threads: int = 0, show_progress: bool = False):
         self.factors = factors
         self.learning_rate = learning_rate
-        self.regularization = regularization
-        self.iterations = iterations
+        self.l2 = l2
+        self.epochs = epochs
         self.random_state = random_state
         self.num_threads = num_threads
         self.show_progress = show_progress
 
     def fold_in(self, X_new, steps: int = 30, pairs: int = 256) -> np.ndarray:
-        """Factors of new users trained on BPR's own objective with the items fixed:
+        """Factors of new users trained on BPR's own objective with the items fixed::
 
-            max_x  mean_{(i, j)} log sigmoid(x . (y_i - y_j) + b_i - b_j) - regularization |x|^2
+            max_x  mean_{(i, j)} log sigmoid(x . (y_i - y_j) + b_i - b_j) - l2 |x|^2
 
         over ``pairs`` (positive i, non-positive j) pairs per user drawn once (seeded by
         ``random_state`` and the row, so the result is reproducible), by at most ``steps``
@@ -245,7 +260,7 @@ class BPR(_ImplicitFactors):
         diff = Y[pos] - Y[neg]  # (users, pairs, f)
         offset = bias[pos] - bias[neg]
         counts = np.maximum(valid.sum(axis=1, keepdims=True), 1)
-        lam = self.regularization
+        lam = self.l2
         eye = np.eye(Y.shape[1])
 
         def loss(x):
@@ -278,7 +293,7 @@ class BPR(_ImplicitFactors):
     def partial_fit(self, X, users=None, previous=None) -> BPR:
         """Approximate update: the changed and new users by :meth:`fold_in` (BPR's objective
         with the items fixed), and the new items by a least-squares projection of their 0/1
-        columns onto the user factors ``[x_u, 1]`` (factors and bias, ``regularization``
+        columns onto the user factors ``[x_u, 1]`` (factors and bias, ``l2``
         ridge); the fitted items keep the factors BPR's SGD gave them."""
         X, _, touched, _ = self._prepare_update(X, users, previous, nonnegative=True)
         U = grown(self.user_factors_, X.shape[0])
@@ -290,7 +305,7 @@ class BPR(_ImplicitFactors):
             U[touched] = self.fold_in(X[touched][:, :n_old_items])
         if X.shape[1] > n_old_items:
             design = U.astype(np.float64)  # [x_u, 1]: the item's factors and its bias
-            A = design.T @ design + self.regularization * np.eye(design.shape[1])
+            A = design.T @ design + self.l2 * np.eye(design.shape[1])
             columns = (X[:, n_old_items:] != 0).astype(np.float64).T.tocsr()
             V[n_old_items:] = np.linalg.solve(A, (columns @ design).T).T
         self.user_factors_, self.item_factors_ = U, V
@@ -310,6 +325,6 @@ class BPR(_ImplicitFactors):
     def _make(self):
         return BayesianPersonalizedRanking(
             factors=self.factors, learning_rate=self.learning_rate,
-            regularization=self.regularization, iterations=self.iterations,
+            regularization=self.l2, iterations=self.epochs,
             num_threads=resolve_num_threads(self.num_threads),
             random_state=_seed(self.random_state))

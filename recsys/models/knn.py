@@ -24,25 +24,26 @@ class ItemKNN(Recommender):
         Neighbours kept per item.
     shrink : float
         Added to the cosine denominator, damping similarities from few co-occurrences.
-    batch_size : int
+    block_size : int
         Items per block when computing similarities (bounds memory to
-        ``batch_size x n_items`` floats).
+        ``block_size x n_items`` floats).
     num_threads : int
         Threads for top-k selection (0: all cores).
     show_progress : bool
     """
 
+    _renamed_params = {"batch_size": "block_size"}
     _parameter_constraints = {"neighbors": [Integer(1)], "shrink": [Real(0)],
-                              "batch_size": [Integer(1)], "num_threads": NUM_THREADS,
+                              "block_size": [Integer(1)], "num_threads": NUM_THREADS,
                               "show_progress": BOOLEAN}
 
     _fitted = {"similarity_": Array("f", ("n_items_", "n_items_"), sparse=True)}
 
-    def __init__(self, neighbors: int = 100, shrink: float = 0.0, batch_size: int = 512,
+    def __init__(self, neighbors: int = 100, shrink: float = 0.0, block_size: int = 512,
                  num_threads: int = 0, show_progress: bool = False):
         self.neighbors = neighbors
         self.shrink = shrink
-        self.batch_size = batch_size
+        self.block_size = block_size
         self.num_threads = num_threads
         self.show_progress = show_progress
 
@@ -53,7 +54,7 @@ class ItemKNN(Recommender):
         XT = X.T.tocsr()  # items x users
         norms = np.sqrt(np.asarray(XT.multiply(XT).sum(axis=1)).ravel()).astype(np.float32)
         ids, best = shrunk_cosine_neighbours(lambda start, stop: XT[start:stop] @ X, norms, k,
-                                             self.shrink, self.batch_size, self.num_threads,
+                                             self.shrink, self.block_size, self.num_threads,
                                              self.show_progress, "ItemKNN")
         keep = (ids >= 0) & (best > 0)
         rows, cols, vals = np.nonzero(keep)[0], ids[keep], best[keep]

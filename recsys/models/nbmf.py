@@ -35,7 +35,7 @@ from recsys._constraints import (
 from recsys._ext._nbmf import h_step, nnls_rows, qubo_energy, qubo_terms
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.models.base import Recommender, grown
+from recsys.models.base import Recommender, grown, loss_history
 from recsys.models.schema import Array
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ class NBMF(Recommender):
     l2 : float
         Ridge penalty on W (alpha; > 0 keeps every W step strictly convex), scaled per user
         by ``|Omega_u|^frequency_scaling``.
-    iterations : int
-        Alternations (W step, then H step).
+    epochs : int
+        Passes over the data: alternations (W step, then H step).
     solver : {"anneal", "exact"} or sampler
         H-step solver: the Cython simulated annealer, Gray-code enumeration, or any object with
         a dimod-style ``sample_qubo(Q, **sampler_params)`` returning a sample set (for example
@@ -98,8 +98,9 @@ class NBMF(Recommender):
     uses_user_state = True
     rating_model = True
 
+    _renamed_params = {"iterations": "epochs"}
     _parameter_constraints = {
-        "factors": [Integer(1, 64)], "l2": [Real(0)], "iterations": [Integer(1)],
+        "factors": [Integer(1, 64)], "l2": [Real(0)], "epochs": [Integer(1)],
         "solver": [Options(*_SOLVERS), Satisfies(
             lambda s: callable(getattr(s, "sample_qubo", None)),
             "an object with a sample_qubo method (a dimod-style sampler)")],
@@ -112,7 +113,7 @@ class NBMF(Recommender):
     _fitted = {"user_factors_": Array("f", ("n_users_", "k")),
                "item_codes_": Array("u", ("n_items_",)), "loss_": Array("f", ("t",))}
 
-    def __init__(self, factors: int = 32, l2: float = 0.5, iterations: int = 20,
+    def __init__(self, factors: int = 32, l2: float = 0.5, epochs: int = 20,
                  solver: Any = "anneal", num_reads: int = 1, num_sweeps: int = 100,
                  sampler_params: dict | None = None, w_solver: str = "cd",
                  w_iterations: int = 100, tol: float = 1e-6, frequency_scaling: float = 1.0,
@@ -120,7 +121,7 @@ class NBMF(Recommender):
                  random_state=None, num_threads: int = 0, show_progress: bool = False):
         self.factors = factors
         self.l2 = l2
-        self.iterations = iterations
+        self.epochs = epochs
         self.solver = solver
         self.num_reads = num_reads
         self.num_sweeps = num_sweeps
@@ -138,6 +139,12 @@ class NBMF(Recommender):
         if self.solver == "exact" and self.factors > 24:
             raise ValueError(f"solver='exact' enumerates 2^k states; k = {self.factors} "
                              "is too large (k <= 24)")
+
+    @property
+    def history_(self) -> list[dict[str, float]]:
+        """The per-epoch trace under the glossary's name: ``[{"epoch": t, "loss": ...}]``
+        (``loss_`` holds the same losses as an array)."""
+        return loss_history(self.loss_)
 
     def fit(self, X, callback=None) -> NBMF:
         """Fit on ratings ``X`` (CSR users x items, nonnegative; stored entries are rated).
@@ -163,7 +170,7 @@ class NBMF(Recommender):
         used = np.zeros(X.shape[0], dtype=np.int32)
         energies = np.zeros(X.shape[1])
         losses = []
-        progress = tqdm(range(self.iterations), desc="NBMF", disable=not self.show_progress)
+        progress = tqdm(range(self.epochs), desc="NBMF", disable=not self.show_progress)
         with blas_limit(1):
             for it in progress:
                 nnls_rows(X.indptr, X.indices, data, codes, W, alpha, _W_SOLVERS[self.w_solver],

@@ -25,7 +25,7 @@ from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Rea
 from recsys._ext._nmf import cd_rows, gather
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.models.base import Recommender, biased_factors, grown
+from recsys.models.base import Recommender, biased_factors, grown, loss_history
 from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ class MaskedNMF(Recommender):
         Rank k.
     l2 : float
         Regularisation lambda (>= 0), scaled per row by ``|Omega_u|^frequency_scaling``.
-    iterations : int
-        Sweeps; each refits mu, b_u, b_i and then every rank-one term once.
+    epochs : int
+        Passes over the data; each refits mu, b_u, b_i and then every rank-one term once.
     biases : bool
         Learn mu, b_u, b_i (free sign). Without biases the model is plain masked NMF
         ``v_ui ~ w_u . h_i`` and the ratings must be nonnegative.
@@ -68,8 +68,9 @@ class MaskedNMF(Recommender):
     uses_user_state = True
     rating_model = True
 
+    _renamed_params = {"iterations": "epochs"}
     _parameter_constraints = {"factors": [Integer(1)], "l2": [Real(0)],
-                              "iterations": [Integer(1)], "biases": BOOLEAN,
+                              "epochs": [Integer(1)], "biases": BOOLEAN,
                               "frequency_scaling": [Real(0)], "inner": [Integer(1)],
                               "random_state": RANDOM_STATE, "num_threads": NUM_THREADS,
                               "show_progress": BOOLEAN}
@@ -79,18 +80,24 @@ class MaskedNMF(Recommender):
                "user_bias_": Array("f", ("n_users_",)), "item_bias_": Array("f", ("n_items_",)),
                "global_mean_": Scalar(float), "loss_": Array("f", ("t",))}
 
-    def __init__(self, factors: int = 15, l2: float = 0.8, iterations: int = 10,
+    def __init__(self, factors: int = 15, l2: float = 0.8, epochs: int = 10,
                  biases: bool = True, frequency_scaling: float = 0.5, inner: int = 1,
                  random_state=None, num_threads: int = 0, show_progress: bool = False):
         self.factors = factors
         self.l2 = l2
-        self.iterations = iterations
+        self.epochs = epochs
         self.biases = biases
         self.frequency_scaling = frequency_scaling
         self.inner = inner
         self.random_state = random_state
         self.num_threads = num_threads
         self.show_progress = show_progress
+
+    @property
+    def history_(self) -> list[dict[str, float]]:
+        """The per-epoch trace under the glossary's name: ``[{"epoch": t, "loss": ...}]``
+        (``loss_`` holds the same losses as an array)."""
+        return loss_history(self.loss_)
 
     def fit(self, X, callback=None) -> MaskedNMF:
         """Fit on observed ratings ``X`` (CSR users x items; stored values are the ratings).
@@ -115,7 +122,7 @@ class MaskedNMF(Recommender):
         resid = X.data.astype(np.float64)  # v - prediction on Omega, CSR order
         resid_t = resid[t_pos]  # the same in the transpose's order
         losses = []
-        progress = tqdm(range(self.iterations), desc="MaskedNMF", disable=not self.show_progress)
+        progress = tqdm(range(self.epochs), desc="MaskedNMF", disable=not self.show_progress)
         with blas_limit(1):  # BLAS threads spinning between our OpenMP loops would stall them
             for it in progress:
                 if self.biases:

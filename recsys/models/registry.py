@@ -27,7 +27,7 @@ def make_model(model: str | type, params: dict[str, Any] | None = None, seed: in
     model takes them (and left to its defaults when None). Unknown parameters are a
     ``ValueError`` listing the valid ones."""
     cls = model_class(model)
-    params = dict(params or {})
+    params = cls.translate_params(dict(params or {}))  # a sweep record before a rename
     names = cls._param_names()
     unknown = sorted(set(params) - set(names))
     if unknown:

@@ -15,7 +15,7 @@ once per mini-batch; lazy Adam, dense Adam emulated row by row (``optimizer="den
 Adagrad, with per-row state and l2 charged when a row steps (dense Adam charges it for every
 mini-batch since the row's last step, as the official full-table L2 would); initial
 embeddings N(0, init_std^2) instead of N(0, 1e-8). ``order="user"`` is the older
-user-by-user trainer (blocks of ``block_size`` positives share their negatives).
+user-by-user trainer (blocks of ``negative_sharing`` positives share their negatives).
 """
 
 from __future__ import annotations
@@ -130,13 +130,13 @@ class SimpleX(Recommender):
         the item rows and W step (the official trainer's shuffled data loader: a mini-batch
         spans many users, so an item's step follows all of them; ML-1M validation Recall@20
         after one epoch 0.147, against 0.030 user by user). "user": the threads take users,
-        each over its positives in blocks of ``block_size`` (an item step then follows the
-        few users since the last one).
+        each over its positives in blocks of ``negative_sharing`` (an item step then follows
+        the few users since the last one).
     batch_size : int
         Positives per mini-batch: the item rows and W step once per mini-batch (of a thread,
         with ``order="user"``). The official configurations use 1024 (ML-1M) and 256
         (Gowalla).
-    block_size : int
+    negative_sharing : int
         With ``order="user"``: positives of one user that share their N negatives and one
         step of the user's row (of length ``learning_rate`` x positives; items and W step
         every ``batch_size`` positives of a thread); 1: every positive has its own.
@@ -193,6 +193,7 @@ class SimpleX(Recommender):
     """
 
     uses_user_state = True
+    _renamed_params = {"block_size": "negative_sharing"}
     _parameter_constraints = {
         "factors": [Integer(1)], "negatives": [Integer(1)], "margin": [Real(-1, 1)],
         "negative_weight": [Real(0)], "gamma": [Real(0, 1)],
@@ -201,7 +202,7 @@ class SimpleX(Recommender):
         "learning_rate": [Real(0, low_open=True)], "history_rate": [Real(0, low_open=True)],
         "epochs": [Integer(0)], "dropout": [Real(0, 1, high_open=True)],
         "optimizer": [Options(*OPTIMIZERS)], "order": [Options("shuffled", "user")],
-        "batch_size": [Integer(1)], "block_size": [Integer(1)],
+        "batch_size": [Integer(1)], "negative_sharing": [Integer(1)],
         "sampling": [Options("uniform", "popularity")], "exclude_positives": BOOLEAN,
         "init_std": [Real(0, low_open=True)], "eval_every": [Integer(1)],
         "patience": [Integer(1)], "lr_decay": [Real(0, 1, low_open=True)],
@@ -226,7 +227,8 @@ class SimpleX(Recommender):
                  l2: float = 1e-6,
                  learning_rate: float = 0.01, history_rate: float = 1.0, epochs: int = 30,
                  dropout: float = 0.1, optimizer: str = "adam", order: str = "shuffled",
-                 batch_size: int = 1024, block_size: int = 16, sampling: str = "uniform",
+                 batch_size: int = 1024, negative_sharing: int = 16,
+                 sampling: str = "uniform",
                  exclude_positives: bool = False, init_std: float = 0.1, eval_every: int = 1,
                  patience: int = 3, lr_decay: float = 0.1, decay_patience: int = 1,
                  min_learning_rate: float = 1e-6, lr_schedule=None,
@@ -248,7 +250,7 @@ class SimpleX(Recommender):
         self.optimizer = optimizer
         self.order = order
         self.batch_size = batch_size
-        self.block_size = block_size
+        self.negative_sharing = negative_sharing
         self.sampling = sampling
         self.exclude_positives = exclude_positives
         self.init_std = init_std
@@ -324,7 +326,7 @@ class SimpleX(Recommender):
                 loss = train_epoch(X.indptr, X.indices, H.indptr, H.indices, E, Q, W,
                                    state[:9], self.negatives, self.gamma, self.margin,
                                    self.negative_weight, self.dropout, lr, self.l2,
-                                   int(rng.integers(2**63)), cdf, self.block_size,
+                                   int(rng.integers(2**63)), cdf, self.negative_sharing,
                                    bool(self.exclude_positives), threads,
                                    bi if self.biases else None, state[9:12], clock, order,
                                    self.batch_size, self.history_rate, attention,
@@ -366,7 +368,7 @@ class SimpleX(Recommender):
     def _check_memory(self, X: sp.csr_matrix, threads: int) -> None:
         """``MemoryError`` before training when the tables and the kernel's per-thread scratch
         (negatives' rows and gradients, a block's scores, an item-gradient sink) cannot fit."""
-        d, N, block = self.factors, self.negatives, self.block_size
+        d, N, block = self.factors, self.negatives, self.negative_sharing
         n_users, n_items = X.shape
         longest = int(np.diff(X.indptr).max(initial=0))
         history = longest if self.max_history is None else min(longest, self.max_history)
@@ -401,7 +403,7 @@ class SimpleX(Recommender):
 
     def fold_in(self, X_new, steps: int = 100) -> np.ndarray:
         """User embeddings ``e_u`` of new users, trained as the fit trains a user's row: the
-        cosine contrastive loss of the user's positives with every other parameter fixed,
+        cosine contrastive loss of the user's positives with every other parameter fixed::
 
             L_u = sum_{i in I_u} (1 - s_ui) + |I_u| w mean_j max(0, s_uj - m),
 

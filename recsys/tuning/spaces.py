@@ -3,7 +3,7 @@
 Kinds map onto Optuna's ``trial.suggest_*``: ``("float", low, high)``, ``("float", low, high,
 "log")``, ``("int", low, high)``, ``("int", low, high, "log")``, ``("categorical", [choices])``.
 Parameters not listed keep the model's defaults (``FIXED`` overrides a few for sweeps: fewer
-iterations where a model's default is tuned for a full run; ``sweep(fixed=...)`` pins more).
+epochs where a model's default is tuned for a full run; ``sweep(fixed=...)`` pins more).
 Ranges bracket the values the papers and our own validation runs chose, and the values sweeps
 on new data landed on (comments below); ``PRESETS`` are tried first.
 """
@@ -19,12 +19,12 @@ SPACES: dict[str, dict[str, tuple]] = {
     "ItemKNN": {"neighbors": ("int", 5, 2000, "log"), "shrink": ("float", 0.0, 100.0)},
     # l2: 80 (Gowalla, the paper's) to 1000 (ML-1M); a sweep on new data still improved at 1
     "EASE": {"l2": ("float", 0.1, 3e4, "log")},
-    # the benchmark's best ALS rows sit at regularization 10 and alpha 40; sweeps on new data
+    # the benchmark's best ALS rows sit at l2 10 and alpha 40; sweeps on new data
     # hit factors 8 and ~226
-    "ALS": {"factors": ("int", 4, 512, "log"), "regularization": ("float", 1e-3, 100.0, "log"),
-            "alpha": ("float", 0.1, 100.0, "log"), "iterations": ("int", 5, 30)},
+    "ALS": {"factors": ("int", 4, 512, "log"), "l2": ("float", 1e-3, 100.0, "log"),
+            "alpha": ("float", 0.1, 100.0, "log"), "epochs": ("int", 5, 30)},
     "BPR": {"factors": ("int", 8, 256, "log"), "learning_rate": ("float", 1e-3, 0.1, "log"),
-            "regularization": ("float", 1e-4, 0.1, "log"), "iterations": ("int", 20, 300, "log")},
+            "l2": ("float", 1e-4, 0.1, "log"), "epochs": ("int", 20, 300, "log")},
     "AltMin": {"factors": ("int", 2, 128, "log"), "l2": ("float", 0.01, 100.0, "log"),
                "frequency_scaling": ("float", 0.0, 1.0)},
     "MaskedNMF": {"factors": ("int", 2, 128, "log"), "l2": ("float", 0.01, 3.0, "log"),
@@ -46,10 +46,10 @@ SPACES: dict[str, dict[str, tuple]] = {
 PRESETS: dict[str, list[dict[str, Any]]] = {
     "ItemKNN": [{"neighbors": 10}, {"neighbors": 200}],
     "EASE": [{"l2": 1000.0}, {"l2": 80.0}],
-    "ALS": [{"factors": 128, "regularization": 10.0, "alpha": 2.0, "iterations": 15},
-            {"factors": 128, "regularization": 10.0, "alpha": 40.0, "iterations": 15}],
-    "BPR": [{"factors": 128, "learning_rate": 0.005, "regularization": 0.001,
-             "iterations": 300}],
+    "ALS": [{"factors": 128, "l2": 10.0, "alpha": 2.0, "epochs": 15},
+            {"factors": 128, "l2": 10.0, "alpha": 40.0, "epochs": 15}],
+    "BPR": [{"factors": 128, "learning_rate": 0.005, "l2": 0.001,
+             "epochs": 300}],
     "AltMin": [{"factors": 64, "l2": 10.0, "frequency_scaling": 0.0},
                {"factors": 64, "l2": 3.0, "frequency_scaling": 0.0}],
     "MaskedNMF": [{"factors": 64, "l2": 0.3}],
@@ -61,7 +61,7 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
 }
 
 FIXED: dict[str, dict[str, Any]] = {
-    "NBMF": {"iterations": 10},
+    "NBMF": {"epochs": 10},
     "SimpleX": {"epochs": 10},
 }
 

@@ -272,11 +272,8 @@ def validation_sample(tune: Experiment, eval_users: int | None, seed: int):
 
 
 def _epochs(estimator) -> int | None:
-    for name in ("epochs", "iterations"):
-        value = getattr(estimator, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    value = getattr(estimator, "epochs", None)
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
