@@ -79,8 +79,8 @@ def idle_cores(sample_s: float = 0.05) -> float | None:
 
 
 #: Below this many floating-point operations a LAPACK/BLAS call runs on one thread: threads
-#: do not pay there (EASE's inverse at n = 1,682: 0.097 s on 1 thread, 0.104 s on 2), and
-#: sampling the idle cores would cost more than the call.
+#: do not pay there (the measurement: benchmarks/README.md, "Measurements behind design choices"),
+#: and sampling the idle cores would cost more than the call.
 THREADED_FLOPS = 5e9
 
 

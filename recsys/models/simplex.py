@@ -82,21 +82,14 @@ class SimpleX(Recommender):
         ``softmax_k(tanh(A q_k + b) . e_u)``, keys from a learned ``A`` (d x d) and ``b``
         that step with W (``history_rate``). The softmax runs over the history items only
         (the official one also counts the padding of short histories in its denominator).
-        About 3x the mean's cost per history item. With lazy Adam at 0.01 from N(0, 0.1^2)
-        it trailed the mean on Gowalla (test Recall@20 after 5 epochs 0.124 against 0.148);
-        with the official trainer (``optimizer="dense_adam"``, ``init_std=1e-4``, 1e-3) it
-        led it (validation Recall@20 / NDCG@20 after 6 epochs 0.174 / 0.096 against
-        0.170 / 0.093), and 20 epochs (14 at 1e-3, 4 at 1e-4, 2 at 1e-5) gave test
-        0.1815 / 0.1494 against 0.1823 / 0.1480 for the mean with lazy Adam (the mean with
-        the official trainer and a longer schedule: 0.1874 / 0.1522, the benchmark row).
+        About 3x the mean's cost per history item (how the two compare: benchmarks/README.md).
     biases : bool or "item"
         The official ``enable_bias`` (its ML-1M setting): scores become ``cos(p_u, q_i) +
         b_i`` (the bias column is dropped out with the user vector), and in training only
         every score of user u also gains ``b_u + b_0``, a user and a global bias that cannot
         change a ranking but move the loss's thresholds: the shift settles where the active
         negatives' weight balances the unsaturated positives, so it acts as a learned margin
-        per user (on ML-1M b_0 climbs to ~0.8 within three epochs, leaving an effective
-        margin near 0.1). The user bias steps with its row, the global one with the items.
+        per user. The user bias steps with its row, the global one with the items.
         ``"item"``: item biases only.
     max_history : int or None
         Cap on the history behind the mean (the official ``max_len``, 500): a user with more
@@ -128,9 +121,8 @@ class SimpleX(Recommender):
         "shuffled": every epoch takes the positives in a fresh random order, each with its
         own N negatives and a step of its user's row, in mini-batches after which
         the item rows and W step (the official trainer's shuffled data loader: a mini-batch
-        spans many users, so an item's step follows all of them; ML-1M validation Recall@20
-        after one epoch 0.147, against 0.030 user by user). "user": the threads take users,
-        each over its positives in blocks of ``negative_sharing`` (an item step then follows
+        spans many users, so an item's step follows all of them). "user": the threads take
+        users, each over its positives in blocks of ``negative_sharing`` (an item step then follows
         the few users since the last one).
     batch_size : int
         Positives per mini-batch: the item rows and W step once per mini-batch (of a thread,
