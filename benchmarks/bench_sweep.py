@@ -49,17 +49,18 @@ def quality(data: str, models: list[str], trials: int) -> list[dict]:
     from bench_accuracy import MODELS
 
     from recsys.evaluation import evaluate
+    from recsys.models import make_model
     from recsys.tuning import sweep
 
     tune = _experiment(data)
     rows = []
     for name in models:
-        cls, fixed, grids, _ = MODELS[name]
+        model_name, fixed, grids, _ = MODELS[name]
         grid = grids.get(data, grids.get("*")) if data != "quick" else grids["quick"]
         start = time.perf_counter()
         best_grid, best_params = -1.0, None
         for params in grid:
-            model = cls(**{**fixed, **params})
+            model = make_model(model_name, {**fixed, **params})
             tune.fit(model)
             value = evaluate(model, tune.history, tune.test, k=20,
                              metrics=("ndcg",))["ndcg_at_20"]

@@ -197,11 +197,13 @@ cdef void _pcg(const int* cols, const floating* targets, Py_ssize_t n_obs, const
 
 def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1] targets,
                const floating[:, ::1] Y, const floating[::1] reg, floating[:, ::1] X,
-               int solver, int cg_steps, int num_threads, unsigned long long seed=0) -> int:
+               int solver, int cg_steps, int num_threads, unsigned long long seed=0,
+               Py_ssize_t row_offset=0) -> int:
     """Update every row of X in place (solver 0: Cholesky, 1: CG, 2: sketch-preconditioned CG).
 
-    Returns the number of failed rows. The sketch of row u is drawn from (seed, u), so results
-    do not depend on the thread count.
+    Returns the number of failed rows. The sketch of row u is drawn from (seed, row_offset +
+    u), so results depend neither on the thread count nor on how the rows are sharded (a
+    shard starting at global row ``row_offset`` draws what the whole matrix would).
 
     ``targets`` are aligned with ``indices`` (already centred: r - mean - offset). A row whose
     Cholesky fails (singular with reg 0) is set to zero and counted. Raises ``MemoryError`` when
@@ -242,7 +244,7 @@ def solve_rows(const int[::1] indptr, const int[::1] indices, const floating[::1
                             X[u, a] = 0
                 elif solver == 1 or _solve_sketch(
                         &indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
-                        cg_steps, mix(seed ^ <uint64_t>u), s1, work, s2, s3, s4, s5,
+                        cg_steps, mix(seed ^ <uint64_t>(u + row_offset)), s1, work, s2, s3, s4, s5,
                         &X[u, 0]) != 0:
                     _pcg(&indices[start], &targets[start], n_obs, &Y[0, 0], d, reg[u],
                          cg_steps, NULL, 0, s2, s3, s4, s5, &X[u, 0])

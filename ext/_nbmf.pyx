@@ -392,10 +392,13 @@ def _check_solver(int k, int method, int reads, int sweeps):
 
 def h_step(const int[::1] t_indptr, const int[::1] t_indices, const double[::1] t_data,
            const double[:, ::1] W, uint64_t[::1] codes, double[::1] energies, int method,
-           int reads, int sweeps, unsigned long long seed, int num_threads) -> None:
+           int reads, int sweeps, unsigned long long seed, int num_threads,
+           Py_ssize_t item_offset=0) -> None:
     """Rebuild and solve every item's QUBO (0: anneal from the current code, 1: exact).
 
-    Items nobody rated get code 0 and energy 0. ``energies[j]`` is E_j of the new code.
+    Items nobody rated get code 0 and energy 0. ``energies[j]`` is E_j of the new code. The
+    annealer of item j draws from (seed, item_offset + j): a block of items starting at
+    ``item_offset`` anneals as the whole catalogue would.
     """
     cdef Py_ssize_t n_items = codes.shape[0], j, start, n_obs
     cdef int k = <int>W.shape[1], no_memory = 0
@@ -422,7 +425,7 @@ def h_step(const int[::1] t_indptr, const int[::1] t_indices, const double[::1] 
                     continue
                 _qubo(&t_indices[start], &t_data[start], n_obs, &W[0, 0], k, a, B)
                 codes[j] = _solve(a, B, k, codes[j], method, reads, sweeps,
-                                  _item_seed(seed, j), F, &energies[j])
+                                  _item_seed(seed, j + item_offset), F, &energies[j])
         finally:
             free(a)
             free(B)

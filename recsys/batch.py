@@ -175,9 +175,8 @@ def recommend_sharded(model_path, data, k: int, out_dir, n_shards: int,
     travel). Returns the summed counts (rows, users by source) and the part paths. recsys
     must be installed on the workers (the Dask scheduler also unpickles the task graph).
     """
-    from dask.distributed import Client, LocalCluster
-
     from recsys.data.spec import DataSpec
+    from recsys.distributed import dask_client
 
     spec = DataSpec(dataset=data) if isinstance(data, str) else data
     if data_home is not None and spec.data_home is None:
@@ -192,21 +191,13 @@ def recommend_sharded(model_path, data, k: int, out_dir, n_shards: int,
     clear_output_folder(out_dir)
     bounds = np.linspace(0, users.size, n_shards + 1).astype(int)
     description = {**spec.to_dict(), "data_home": spec.data_home}
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=n_workers or min(n_shards, os.cpu_count() or 1),
-                               threads_per_worker=1, processes=True, dashboard_address=None)
-    try:
-        with Client(scheduler or cluster) as client:
-            futures = [client.submit(_score_shard, str(model_path), description,
-                                     users[bounds[i]:bounds[i + 1]].tolist(), k,
-                                     str(out_dir / f"part-{i:05d}.parquet"), batch_size,
-                                     exclude, pure=False)
-                       for i in range(n_shards)]
-            results = client.gather(futures)
-    finally:
-        if cluster is not None:
-            cluster.close()
+    with dask_client(scheduler, n_workers or min(n_shards, os.cpu_count() or 1)) as client:
+        futures = [client.submit(_score_shard, str(model_path), description,
+                                 users[bounds[i]:bounds[i + 1]].tolist(), k,
+                                 str(out_dir / f"part-{i:05d}.parquet"), batch_size, exclude,
+                                 pure=False)
+                   for i in range(n_shards)]
+        results = client.gather(futures)
     (out_dir / "_SUCCESS").write_text("")
     counts = {key: sum(r[key] for r in results) for key in results[0]}
     logger.info("wrote %d parts for %d users to %s", n_shards, users.size, out_dir)

@@ -21,6 +21,7 @@ to stderr; ``--quiet`` silences them and the log. Results go to stdout as JSON.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
@@ -124,9 +125,15 @@ def cmd_fit(args) -> dict:
         raise ValueError("say where to save the model: --out PATH, or [model] path")
     spec = spec_from_args(args, config)
     model = make_model(model_class(name), params, seed, show_progress=not args.quiet)
+    fit_options = {}
+    if args.dask:
+        if "cluster" not in inspect.signature(model.fit).parameters:
+            raise ValueError(f"{type(model).__name__} trains in one process; --dask applies "
+                             "to the row-separable models (AltMin, MaskedNMF)")
+        fit_options = {"cluster": args.dask, "n_shards": args.shards or None}
     start = time.perf_counter()
     exp = load_experiment(spec)
-    (exp.serving() if args.all_data else exp.full()).fit(model)
+    (exp.serving() if args.all_data else exp.full()).fit(model, **fit_options)
     fit_s = time.perf_counter() - start
     path = model.save(out)
     return {"model": type(model).__name__, "params": model.get_params(), "fit_s": fit_s,
@@ -407,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.add_argument("--all-data", action="store_true",
                    help="fit on every interaction (to serve), not the training part")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="train the row-separable models on Dask: 'local' (a LocalCluster) or "
+                        "a scheduler address tcp://host:8786")
+    p.add_argument("--shards", type=int, default=0, help="row blocks per half-step with "
+                                                          "--dask (default: two per worker)")
     p.set_defaults(run=cmd_fit)
 
     p = sub.add_parser("data", help="look at a data set or a log file")

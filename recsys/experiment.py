@@ -44,11 +44,12 @@ class Experiment:
             self.threshold)
         return _trained_rows(train) if self.split.fold_in is not None else train
 
-    def fit(self, model):
-        """Fit ``model`` on :meth:`training` and record this data description in it (its
-        ``training_data_`` keeps the source and the positive threshold beside the ids and
-        the fingerprint, so a saved model knows what it was fitted on)."""
-        model.fit(self.training(model))
+    def fit(self, model, **fit_options):
+        """Fit ``model`` on :meth:`training` (``fit_options`` go to its ``fit``, e.g. a Dask
+        ``cluster``) and record this data description in it (its ``training_data_`` keeps the
+        source and the positive threshold beside the ids and the fingerprint, so a saved model
+        knows what it was fitted on)."""
+        model.fit(self.training(model), **fit_options)
         model.training_data_.update(self.description())
         return model
 

@@ -132,3 +132,30 @@ def test_select_binarize_and_add():
     both = pos + rest
     assert both.nnz == data.nnz
     assert ((both.matrix > 0) != (data.matrix > 0)).nnz == 0
+
+
+def test_parquet_folder_streams_in_batches(tmp_path, monkeypatch):
+    """A folder of parts read batch by batch (never through pandas.read_parquet) equals the
+    frame built in memory: string and categorical ids, duplicates, timestamps."""
+    rng = np.random.default_rng(0)
+    n = 257
+    df = pd.DataFrame({"u": rng.choice([f"user{i}" for i in range(40)], n),
+                       "i": rng.integers(0, 30, n), "r": rng.integers(1, 6, n).astype(float),
+                       "t": rng.integers(0, 10**6, n)})
+    folder = tmp_path / "log"
+    folder.mkdir()
+    for part, rows in enumerate(np.array_split(np.arange(n), 3)):
+        chunk = df.iloc[rows].copy()
+        if part == 1:
+            chunk["u"] = chunk["u"].astype("category")  # a dictionary-encoded part
+        chunk.to_parquet(folder / f"part-{part}.parquet")
+    monkeypatch.setattr(pd, "read_parquet", lambda *a, **k: pytest.fail("not streamed"))
+    for duplicates in ("sum", "last", "max"):
+        streamed = Interactions.from_parquet(folder, "u", "i", "r", "t", duplicates=duplicates,
+                                             batch_rows=16)
+        direct = Interactions.from_pandas(df, "u", "i", "r", "t", duplicates=duplicates)
+        assert streamed.users == direct.users and streamed.items == direct.items
+        assert (streamed.matrix != direct.matrix).nnz == 0
+        np.testing.assert_array_equal(streamed.timestamps, direct.timestamps)
+    with pytest.raises(KeyError, match="'rating' not in"):
+        Interactions.from_parquet(folder, "u", "i", "rating")

@@ -96,12 +96,7 @@ class Interactions:
         if value is None:
             vals = np.ones(len(df), dtype=np.float64)
         else:
-            if not pd.api.types.is_numeric_dtype(df[value]):
-                raise TypeError(f"column {value!r} must be numeric, got {df[value].dtype}")
-            vals = df[value].to_numpy(dtype=np.float64)
-            if not np.isfinite(vals).all():
-                raise ValueError(f"column {value!r} holds {int((~np.isfinite(vals)).sum())} "
-                                 "NaN or infinite values")
+            vals = _numeric(df[value], value)
             check_float32_range(vals, f"column {value!r}")
         ts = None if timestamp is None else _timestamps(df[timestamp])
         return cls._from_coo(rows, cols, vals, ts, duplicates, user_map, item_map)
@@ -124,11 +119,68 @@ class Interactions:
     @classmethod
     def from_parquet(cls, path, user: str = "user", item: str = "item",
                      value: str | None = None, timestamp: str | None = None,
-                     duplicates: str = "sum") -> Interactions:
-        """Read a Parquet file (needs pyarrow) and build as :meth:`from_pandas`."""
+                     duplicates: str = "sum", batch_rows: int = 1 << 20) -> Interactions:
+        """Read a Parquet file or a folder of parts (needs pyarrow), streaming it.
+
+        The log is read in record batches of ``batch_rows`` rows, twice: first the distinct
+        ids of every batch (then sorted, as :meth:`from_pandas` sorts them), then each batch's
+        ids mapped to indices into preallocated index, value and timestamp arrays; no data
+        frame of all rows is built, so the peak is a few bytes per row beyond the result.
+        The checks and the meaning of ``duplicates`` are :meth:`from_pandas`'s.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+
+        if duplicates not in _DUPLICATES:
+            raise ValueError(f"duplicates must be one of {_DUPLICATES}, got {duplicates!r}")
+        dataset = ds.dataset(str(Path(path)), format="parquet")
         columns = [c for c in (user, item, value, timestamp) if c is not None]
-        df = pd.read_parquet(Path(path), columns=columns)
-        return cls.from_pandas(df, user, item, value, timestamp, duplicates)
+        missing = [c for c in columns if c not in dataset.schema.names]
+        if missing:
+            raise KeyError(f"column {missing[0]!r} not in {path} (columns: "
+                           f"{dataset.schema.names})")
+        n = dataset.count_rows()
+        if n == 0:
+            raise ValueError(f"{path} holds no interactions")
+        def plain(array):  # a dictionary-encoded (categorical) column as its values
+            return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array
+
+        maps = {}
+        for col in (user, item):
+            kind = dataset.schema.field(col).type
+            kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+            if not (pa.types.is_integer(kind) or pa.types.is_string(kind)
+                    or pa.types.is_large_string(kind)):
+                raise TypeError(f"id column {col!r} must hold integers or strings, got {kind}")
+            distinct = [pc.unique(plain(b.column(0))) for b in
+                        dataset.to_batches(columns=[col], batch_size=batch_rows)]
+            ids = pc.unique(pa.chunked_array(distinct, type=kind).combine_chunks())
+            if ids.null_count:
+                raise ValueError(f"column {col!r} holds missing ids")
+            maps[col] = pc.sort_indices(ids)
+            maps[col] = ids.take(maps[col])
+        rows, cols = np.empty(n, np.int64), np.empty(n, np.int64)
+        vals = np.ones(n, np.float64) if value is None else np.empty(n, np.float64)
+        ts = None if timestamp is None else np.empty(n, np.int64)
+        pos = 0
+        for batch in dataset.to_batches(columns=columns, batch_size=batch_rows):
+            m = batch.num_rows
+            table = pa.Table.from_batches([batch])
+            rows[pos:pos + m] = pc.index_in(plain(table[user].combine_chunks()),
+                                            value_set=maps[user]).to_numpy()
+            cols[pos:pos + m] = pc.index_in(plain(table[item].combine_chunks()),
+                                            value_set=maps[item]).to_numpy()
+            if value is not None:
+                vals[pos:pos + m] = _numeric(table[value].to_pandas(), value)
+            if timestamp is not None:
+                ts[pos:pos + m] = _timestamps(table[timestamp].to_pandas())
+            pos += m
+        if value is not None:
+            check_float32_range(vals, f"column {value!r}")
+        user_map = IdMap(maps[user].to_numpy(zero_copy_only=False))
+        item_map = IdMap(maps[item].to_numpy(zero_copy_only=False))
+        return cls._from_coo(rows, cols, vals, ts, duplicates, user_map, item_map)
 
     @classmethod
     def from_csr(cls, matrix, users: IdMap | None = None, items: IdMap | None = None,
@@ -254,6 +306,17 @@ def _codes(column: pd.Series, id_map: IdMap | None, name: str) -> tuple[IdMap, n
     except TypeError:  # mixed types that cannot be ordered: first-seen order
         codes, uniques = pd.factorize(column, sort=False)
     return IdMap(np.asarray(uniques)), codes.astype(np.int64)
+
+
+def _numeric(column: pd.Series, name: str) -> np.ndarray:
+    """A value column as float64, refused when not numeric or not finite."""
+    if not pd.api.types.is_numeric_dtype(column):
+        raise TypeError(f"column {name!r} must be numeric, got {column.dtype}")
+    vals = column.to_numpy(dtype=np.float64)
+    if not np.isfinite(vals).all():
+        raise ValueError(f"column {name!r} holds {int((~np.isfinite(vals)).sum())} "
+                         "NaN or infinite values")
+    return vals
 
 
 def _timestamps(column: pd.Series) -> np.ndarray:

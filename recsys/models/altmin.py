@@ -15,6 +15,7 @@ constant columns: the user side solves for (x_u, b_u) against [y_i, 1], the item
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import numpy as np
 from scipy.sparse.linalg import svds
@@ -25,6 +26,13 @@ from recsys._ext._altmin import solve_rows
 from recsys._sparse import select_entries
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
+from recsys.distributed import (
+    dask_client,
+    map_row_blocks,
+    n_workers,
+    shard_bounds,
+    worker_threads,
+)
 from recsys.models.base import Recommender, biased_factors, grown
 from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array, Scalar
@@ -112,12 +120,21 @@ class AltMin(Recommender):
         self.dtype = dtype
         self.show_progress = show_progress
 
-    def fit(self, X, callback=None) -> AltMin:
+    def fit(self, X, callback=None, cluster=None, n_shards: int | None = None) -> AltMin:
         """Fit on observed ratings ``X`` (CSR users x items; stored values are the ratings).
 
-        ``callback(iteration, model)`` is called after every sweep.
+        ``callback(epoch, model)`` is called after every sweep. With ``cluster`` (a
+        ``distributed.Client``, a scheduler address, or ``"local"`` for a LocalCluster) each
+        half-step's row solves run as Dask tasks over ``n_shards`` row blocks (default: two
+        per worker), the other side's factors broadcast once per half-step; the result is the
+        single-process fit's.
         """
         X = self._prepare_fit(X)
+        with dask_client(cluster) if cluster is not None else nullcontext() as client:
+            shards = (n_shards or 2 * n_workers(client)) if client is not None else None
+            return self._fit(X, callback, client, shards)
+
+    def _fit(self, X, callback, client, n_shards) -> AltMin:
         dtype = np.dtype(self.dtype)
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
@@ -149,7 +166,8 @@ class AltMin(Recommender):
                 for side, (rows, other) in enumerate(((U, V), (V, U))):
                     seed = int(rng.integers(2**63))
                     if not self.sample_splitting:
-                        self._half_step((X, XT)[side], rows, other, regs[side], threads, seed)
+                        self._half_step((X, XT)[side], rows, other, regs[side], threads, seed,
+                                        client=client, n_shards=n_shards)
                         continue
                     part = steps[2 * it + side]
                     part = part if side == 0 else part.T.tocsr()
@@ -157,7 +175,8 @@ class AltMin(Recommender):
                     empty = np.diff(part.indptr) == 0
                     reg[empty] = 1  # solved to zero, then restored: no entry, no update
                     kept = rows[empty].copy()
-                    self._half_step(part, rows, other, reg, threads, seed)
+                    self._half_step(part, rows, other, reg, threads, seed, client=client,
+                                    n_shards=n_shards)
                     rows[empty] = kept
             if callback is not None:
                 self._store(U, V)
@@ -191,7 +210,8 @@ class AltMin(Recommender):
         counts = np.diff(X.indptr).astype(np.float64)
         return (self.l2 * np.power(counts, self.frequency_scaling)).astype(dtype)
 
-    def _half_step(self, X, rows, other, reg, threads, seed, solver=None) -> None:
+    def _half_step(self, X, rows, other, reg, threads, seed, solver=None, client=None,
+                   n_shards=None) -> None:
         """Solve ``rows`` given ``other``: design [other_factors, 1], target minus other bias."""
         k = self.factors
         dtype = rows.dtype
@@ -200,8 +220,20 @@ class AltMin(Recommender):
         if self.biases:
             targets -= other[X.indices, k]  # the other side's bias is a fixed offset
             design[:, k] = 1.0
-        failed = solve_rows(X.indptr, X.indices, targets.astype(dtype), design, reg, rows,
-                            _SOLVERS[solver or self.solver], self.cg_steps, threads, seed)
+        solver = _SOLVERS[solver or self.solver]
+        if client is None:
+            failed = solve_rows(X.indptr, X.indices, targets.astype(dtype), design, reg, rows,
+                                solver, self.cg_steps, threads, seed)
+        else:  # the same solves, row block by row block on the cluster
+            blocks = map_row_blocks(client, _solve_block, X, n_shards,
+                                    entries={"targets": targets.astype(dtype)},
+                                    rows={"rows": rows, "reg": reg}, shared={"design": design},
+                                    solver=solver, cg_steps=self.cg_steps, seed=seed,
+                                    threads=worker_threads(client))
+            bounds = shard_bounds(X.shape[0], n_shards)
+            for (block, _), start, stop in zip(blocks, bounds[:-1], bounds[1:]):
+                rows[start:stop] = block
+            failed = sum(f for _, f in blocks)
         if failed:
             logger.warning("%d rows had a singular system (no observations, or l2 = 0 with "
                            "too few); their factors were set to zero", failed)
@@ -316,4 +348,15 @@ def clip_incoherent(Q: np.ndarray, mu: float) -> np.ndarray:
     return q * np.sign(np.where(np.diag(r) == 0, 1.0, np.diag(r)))  # keep column signs
 
 
+def _solve_block(indptr, indices, entries, rows, start, design, solver, cg_steps, seed,
+                 threads):
+    """A Dask task: the row solves of one block (``start``: its first global row, which seeds
+    the sketch solver as in the single-process fit)."""
+    X = np.array(rows["rows"], order="C")  # a writable copy of the block's rows
+    failed = solve_rows(indptr, indices, entries["targets"], design, rows["reg"], X, solver,
+                        cg_steps, threads, seed, start)
+    return X, failed
+
+
 __all__ = ["AltMin", "clip_incoherent", "split_entries"]
+

@@ -17,6 +17,7 @@ A prediction ``w_u . h_j`` is the sum of the user's weights over the item's acti
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,13 @@ from recsys._constraints import (
 from recsys._ext._nbmf import h_step, nnls_rows, qubo_energy, qubo_terms
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
+from recsys.distributed import (
+    dask_client,
+    map_row_blocks,
+    n_workers,
+    shard_bounds,
+    worker_threads,
+)
 from recsys.models.base import Recommender, grown, loss_history
 from recsys.models.schema import Array
 
@@ -146,13 +154,23 @@ class NBMF(Recommender):
         (``loss_`` holds the same losses as an array)."""
         return loss_history(self.loss_)
 
-    def fit(self, X, callback=None) -> NBMF:
+    def fit(self, X, callback=None, cluster=None, n_shards: int | None = None) -> NBMF:
         """Fit on ratings ``X`` (CSR users x items, nonnegative; stored entries are rated).
 
-        ``callback(iteration, model)`` is called after every iteration.
+        ``callback(epoch, model)`` is called after every epoch. With ``cluster`` (a
+        ``distributed.Client``, a scheduler address, or ``"local"``) the W step's per-user
+        NNLS and the H step's per-item QUBOs run as Dask tasks over ``n_shards`` blocks
+        (default: two per worker; W or the codes broadcast once per step); every annealer
+        draws from the global item index, so the result is the single-process fit's. An
+        external sampler (``solver`` object) runs in this process.
         """
         X = self._prepare_fit(X, nonnegative=True)
         self._check_params()
+        with dask_client(cluster) if cluster is not None else nullcontext() as client:
+            shards = (n_shards or 2 * n_workers(client)) if client is not None else None
+            return self._fit(X, callback, client, shards)
+
+    def _fit(self, X, callback, client, n_shards) -> NBMF:
         if not self.masked:
             X = _fill_unrated(X)
         rng = check_random_state(self.random_state)
@@ -173,13 +191,11 @@ class NBMF(Recommender):
         progress = tqdm(range(self.epochs), desc="NBMF", disable=not self.show_progress)
         with blas_limit(1):
             for it in progress:
-                nnls_rows(X.indptr, X.indices, data, codes, W, alpha, _W_SOLVERS[self.w_solver],
-                          self.w_iterations, self.tol, used, threads)
+                self._w_step(X, data, codes, W, alpha, used, threads, client, n_shards)
                 seed = int(rng.integers(2**63))
                 if isinstance(self.solver, str):
-                    h_step(XT.indptr, XT.indices, t_data, W, codes, energies,
-                           _SOLVERS[self.solver], self.num_reads, self.num_sweeps, seed,
-                           threads)
+                    self._h_step(XT, t_data, W, codes, energies, seed, threads, client,
+                                 n_shards)
                 else:
                     self._sampler_step(XT, t_data, W, codes, energies, threads)
                 losses.append(float(energies.sum() + constant
@@ -191,6 +207,37 @@ class NBMF(Recommender):
                     callback(it, self)
         self._store(W, codes, losses)
         return self
+
+    def _w_step(self, X, data, codes, W, alpha, used, threads, client, n_shards) -> None:
+        """Per-user NNLS of W against the codes, here or user block by user block on Dask."""
+        method = _W_SOLVERS[self.w_solver]
+        if client is None:
+            nnls_rows(X.indptr, X.indices, data, codes, W, alpha, method, self.w_iterations,
+                      self.tol, used, threads)
+            return
+        blocks = map_row_blocks(client, _w_block, X, n_shards, entries={"data": data},
+                                rows={"W": W, "alpha": alpha}, shared={"codes": codes},
+                                method=method, max_iter=self.w_iterations, tol=self.tol,
+                                threads=worker_threads(client))
+        bounds = shard_bounds(X.shape[0], n_shards)
+        for (w, u), start, stop in zip(blocks, bounds[:-1], bounds[1:]):
+            W[start:stop], used[start:stop] = w, u
+
+    def _h_step(self, XT, t_data, W, codes, energies, seed, threads, client, n_shards) -> None:
+        """Every item's QUBO rebuilt and solved, here or item block by item block on Dask."""
+        method = _SOLVERS[self.solver]
+        if client is None:
+            h_step(XT.indptr, XT.indices, t_data, W, codes, energies, method, self.num_reads,
+                   self.num_sweeps, seed, threads)
+            return
+        blocks = map_row_blocks(client, _h_block, XT, n_shards, entries={"data": t_data},
+                                rows={"codes": codes, "energies": energies},
+                                shared={"W": W}, method=method, reads=self.num_reads,
+                                sweeps=self.num_sweeps, seed=seed,
+                                threads=worker_threads(client))
+        bounds = shard_bounds(XT.shape[0], n_shards)
+        for (c, e), start, stop in zip(blocks, bounds[:-1], bounds[1:]):
+            codes[start:stop], energies[start:stop] = c, e
 
     def _sampler_step(self, XT, t_data, W, codes, energies, threads) -> None:
         """H step through an external dimod-style sampler, item by item."""
@@ -313,6 +360,24 @@ def _fill_unrated(X: sp.csr_matrix) -> sp.csr_matrix:
     full = sp.csr_matrix((dense, indices, indptr), shape=X.shape)
     full.indptr = full.indptr.astype(np.int32)
     return full
+
+
+def _w_block(indptr, indices, entries, rows, start, codes, method, max_iter, tol, threads):
+    """A Dask task: the W step of one block of users."""
+    W = np.array(rows["W"], order="C")
+    used = np.zeros(len(W), dtype=np.int32)
+    nnls_rows(indptr, indices, entries["data"], codes, W, rows["alpha"], method, max_iter, tol,
+              used, threads)
+    return W, used
+
+
+def _h_block(indptr, indices, entries, rows, start, W, method, reads, sweeps, seed, threads):
+    """A Dask task: the QUBOs of one block of items (annealed from (seed, global item))."""
+    codes = np.array(rows["codes"])
+    energies = np.array(rows["energies"])
+    h_step(indptr, indices, entries["data"], W, codes, energies, method, reads, sweeps, seed,
+           threads, start)
+    return codes, energies
 
 
 __all__ = ["NBMF", "qubo_dict", "unpack_codes"]

@@ -16,6 +16,7 @@ non-increasing; one sweep costs O(|Omega| k) and never forms k x k systems.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,6 +26,13 @@ from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Rea
 from recsys._ext._nmf import cd_rows, gather
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
+from recsys.distributed import (
+    dask_client,
+    map_row_blocks,
+    n_workers,
+    shard_bounds,
+    worker_threads,
+)
 from recsys.models.base import Recommender, biased_factors, grown, loss_history
 from recsys.models.schema import Array, Scalar
 
@@ -99,12 +107,21 @@ class MaskedNMF(Recommender):
         (``loss_`` holds the same losses as an array)."""
         return loss_history(self.loss_)
 
-    def fit(self, X, callback=None) -> MaskedNMF:
+    def fit(self, X, callback=None, cluster=None, n_shards: int | None = None) -> MaskedNMF:
         """Fit on observed ratings ``X`` (CSR users x items; stored values are the ratings).
 
-        ``callback(iteration, model)`` is called after every sweep.
+        ``callback(epoch, model)`` is called after every sweep. With ``cluster`` (a
+        ``distributed.Client``, a scheduler address, or ``"local"``) each half-step's
+        coordinate-descent passes run as Dask tasks over ``n_shards`` row blocks (default: two
+        per worker), the other side's factors broadcast once per half-step; the rows are
+        independent, so the result is the single-process fit's.
         """
         X = self._prepare_fit(X, nonnegative=not self.biases)
+        with dask_client(cluster) if cluster is not None else nullcontext() as client:
+            shards = (n_shards or 2 * n_workers(client)) if client is not None else None
+            return self._fit(X, callback, client, shards)
+
+    def _fit(self, X, callback, client, n_shards) -> MaskedNMF:
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
         t_indptr, t_indices, t_pos = transpose_positions(X)
@@ -129,11 +146,11 @@ class MaskedNMF(Recommender):
                     shift = resid.mean()  # exact minimiser in mu
                     self.global_mean_ += shift
                     resid -= shift
-                cd_rows(X.indptr, X.indices, resid, W, H, b_user, user_reg, self.inner, True,
-                        self.biases, threads)
+                self._cd_half(X.indptr, X.indices, resid, W, H, b_user, user_reg, threads,
+                              client, n_shards)
                 gather(resid, t_pos, resid_t, threads)
-                cd_rows(t_indptr, t_indices, resid_t, H, W, b_item, item_reg, self.inner, True,
-                        self.biases, threads)
+                self._cd_half(t_indptr, t_indices, resid_t, H, W, b_item, item_reg, threads,
+                              client, n_shards)
                 gather(resid_t, inverse, resid, threads)
                 losses.append(float(resid @ resid
                                     + user_reg @ (np.einsum("uf,uf->u", W, W) + b_user ** 2)
@@ -144,6 +161,25 @@ class MaskedNMF(Recommender):
         self._store(W, H, b_user, b_item, losses)
         logger.debug("MaskedNMF: final training loss %.6g", losses[-1] if losses else np.nan)
         return self
+
+    def _cd_half(self, indptr, indices, resid, rows, other, bias, reg, threads, client,
+                  n_shards) -> None:
+        """One half-step: ``inner`` coordinate-descent passes over every row of ``rows``
+        (in place, with ``resid`` and ``bias``), here or row block by row block on Dask."""
+        if client is None:
+            cd_rows(indptr, indices, resid, rows, other, bias, reg, self.inner, True,
+                    self.biases, threads)
+            return
+        structure = sp.csr_matrix((resid, indices, indptr), shape=(len(rows), len(other)))
+        blocks = map_row_blocks(client, _cd_block, structure, n_shards,
+                                entries={"resid": resid},
+                                rows={"factors": rows, "bias": bias, "reg": reg},
+                                shared={"other": other}, inner=self.inner,
+                                use_bias=self.biases, threads=worker_threads(client))
+        bounds = shard_bounds(len(rows), n_shards)
+        for (factors, res, b), start, stop in zip(blocks, bounds[:-1], bounds[1:]):
+            rows[start:stop], bias[start:stop] = factors, b
+            resid[indptr[start]:indptr[stop]] = res
 
     def _store(self, W, H, b_user, b_item, losses) -> None:
         self.user_factors_ = W.copy()
@@ -223,6 +259,17 @@ def transpose_positions(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.nd
     T.sort_indices()
     return (T.indptr.astype(np.int32), T.indices.astype(np.int32),
             np.ascontiguousarray(T.data - 1, dtype=np.int64))
+
+
+def _cd_block(indptr, indices, entries, rows, start, other, inner, use_bias, threads):
+    """A Dask task: the coordinate-descent passes of one row block (its residuals, factors
+    and biases updated on copies and returned)."""
+    factors = np.array(rows["factors"], order="C")
+    resid = np.array(entries["resid"])
+    bias = np.array(rows["bias"])
+    cd_rows(indptr, indices, resid, factors, other, bias, rows["reg"], inner, True, use_bias,
+            threads)
+    return factors, resid, bias
 
 
 __all__ = ["MaskedNMF", "transpose_positions"]
