@@ -129,7 +129,7 @@ def cmd_fit(args) -> dict:
     if args.dask:
         if "cluster" not in inspect.signature(model.fit).parameters:
             raise ValueError(f"{type(model).__name__} trains in one process; --dask applies "
-                             "to the row-separable models (AltMin, MaskedNMF)")
+                             "to the row-separable models (ALS, AltMin, MaskedNMF, NBMF)")
         fit_options = {"cluster": args.dask, "n_shards": args.shards or None}
     start = time.perf_counter()
     exp = load_experiment(spec)

@@ -88,3 +88,18 @@ def test_nbmf_on_dask_equals_the_single_process_fit(client, solver):
     np.testing.assert_array_equal(one.item_codes_, many.item_codes_)
     _close(one.user_factors_, many.user_factors_)
     _close(one.loss_, many.loss_)
+
+
+@pytest.mark.parametrize("solver", ["cg", "cholesky"])
+def test_als_on_dask_equals_the_single_process_fit(client, solver):
+    from recsys.models import ALS
+
+    X = ratings(seed=6)
+    params = dict(factors=6, l2=0.5, alpha=2.0, epochs=3, solver=solver, random_state=7,
+                  num_threads=1)
+    one = ALS(**params).fit(X)
+    many = ALS(**params).fit(X, cluster=client, n_shards=3)
+    for name in ("user_factors_", "item_factors_"):
+        scale = np.abs(getattr(one, name)).max()  # float32 factors
+        np.testing.assert_allclose(getattr(one, name), getattr(many, name), rtol=0,
+                                   atol=1e-5 * scale)

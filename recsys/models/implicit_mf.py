@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from implicit.cpu import _als as implicit_als
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.recommender_base import ModelFitError
+from implicit.utils import check_random_state as implicit_random_state
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Options, Real
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
+from recsys.distributed import (
+    dask_client,
+    map_row_blocks,
+    n_workers,
+    shard_bounds,
+    worker_threads,
+)
 from recsys.models.base import Recommender, grown
 from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array
@@ -57,7 +66,10 @@ class _ImplicitFactors(Recommender):
         raise NotImplementedError
 
     def fit(self, X, callback=None):
-        """Fit on ``X``; ``callback(iteration, model)`` is called after every epoch."""
+        """Fit on ``X``; ``callback(epoch, model)`` is called after every epoch."""
+        return self._fit_here(X, callback)
+
+    def _fit_here(self, X, callback):
         X = self._prepare_fit(X, nonnegative=True)
         model = self._make()
 
@@ -133,6 +145,45 @@ class ALS(_ImplicitFactors):
         self.num_threads = num_threads
         self.show_progress = show_progress
 
+    def fit(self, X, callback=None, cluster=None, n_shards: int | None = None) -> ALS:
+        """Fit on ``X``; ``callback(epoch, model)`` is called after every epoch.
+
+        With ``cluster`` (a ``distributed.Client``, a scheduler address, or ``"local"``) each
+        half-step runs implicit's own per-row solver (CG or Cholesky) on row blocks as Dask
+        tasks over ``n_shards`` blocks (default: two per worker), the other side's factors
+        broadcast once per half-step, from implicit's initialisation: the single-process fit.
+        """
+        if cluster is None:
+            return self._fit_here(X, callback)
+        X = self._prepare_fit(X, nonnegative=True)
+        model = self._make()
+        Cui = X.astype(np.float32) * np.float32(self.alpha) if self.alpha != 1.0 else \
+            X.astype(np.float32)  # implicit's fit: confidences alpha * r
+        Ciu = Cui.T.tocsr()
+        rng = implicit_random_state(model.random_state)
+        U = rng.random((X.shape[0], self.factors), dtype=model.dtype) * 0.01
+        V = rng.random((X.shape[1], self.factors), dtype=model.dtype) * 0.01
+        with dask_client(cluster) as client:
+            shards = n_shards or 2 * n_workers(client)
+            threads = worker_threads(client)
+            for epoch in range(self.epochs):
+                for rows, other, C in ((U, V, Cui), (V, U, Ciu)):
+                    blocks = map_row_blocks(client, _als_block, C, shards,
+                                            entries={"data": C.data}, rows={"rows": rows},
+                                            shared={"other": other}, l2=self.l2,
+                                            cg=self.solver == "cg", cg_steps=model.cg_steps,
+                                            threads=threads)
+                    bounds = shard_bounds(C.shape[0], shards)
+                    for block, start, stop in zip(blocks, bounds[:-1], bounds[1:]):
+                        rows[start:stop] = block
+                if callback is not None:
+                    model.user_factors, model.item_factors = U, V
+                    self._store(model)
+                    callback(epoch, self)
+        model.user_factors, model.item_factors = U, V
+        self._store(model)
+        return self
+
     def fold_in(self, X_new) -> np.ndarray:
         """Factors of new users: the exact least-squares solve of each row against the fixed
         item factors (implicit's ``recalculate_user``, Cholesky),
@@ -188,6 +239,17 @@ class ALS(_ImplicitFactors):
             iterations=self.epochs, use_cg=self.solver == "cg",
             num_threads=resolve_num_threads(self.num_threads),
             random_state=_seed(self.random_state))
+
+
+def _als_block(indptr, indices, entries, rows, start, other, l2, cg, cg_steps, threads):
+    """A Dask task: implicit's per-row least squares (CG or Cholesky) for one row block."""
+    C = sp.csr_matrix((entries["data"], indices, indptr), shape=(len(rows["rows"]), len(other)))
+    X = np.array(rows["rows"], order="C")
+    if cg:
+        implicit_als.least_squares_cg(C, X, other, l2, num_threads=threads, cg_steps=cg_steps)
+    else:
+        implicit_als.least_squares(C, X, other, l2, num_threads=threads)
+    return X
 
 
 class BPR(_ImplicitFactors):
