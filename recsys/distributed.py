@@ -85,6 +85,26 @@ def map_row_blocks(client, fn: Callable, X: sp.csr_matrix, n_shards: int,
     return client.gather(futures)
 
 
+def update_row_blocks(client, fn: Callable, X: sp.csr_matrix, n_shards: int,
+                      outputs: list[tuple[np.ndarray, str]], **kwargs) -> list[tuple]:
+    """:func:`map_row_blocks`, then each block's results written back in place: the block's
+    i-th returned array goes into ``outputs[i]`` (``(array, "rows")``: rows ``start:stop``;
+    ``(array, "entries")``: the block's stored entries). Returns what each block returned
+    beyond ``outputs`` (e.g. a count of failed rows)."""
+    blocks = map_row_blocks(client, fn, X, n_shards, **kwargs)
+    bounds = shard_bounds(X.shape[0], n_shards)
+    extras = []
+    for result, start, stop in zip(blocks, bounds[:-1], bounds[1:]):
+        values = result if isinstance(result, tuple) else (result,)
+        for (array, kind), value in zip(outputs, values):
+            if kind == "rows":
+                array[start:stop] = value
+            else:
+                array[X.indptr[start]:X.indptr[stop]] = value
+        extras.append(values[len(outputs):])
+    return extras
+
+
 def worker_threads(client) -> int:
     """Threads per worker of ``client``'s cluster (the kernels inside a task use that many)."""
     info = client.scheduler_info().get("workers", {})
@@ -95,4 +115,5 @@ def n_workers(client) -> int:
     return max(len(client.scheduler_info().get("workers", {})), 1)
 
 
-__all__ = ["dask_client", "map_row_blocks", "n_workers", "shard_bounds", "worker_threads"]
+__all__ = ["dask_client", "map_row_blocks", "n_workers", "shard_bounds", "update_row_blocks",
+           "worker_threads"]

@@ -26,13 +26,7 @@ from recsys._ext._altmin import solve_rows
 from recsys._sparse import select_entries
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
-from recsys.distributed import (
-    dask_client,
-    map_row_blocks,
-    n_workers,
-    shard_bounds,
-    worker_threads,
-)
+from recsys.distributed import dask_client, n_workers, update_row_blocks, worker_threads
 from recsys.models.base import Recommender, biased_factors, grown
 from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array, Scalar
@@ -225,15 +219,13 @@ class AltMin(Recommender):
             failed = solve_rows(X.indptr, X.indices, targets.astype(dtype), design, reg, rows,
                                 solver, self.cg_steps, threads, seed)
         else:  # the same solves, row block by row block on the cluster
-            blocks = map_row_blocks(client, _solve_block, X, n_shards,
-                                    entries={"targets": targets.astype(dtype)},
-                                    rows={"rows": rows, "reg": reg}, shared={"design": design},
-                                    solver=solver, cg_steps=self.cg_steps, seed=seed,
-                                    threads=worker_threads(client))
-            bounds = shard_bounds(X.shape[0], n_shards)
-            for (block, _), start, stop in zip(blocks, bounds[:-1], bounds[1:]):
-                rows[start:stop] = block
-            failed = sum(f for _, f in blocks)
+            extras = update_row_blocks(client, _solve_block, X, n_shards, [(rows, "rows")],
+                                       entries={"targets": targets.astype(dtype)},
+                                       rows={"rows": rows, "reg": reg},
+                                       shared={"design": design}, solver=solver,
+                                       cg_steps=self.cg_steps, seed=seed,
+                                       threads=worker_threads(client))
+            failed = sum(f for (f,) in extras)
         if failed:
             logger.warning("%d rows had a singular system (no observations, or l2 = 0 with "
                            "too few); their factors were set to zero", failed)

@@ -18,13 +18,7 @@ from implicit.utils import check_random_state as implicit_random_state
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Options, Real
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.distributed import (
-    dask_client,
-    map_row_blocks,
-    n_workers,
-    shard_bounds,
-    worker_threads,
-)
+from recsys.distributed import dask_client, n_workers, update_row_blocks, worker_threads
 from recsys.models.base import Recommender, grown
 from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array
@@ -168,14 +162,11 @@ class ALS(_ImplicitFactors):
             threads = worker_threads(client)
             for epoch in range(self.epochs):
                 for rows, other, C in ((U, V, Cui), (V, U, Ciu)):
-                    blocks = map_row_blocks(client, _als_block, C, shards,
-                                            entries={"data": C.data}, rows={"rows": rows},
-                                            shared={"other": other}, l2=self.l2,
-                                            cg=self.solver == "cg", cg_steps=model.cg_steps,
-                                            threads=threads)
-                    bounds = shard_bounds(C.shape[0], shards)
-                    for block, start, stop in zip(blocks, bounds[:-1], bounds[1:]):
-                        rows[start:stop] = block
+                    update_row_blocks(client, _als_block, C, shards, [(rows, "rows")],
+                                      entries={"data": C.data}, rows={"rows": rows},
+                                      shared={"other": other}, l2=self.l2,
+                                      cg=self.solver == "cg", cg_steps=model.cg_steps,
+                                      threads=threads)
                 if callback is not None:
                     model.user_factors, model.item_factors = U, V
                     self._store(model)

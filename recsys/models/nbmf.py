@@ -36,13 +36,7 @@ from recsys._constraints import (
 from recsys._ext._nbmf import h_step, nnls_rows, qubo_energy, qubo_terms
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.distributed import (
-    dask_client,
-    map_row_blocks,
-    n_workers,
-    shard_bounds,
-    worker_threads,
-)
+from recsys.distributed import dask_client, n_workers, update_row_blocks, worker_threads
 from recsys.models.base import Recommender, grown, loss_history
 from recsys.models.schema import Array
 
@@ -215,13 +209,10 @@ class NBMF(Recommender):
             nnls_rows(X.indptr, X.indices, data, codes, W, alpha, method, self.w_iterations,
                       self.tol, used, threads)
             return
-        blocks = map_row_blocks(client, _w_block, X, n_shards, entries={"data": data},
-                                rows={"W": W, "alpha": alpha}, shared={"codes": codes},
-                                method=method, max_iter=self.w_iterations, tol=self.tol,
-                                threads=worker_threads(client))
-        bounds = shard_bounds(X.shape[0], n_shards)
-        for (w, u), start, stop in zip(blocks, bounds[:-1], bounds[1:]):
-            W[start:stop], used[start:stop] = w, u
+        update_row_blocks(client, _w_block, X, n_shards, [(W, "rows"), (used, "rows")],
+                          entries={"data": data}, rows={"W": W, "alpha": alpha},
+                          shared={"codes": codes}, method=method, max_iter=self.w_iterations,
+                          tol=self.tol, threads=worker_threads(client))
 
     def _h_step(self, XT, t_data, W, codes, energies, seed, threads, client, n_shards) -> None:
         """Every item's QUBO rebuilt and solved, here or item block by item block on Dask."""
@@ -230,14 +221,11 @@ class NBMF(Recommender):
             h_step(XT.indptr, XT.indices, t_data, W, codes, energies, method, self.num_reads,
                    self.num_sweeps, seed, threads)
             return
-        blocks = map_row_blocks(client, _h_block, XT, n_shards, entries={"data": t_data},
-                                rows={"codes": codes, "energies": energies},
-                                shared={"W": W}, method=method, reads=self.num_reads,
-                                sweeps=self.num_sweeps, seed=seed,
-                                threads=worker_threads(client))
-        bounds = shard_bounds(XT.shape[0], n_shards)
-        for (c, e), start, stop in zip(blocks, bounds[:-1], bounds[1:]):
-            codes[start:stop], energies[start:stop] = c, e
+        update_row_blocks(client, _h_block, XT, n_shards,
+                          [(codes, "rows"), (energies, "rows")], entries={"data": t_data},
+                          rows={"codes": codes, "energies": energies}, shared={"W": W},
+                          method=method, reads=self.num_reads, sweeps=self.num_sweeps,
+                          seed=seed, threads=worker_threads(client))
 
     def _sampler_step(self, XT, t_data, W, codes, energies, threads) -> None:
         """H step through an external dimod-style sampler, item by item."""

@@ -26,13 +26,7 @@ from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Rea
 from recsys._ext._nmf import cd_rows, gather
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.distributed import (
-    dask_client,
-    map_row_blocks,
-    n_workers,
-    shard_bounds,
-    worker_threads,
-)
+from recsys.distributed import dask_client, n_workers, update_row_blocks, worker_threads
 from recsys.models.base import Recommender, biased_factors, grown, loss_history
 from recsys.models.schema import Array, Scalar
 
@@ -171,15 +165,12 @@ class MaskedNMF(Recommender):
                     self.biases, threads)
             return
         structure = sp.csr_matrix((resid, indices, indptr), shape=(len(rows), len(other)))
-        blocks = map_row_blocks(client, _cd_block, structure, n_shards,
-                                entries={"resid": resid},
-                                rows={"factors": rows, "bias": bias, "reg": reg},
-                                shared={"other": other}, inner=self.inner,
-                                use_bias=self.biases, threads=worker_threads(client))
-        bounds = shard_bounds(len(rows), n_shards)
-        for (factors, res, b), start, stop in zip(blocks, bounds[:-1], bounds[1:]):
-            rows[start:stop], bias[start:stop] = factors, b
-            resid[indptr[start]:indptr[stop]] = res
+        update_row_blocks(client, _cd_block, structure, n_shards,
+                          [(rows, "rows"), (resid, "entries"), (bias, "rows")],
+                          entries={"resid": resid},
+                          rows={"factors": rows, "bias": bias, "reg": reg},
+                          shared={"other": other}, inner=self.inner, use_bias=self.biases,
+                          threads=worker_threads(client))
 
     def _store(self, W, H, b_user, b_item, losses) -> None:
         self.user_factors_ = W.copy()
