@@ -55,7 +55,7 @@ from _common import RESULTS, machine, peak_memory, print_table, write_csv
 from recsys._threads import resolve_num_threads
 from recsys.evaluation import ALL_METRICS, evaluate
 from recsys.experiment import load_experiment
-from recsys.models import make_model
+from recsys.models import SimpleX, make_model
 from recsys.significance import bootstrap_means, compare
 
 # Published Recall@20 / NDCG@20 on these splits (../shared/datasets/README.md: the SimpleX
@@ -81,24 +81,14 @@ def grid(**axes) -> list[dict]:
 
 
 # name -> (registered model, fixed parameters, grid per data set ("*": any), sampled negatives)
-# shuffled positives (the default order), two evaluations without improvement per decay
-SIMPLEX_SCHEDULE = dict(epochs=[60], patience=[4], decay_patience=[2], min_learning_rate=[1e-4])
+# the official configurations and trainers (SimpleX.PRESETS: torch's Adam over whole tables
+# from N(0, 1e-4^2), its whole-table L2 as our summed one; ML-1M with item, user and global
+# biases and excluded positives; Gowalla with the mean history, NDCG@20 monitored as
+# officially), two or three flat evaluations per decay on Gowalla
 SIMPLEX = {
-    # the official ML-1M configuration and trainer: torch's Adam over whole tables from
-    # N(0, 1e-4^2), its whole-table L2 (1e-5 of the batch-mean loss: 0.01 of our summed one),
-    # item, user and global biases, excluded positives
-    "ml-1m-lcfn": grid(factors=[128], negatives=[1500], margin=[0.9], negative_weight=[10],
-                       gamma=[0.8], dropout=[0.4], biases=[True], exclude_positives=[True],
-                       learning_rate=[1e-3], init_std=[1e-4], l2=[0.01],
-                       optimizer=["dense_adam"], **SIMPLEX_SCHEDULE),
-    # the official Gowalla trainer (Adam over whole tables from N(0, 1e-4^2), L2 1e-7 of
-    # the batch-mean loss at batch 256: 1e-4 of our summed one at 1024), the mean history;
-    # NDCG@20 monitored as officially; two or three flat evaluations per decay
-    "gowalla-lightgcn": grid(factors=[64], negatives=[2000], margin=[0.9],
-                             negative_weight=[250], gamma=[0.8], dropout=[0.1],
-                             learning_rate=[1e-3], init_std=[1e-4], l2=[1e-4],
-                             optimizer=["dense_adam"], metric=["ndcg_at_20"], epochs=[80],
-                             patience=[4], decay_patience=[2, 3], min_learning_rate=[1e-5]),
+    "ml-1m-lcfn": grid(**{k: [v] for k, v in SimpleX.PRESETS["ml-1m"].items()}),
+    "gowalla-lightgcn": grid(**{**{k: [v] for k, v in SimpleX.PRESETS["gowalla"].items()},
+                                "decay_patience": [2, 3]}),
     "quick": grid(factors=[32], negatives=[100], epochs=[3]),
 }
 MODELS = {

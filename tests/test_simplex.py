@@ -519,3 +519,22 @@ def test_history_rate_scales_the_steps_of_w(history_rate):
     moved = step[step > 0]
     assert moved.size > 0.9 * step.size
     np.testing.assert_allclose(moved, 0.01 * history_rate, rtol=1e-3)
+
+
+def test_official_configurations_are_named_presets():
+    from recsys.models import SimpleX
+    from recsys.tuning import PRESETS, SPACES
+    from recsys.tuning.spaces import in_space
+
+    model = SimpleX.preset("ml-1m", random_state=3)
+    params = model.get_params()
+    assert params["factors"] == 128 and params["negatives"] == 1500 and params["biases"] is True
+    assert params["optimizer"] == "dense_adam" and params["random_state"] == 3
+    assert SimpleX.preset("gowalla", epochs=2).get_params()["epochs"] == 2
+    with pytest.raises(ValueError, match="known: \\['gowalla', 'ml-1m'\\]"):
+        SimpleX.preset("netflix")
+    # the sweep tries them first: each preset's tuned parameters lie inside the search space
+    for preset in SimpleX.PRESETS.values():
+        inside = in_space(SPACES["SimpleX"], preset)
+        assert len(inside) == len(set(preset) & set(SPACES["SimpleX"])) and inside in \
+            PRESETS["SimpleX"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from recsys.models.simplex import SimpleX
+
 SPACES: dict[str, dict[str, tuple]] = {
     "MostPopular": {},
     # neighbours: the benchmark chose 10 on ML-1M and 200 on Gowalla; sweeps on new data hit
@@ -54,10 +56,6 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
                {"factors": 64, "l2": 3.0, "frequency_scaling": 0.0}],
     "MaskedNMF": [{"factors": 64, "l2": 0.3}],
     "NBMF": [{"factors": 32, "l2": 0.03}],
-    "SimpleX": [{"negatives": 1500, "margin": 0.9, "negative_weight": 10.0, "gamma": 0.8,
-                 "dropout": 0.4, "biases": True, "exclude_positives": True},
-                {"negatives": 2000, "margin": 0.9, "negative_weight": 250.0, "gamma": 0.8,
-                 "dropout": 0.1}],
 }
 
 FIXED: dict[str, dict[str, Any]] = {
@@ -81,6 +79,10 @@ def in_space(space: dict[str, tuple], params: dict[str, Any]) -> dict[str, Any]:
                 args[0] <= value <= args[1] and (kind == "float" or float(value).is_integer()):
             out[name] = int(value) if kind == "int" else float(value)
     return out
+
+
+# the official configurations (SimpleX.PRESETS), restricted to the parameters the space tunes
+PRESETS["SimpleX"] = [in_space(SPACES["SimpleX"], p) for p in SimpleX.PRESETS.values()]
 
 
 def on_edge(space: dict[str, tuple], params: dict[str, Any], tolerance: float = 0.05
