@@ -71,3 +71,14 @@ def test_history_is_the_trace_name():
     model = MaskedNMF(factors=2, epochs=3, random_state=0).fit(X)
     assert [h["epoch"] for h in model.history_] == [0, 1, 2]
     assert np.allclose([h["loss"] for h in model.history_], model.loss_)
+
+
+def test_constructors_take_keywords_only():
+    import inspect
+
+    for name, cls in registered_models().items():
+        params = [p for p in inspect.signature(cls.__init__).parameters.values()
+                  if p.name != "self"]
+        assert all(p.kind is p.KEYWORD_ONLY for p in params), name
+        with pytest.raises(TypeError):
+            cls(1)

@@ -68,7 +68,7 @@ class EASE(Recommender):
     _fitted = {"B_": Array("f", ("n_items_", "n_items_"), sparse=None),
                "inverse_diagonal_": Array("f", ("p",), optional=True)}
 
-    def __init__(self, l2: float = 500.0, dtype: str = "float32",
+    def __init__(self, *, l2: float = 500.0, dtype: str = "float32",
                  max_items_dense: int | None = None, neighbors: int = 256,
                  num_threads: int = 0, show_progress: bool = False):
         self.l2 = l2

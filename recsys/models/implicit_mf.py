@@ -127,7 +127,7 @@ class ALS(_ImplicitFactors):
     _renamed_params = {"regularization": "l2", "iterations": "epochs",
                        "use_cg": ("solver", lambda cg: "cg" if cg else "cholesky")}
 
-    def __init__(self, factors: int = 64, l2: float = 0.01, alpha: float = 1.0,
+    def __init__(self, *, factors: int = 64, l2: float = 0.01, alpha: float = 1.0,
                  epochs: int = 15, solver: str = "cg", random_state=None,
                  num_threads: int = 0, show_progress: bool = False):
         self.factors = factors
@@ -270,7 +270,7 @@ class BPR(_ImplicitFactors):
                               "show_progress": BOOLEAN}
     _renamed_params = {"regularization": "l2", "iterations": "epochs"}
 
-    def __init__(self, factors: int = 64, learning_rate: float = 0.01,
+    def __init__(self, *, factors: int = 64, learning_rate: float = 0.01,
                  l2: float = 0.01, epochs: int = 100, random_state=None,
                  num_threads: int = 0, show_progress: bool = False):
         self.factors = factors

@@ -39,7 +39,7 @@ class ItemKNN(Recommender):
 
     _fitted = {"similarity_": Array("f", ("n_items_", "n_items_"), sparse=True)}
 
-    def __init__(self, neighbors: int = 100, shrink: float = 0.0, block_size: int = 512,
+    def __init__(self, *, neighbors: int = 100, shrink: float = 0.0, block_size: int = 512,
                  num_threads: int = 0, show_progress: bool = False):
         self.neighbors = neighbors
         self.shrink = shrink

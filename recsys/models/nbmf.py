@@ -115,7 +115,7 @@ class NBMF(Recommender):
     _fitted = {"user_factors_": Array("f", ("n_users_", "k")),
                "item_codes_": Array("u", ("n_items_",)), "loss_": Array("f", ("t",))}
 
-    def __init__(self, factors: int = 32, l2: float = 0.5, epochs: int = 20,
+    def __init__(self, *, factors: int = 32, l2: float = 0.5, epochs: int = 20,
                  solver: Any = "anneal", num_reads: int = 1, num_sweeps: int = 100,
                  sampler_params: dict | None = None, w_solver: str = "cd",
                  w_iterations: int = 100, tol: float = 1e-6, frequency_scaling: float = 1.0,

@@ -82,7 +82,7 @@ class MaskedNMF(Recommender):
                "user_bias_": Array("f", ("n_users_",)), "item_bias_": Array("f", ("n_items_",)),
                "global_mean_": Scalar(float), "loss_": Array("f", ("t",))}
 
-    def __init__(self, factors: int = 15, l2: float = 0.8, epochs: int = 10,
+    def __init__(self, *, factors: int = 15, l2: float = 0.8, epochs: int = 10,
                  biases: bool = True, frequency_scaling: float = 0.5, inner: int = 1,
                  random_state=None, num_threads: int = 0, show_progress: bool = False):
         self.factors = factors

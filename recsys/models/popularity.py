@@ -22,7 +22,7 @@ class MostPopular(Recommender):
 
     _fitted = {"item_popularity_": Array("f", ("n_items_",))}
 
-    def __init__(self, weighting: str = "count"):
+    def __init__(self, *, weighting: str = "count"):
         self.weighting = weighting
 
     def fit(self, X) -> MostPopular:

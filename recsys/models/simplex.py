@@ -238,7 +238,7 @@ class SimpleX(Recommender):
         "global_bias_": Array("f", (1,)), "history_": Scalar(list), "schedule_": Scalar(list),
         "best_epoch_": Scalar(int, optional=True)}
 
-    def __init__(self, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
+    def __init__(self, *, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
                  negative_weight: float = 150.0, gamma: float = 1.0, aggregator: str = "mean",
                  max_history: int | None = 500, biases: bool | str = False,
                  l2: float = 1e-6,
