@@ -94,9 +94,9 @@ class AltMin(Recommender):
                "user_bias_": Array("f", ("n_users_",)), "item_bias_": Array("f", ("n_items_",)),
                "global_mean_": Scalar(float)}
 
-    def __init__(self, *, factors: int = 32, l2: float = 0.05, epochs: int = 15,
+    def __init__(self, *, factors: int = 8, l2: float = 1.0, epochs: int = 20,
                  solver: str = "cholesky", cg_steps: int = 3, biases: bool = True,
-                 frequency_scaling: float = 1.0, init: str = "svd", incoherence: float = 4.0,
+                 frequency_scaling: float = 0.5, init: str = "svd", incoherence: float = 4.0,
                  sample_splitting: bool = False, random_state=None,
                  num_threads: int = 0, dtype: str = "float64", show_progress: bool = False):
         self.factors = factors
