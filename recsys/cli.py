@@ -126,11 +126,12 @@ def cmd_fit(args) -> dict:
     spec = spec_from_args(args, config)
     model = make_model(model_class(name), params, seed, show_progress=not args.quiet)
     fit_options = {}
-    if args.dask:
+    if args.dask_scheduler:
         if "cluster" not in inspect.signature(model.fit).parameters:
-            raise ValueError(f"{type(model).__name__} trains in one process; --dask applies "
-                             "to the row-separable models (ALS, AltMin, MaskedNMF, NBMF)")
-        fit_options = {"cluster": args.dask, "n_shards": args.shards or None}
+            raise ValueError(f"{type(model).__name__} trains in one process; --dask-scheduler "
+                             "applies to the row-separable models (ALS, AltMin, MaskedNMF, "
+                             "NBMF)")
+        fit_options = {"cluster": args.dask_scheduler, "n_shards": args.shards or None}
     start = time.perf_counter()
     exp = load_experiment(spec)
     (exp.serving() if args.all_data else exp.full()).fit(model, **fit_options)
@@ -191,7 +192,8 @@ def cmd_evaluate(args) -> dict:
     _check_same_ids(model, exp.history)
     k = setting(config, "evaluate", "k", args.k, [10, 20])
     metrics = evaluate(model, exp.history, exp.test, k=tuple(k),
-                       show_progress=not args.quiet)
+                       show_progress=not args.quiet, cluster=args.dask_scheduler,
+                       n_shards=args.shards)
     return {name: float(value) for name, value in metrics.items()}
 
 
@@ -414,11 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.add_argument("--all-data", action="store_true",
                    help="fit on every interaction (to serve), not the training part")
-    p.add_argument("--dask", default=None, metavar="ADDRESS",
+    p.add_argument("--dask-scheduler", default=None,
                    help="train the row-separable models on Dask: 'local' (a LocalCluster) or "
-                        "a scheduler address tcp://host:8786")
+                        "tcp://host:port")
     p.add_argument("--shards", type=int, default=0, help="row blocks per half-step with "
-                                                          "--dask (default: two per worker)")
+                                                          "--dask-scheduler (default: two per "
+                                                          "worker)")
     p.set_defaults(run=cmd_fit)
 
     p = sub.add_parser("data", help="look at a data set or a log file")
@@ -444,6 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tracking-uri", default=None)
         if name == "evaluate":
             p.add_argument("--k", type=int, nargs="+", default=None, help="default 10 20")
+            p.add_argument("--dask-scheduler", default=None,
+                           help="rank the users on Dask: 'local' (a LocalCluster) or "
+                                "tcp://host:port")
+            p.add_argument("--shards", type=int, default=None,
+                           help="user blocks with --dask-scheduler (default: two per worker)")
         else:
             p.add_argument("--k", type=int, default=None, help="default 100")
             p.add_argument("--out", default=None, help="a .parquet file, or a folder with "

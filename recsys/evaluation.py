@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recsys._ext import _metrics
-from recsys._threads import resolve_num_threads
+from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_users
 from recsys.beyond import BEYOND_METRICS, beyond_metrics
 
@@ -139,7 +139,8 @@ def ranking_metrics(recommended: np.ndarray, test_X, k: int | Sequence[int] = (1
 def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
              metrics: Sequence[str] = DEFAULT_METRICS, users=None, exclude_seen: bool = True,
              per_user: bool = False, batch_size: int = 8192, num_threads: int = 0,
-             show_progress: bool = False, item_vectors: np.ndarray | None = None):
+             show_progress: bool = False, item_vectors: np.ndarray | None = None,
+             cluster=None, n_shards: int | None = None):
     """Full-ranking evaluation of a fitted model (formulas in the module docstring).
 
     Parameters
@@ -166,6 +167,11 @@ def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
     item_vectors : ndarray (n_items, d), optional
         The representation whose cosine distance ``ild`` averages (default: the items'
         training co-occurrence).
+    cluster : distributed.Client, scheduler address or ``"local"``, optional
+        Rank the users on a Dask cluster, ``n_shards`` blocks of users (default: two per
+        worker): each task loads the model from its saved file (shipped as bytes, never
+        pickled) and the history matrix, and returns its users' top-k; the metrics are then
+        computed here. The result is the single-process evaluation's.
 
     Returns
     -------
@@ -195,12 +201,11 @@ def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
     if users.size == 0:
         raise ValueError("no test users: test_X has no interactions for the requested users")
     width = int(min(ks.max(), test.shape[1]))
-    recs = np.empty((users.size, width), dtype=np.int32)
-    batches = range(0, users.size, batch_size)
-    for start in tqdm(batches, desc="evaluate", disable=not show_progress):
-        batch = users[start:start + batch_size]
-        recs[start:start + batch.size] = model.recommend(batch, train, k=width,
-                                                         exclude_seen=exclude_seen)[0]
+    if cluster is not None:
+        recs = _rank_on_cluster(model, train, users, width, exclude_seen, batch_size, cluster,
+                                n_shards)
+    else:
+        recs = _rank(model, train, users, width, exclude_seen, batch_size, show_progress)
     unknown = set(metrics) - set(ALL_METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; known: {ALL_METRICS}")
@@ -216,6 +221,52 @@ def evaluate(model, train_X, test_X, k: int | Sequence[int] = (10, 20),
     if per_user:
         return means, {"users": users, **{n: v for n, v in values.items() if v.ndim}}
     return means
+
+
+def _rank(model, train, users, width, exclude_seen, batch_size, show_progress=False):
+    """Top-``width`` of ``users`` (rows of ``train``), ``batch_size`` users per call."""
+    recs = np.empty((users.size, width), dtype=np.int32)
+    batches = range(0, users.size, batch_size)
+    for start in tqdm(batches, desc="evaluate", disable=not show_progress):
+        batch = users[start:start + batch_size]
+        recs[start:start + batch.size] = model.recommend(batch, train, k=width,
+                                                         exclude_seen=exclude_seen)[0]
+    return recs
+
+
+def _rank_task(model_file: bytes, train, users, width, exclude_seen, batch_size):
+    """A Dask task: load the model from its file's bytes and rank a block of users."""
+    import tempfile
+    from pathlib import Path
+
+    from recsys.models import Recommender
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.npz"
+        path.write_bytes(model_file)
+        model = Recommender.load(path)
+    with blas_limit(1):  # one BLAS thread per single-threaded worker
+        return _rank(model, train, users, width, exclude_seen, batch_size)
+
+
+def _rank_on_cluster(model, train, users, width, exclude_seen, batch_size, cluster,
+                     n_shards):
+    import tempfile
+    from pathlib import Path
+
+    from recsys.distributed import dask_client, n_workers, shard_bounds
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = model.save(Path(tmp) / "model.npz").read_bytes()
+    with dask_client(cluster) as client:
+        bounds = shard_bounds(users.size, n_shards or 2 * n_workers(client))
+        shared = client.scatter([model_file, train], broadcast=True)
+        futures = [client.submit(_rank_task, shared[0], shared[1], users[a:b], width,
+                                 exclude_seen, batch_size, pure=False)
+                   for a, b in zip(bounds[:-1], bounds[1:])]
+        blocks = client.gather(futures)
+    return np.concatenate(blocks).astype(np.int32, copy=False) if blocks else \
+        np.empty((0, width), np.int32)
 
 
 def align_ids(test_X, train_X):

@@ -103,3 +103,37 @@ def test_als_on_dask_equals_the_single_process_fit(client, solver):
         scale = np.abs(getattr(one, name)).max()  # float32 factors
         np.testing.assert_allclose(getattr(one, name), getattr(many, name), rtol=0,
                                    atol=1e-5 * scale)
+
+
+def test_evaluation_on_dask_equals_the_single_process_one(client, ml100k_u1):
+    from recsys.evaluation import ALL_METRICS, evaluate
+    from recsys.models import ALS, EASE
+
+    train, test = ml100k_u1
+    for model in (EASE(l2=500.0).fit(train), ALS(factors=8, epochs=3, random_state=0,
+                                                 num_threads=1).fit(train)):
+        here, here_users = evaluate(model, train, test, k=(10, 20), metrics=ALL_METRICS,
+                                    per_user=True)
+        there, there_users = evaluate(model, train, test, k=(10, 20), metrics=ALL_METRICS,
+                                      per_user=True, cluster=client, n_shards=3)
+        assert here == there
+        for name, values in here_users.items():
+            np.testing.assert_array_equal(values, there_users[name])
+
+
+def test_cli_fit_and_evaluate_on_a_local_cluster(tmp_path, data_home, monkeypatch, capsys):
+    import json
+
+    from recsys.cli import main
+
+    monkeypatch.setenv("RECSYS_DATA_HOME", str(data_home))
+    out = tmp_path / "altmin.npz"
+    assert main(["fit", "--model", "altmin", "--param", "epochs=2", "--seed", "0",
+                 "--out", str(out), "--dask-scheduler", "local", "--shards", "3",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model-path", str(out), "--dask-scheduler", "local",
+                 "--quiet"]) == 0
+    assert 0 < json.loads(capsys.readouterr().out)["ndcg_at_10"] < 1
+    assert main(["fit", "--model", "ease", "--out", str(tmp_path / "e.npz"),
+                 "--dask-scheduler", "local", "--quiet"]) == 2  # EASE trains in one process
