@@ -241,22 +241,28 @@ def planted(n_users=120, n_items=90, groups=3, per_user=12, seed=0):
     return X
 
 
-@pytest.mark.parametrize("gamma, biases, optimizer, order, aggregator", [
-    (1.0, False, "adam", "shuffled", "mean"), (0.7, False, "adam", "shuffled", "mean"),
-    (0.7, True, "adam", "shuffled", "mean"), (0.7, True, "dense_adam", "shuffled", "mean"),
-    (0.7, "item", "adam", "shuffled", "mean"),
-    (0.7, False, "adam", "user", "mean"), (0.7, False, "dense_adam", "user", "mean"),
-    (0.7, False, "adam", "shuffled", "user_attention"),
-    (0.7, True, "dense_adam", "user", "user_attention")])
+@pytest.mark.parametrize("gamma, biases, optimizer, order, aggregator, sampling", [
+    (1.0, False, "adam", "shuffled", "mean", "uniform"),
+    (0.7, False, "adam", "shuffled", "mean", "uniform"),
+    (0.7, True, "adam", "shuffled", "mean", "uniform"),
+    (0.7, True, "dense_adam", "shuffled", "mean", "uniform"),
+    (0.7, "item", "adam", "shuffled", "mean", "uniform"),
+    (0.7, False, "adam", "user", "mean", "uniform"),
+    (0.7, False, "dense_adam", "user", "mean", "uniform"),
+    (0.7, False, "adam", "shuffled", "user_attention", "uniform"),
+    (0.7, True, "dense_adam", "user", "user_attention", "uniform"),
+    (0.7, False, "adagrad", "shuffled", "mean", "uniform"),
+    (0.7, False, "adam", "shuffled", "mean", "popularity")])
 def test_learns_planted_groups_and_is_reproducible(gamma, biases, optimizer, order, aggregator,
-                                                   tmp_path):
+                                                   sampling, tmp_path):
     from recsys.evaluation import evaluate
     from recsys.models import SimpleX
 
     X = planted()
     params = dict(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
                   learning_rate=0.05, epochs=15, dropout=0.0, random_state=0, biases=biases,
-                  optimizer=optimizer, order=order, aggregator=aggregator, num_threads=1)
+                  optimizer=optimizer, order=order, aggregator=aggregator, sampling=sampling,
+                  num_threads=1)
     model = SimpleX(**params).fit(X)
     losses = [h["loss"] for h in model.history_]
     assert losses[-1] < 0.8 * losses[0]
