@@ -12,6 +12,9 @@ the sizes (1: linear). EASE's cost is dominated by the n_items^3 factorisation, 
 grow with nnz at a fixed catalogue; its Gram matrix does.
 
     python benchmarks/bench_scaling.py [--quick] [--sizes 1e5 1e6 ...] [--models ...]
+        [--items 10000]
+
+Peak memory is also given as a multiple of the training CSR's own bytes (``mem_over_csr``).
 
 ``--quick``: 1e4 and 3e4 interactions over 1,000 items (CI smoke run).
 Writes benchmarks/results/scaling.csv.
@@ -80,13 +83,15 @@ def main() -> None:
                         default=[1e5, 3e5, 1e6, 3e6, 1e7])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--threads", type=int, default=0, help="0: all cores")
+    parser.add_argument("--items", type=int, default=N_ITEMS, help="catalogue size")
     args = parser.parse_args()
     threads = resolve_num_threads(args.threads)
     sizes = [1e4, 3e4] if args.quick else args.sizes
     print(f"# {machine()}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     rows = []
     for size in sizes:
-        X = synthetic(int(size), 1000 if args.quick else N_ITEMS)
+        X = synthetic(int(size), 1000 if args.quick else args.items)
+        csr_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
         repeats = 3 if X.nnz < 1e6 else 1
         for name in args.models:
             times, memory = [], float("nan")
@@ -97,7 +102,8 @@ def main() -> None:
             rows.append({"model": name, "work": WORK[name], "nnz": X.nnz, "users": X.shape[0],
                          "items": X.shape[1], "threads": threads,
                          "fit_s": statistics.median(times), "min_s": min(times),
-                         "max_s": max(times), "peak_mem_gib": memory / 2 ** 30})
+                         "max_s": max(times), "peak_mem_gib": memory / 2 ** 30,
+                         "csr_gib": csr_bytes / 2 ** 30, "mem_over_csr": memory / csr_bytes})
             print(f"nnz {X.nnz:>10,}  {name:<12} {rows[-1]['fit_s']:9.3f} s  "
                   f"{rows[-1]['peak_mem_gib']:.3f} GiB", flush=True)
     for name in args.models:
@@ -106,7 +112,8 @@ def main() -> None:
         for r in mine:
             r["exponent"] = slope
     print(f"\nFit time vs nnz ({X.shape[1]} items, {PER_USER} per user, {threads} threads)")
-    print_table(rows, ["model", "nnz", "users", "fit_s", "peak_mem_gib", "exponent"])
+    print_table(rows, ["model", "nnz", "users", "fit_s", "peak_mem_gib", "mem_over_csr",
+                       "exponent"])
     write_csv("scaling_quick" if args.quick else "scaling", rows)
 
 

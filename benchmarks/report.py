@@ -231,6 +231,11 @@ def speed(quick: bool, out: Path) -> str:
     return text
 
 
+def _times_csr(row: dict) -> str:
+    value = _num(row.get("mem_over_csr"))
+    return "-" if math.isnan(value) else f"{value:.2g}x"
+
+
 def scaling(quick: bool, out: Path) -> str:
     rows = _read("scaling", quick)
     sizes = sorted({int(r["nnz"]) for r in rows})
@@ -243,9 +248,10 @@ def scaling(quick: bool, out: Path) -> str:
                                           else "-" for n in sizes]
                     + [num(_num(first["exponent"]), 2),
                        gib(max(_num(cell[(m, n)]["peak_mem_gib"]) for n in sizes
-                               if (m, n) in cell))])
+                               if (m, n) in cell)),
+                       _times_csr(cell.get((m, sizes[-1]), {}))])
     text = table(["model", "work per fit"] + [f"nnz {n:,}" for n in sizes] +
-                 ["exponent", "peak memory (largest)"], body)
+                 ["exponent", "peak memory (largest)", "peak / CSR (largest)"], body)
     users = {int(r["nnz"]): r["users"] for r in rows}
     text += ("\n\nUsers per size: " + ", ".join(f"{int(users[n]):,}" for n in sizes) +
              f"; items: {int(rows[0]['items']):,}; threads: {rows[0]['threads']}.")
