@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,28 @@ def dask_client(scheduler=None, n_workers: int | None = None) -> Iterator[Any]:
     finally:
         if cluster is not None:
             cluster.close()
+
+
+@dataclass(frozen=True)
+class Shards:
+    """An open cluster and how work is cut for it: ``n_shards`` blocks per step, ``threads``
+    OpenMP threads for the kernel inside each task (the workers' own)."""
+
+    client: Any
+    n_shards: int
+    threads: int
+
+
+@contextmanager
+def open_shards(cluster=None, n_shards: int | None = None) -> Iterator[Shards | None]:
+    """``None`` when ``cluster`` is None (the work stays in this process); else the
+    :class:`Shards` of :func:`dask_client` ``(cluster)``, ``n_shards`` defaulting to two per
+    worker. Models take ``fit(X, cluster=..., n_shards=...)`` and open it once per fit."""
+    if cluster is None:
+        yield None
+        return
+    with dask_client(cluster) as client:
+        yield Shards(client, n_shards or 2 * _n_workers(client), _worker_threads(client))
 
 
 def shard_bounds(n_rows: int, n_shards: int) -> np.ndarray:
@@ -85,14 +108,16 @@ def map_row_blocks(client, fn: Callable, X: sp.csr_matrix, n_shards: int,
     return client.gather(futures)
 
 
-def update_row_blocks(client, fn: Callable, X: sp.csr_matrix, n_shards: int,
+def update_row_blocks(shards: Shards, fn: Callable, X: sp.csr_matrix,
                       outputs: list[tuple[np.ndarray, str]], **kwargs) -> list[tuple]:
-    """:func:`map_row_blocks`, then each block's results written back in place: the block's
-    i-th returned array goes into ``outputs[i]`` (``(array, "rows")``: rows ``start:stop``;
-    ``(array, "entries")``: the block's stored entries). Returns what each block returned
-    beyond ``outputs`` (e.g. a count of failed rows)."""
-    blocks = map_row_blocks(client, fn, X, n_shards, **kwargs)
-    bounds = shard_bounds(X.shape[0], n_shards)
+    """:func:`map_row_blocks` over ``shards`` (``fn`` also gets ``threads``), then each
+    block's results written back in place: the block's i-th returned array goes into
+    ``outputs[i]`` (``(array, "rows")``: rows ``start:stop``; ``(array, "entries")``: the
+    block's stored entries). Returns what each block returned beyond ``outputs`` (e.g. a
+    count of failed rows)."""
+    blocks = map_row_blocks(shards.client, fn, X, shards.n_shards, threads=shards.threads,
+                            **kwargs)
+    bounds = shard_bounds(X.shape[0], shards.n_shards)
     extras = []
     for result, start, stop in zip(blocks, bounds[:-1], bounds[1:]):
         values = result if isinstance(result, tuple) else (result,)
@@ -105,15 +130,15 @@ def update_row_blocks(client, fn: Callable, X: sp.csr_matrix, n_shards: int,
     return extras
 
 
-def worker_threads(client) -> int:
+def _worker_threads(client) -> int:
     """Threads per worker of ``client``'s cluster (the kernels inside a task use that many)."""
     info = client.scheduler_info().get("workers", {})
     return max((int(w.get("nthreads", 1)) for w in info.values()), default=1)
 
 
-def n_workers(client) -> int:
+def _n_workers(client) -> int:
     return max(len(client.scheduler_info().get("workers", {})), 1)
 
 
-__all__ = ["dask_client", "map_row_blocks", "n_workers", "shard_bounds", "update_row_blocks",
-           "worker_threads"]
+__all__ = ["Shards", "dask_client", "map_row_blocks", "open_shards", "shard_bounds",
+           "update_row_blocks"]

@@ -254,12 +254,13 @@ def _rank_on_cluster(model, train, users, width, exclude_seen, batch_size, clust
     import tempfile
     from pathlib import Path
 
-    from recsys.distributed import dask_client, n_workers, shard_bounds
+    from recsys.distributed import open_shards, shard_bounds
 
     with tempfile.TemporaryDirectory() as tmp:
         model_file = model.save(Path(tmp) / "model.npz").read_bytes()
-    with dask_client(cluster) as client:
-        bounds = shard_bounds(users.size, n_shards or 2 * n_workers(client))
+    with open_shards(cluster, n_shards) as shards:
+        client = shards.client
+        bounds = shard_bounds(users.size, shards.n_shards)
         shared = client.scatter([model_file, train], broadcast=True)
         futures = [client.submit(_rank_task, shared[0], shared[1], users[a:b], width,
                                  exclude_seen, batch_size, pure=False)

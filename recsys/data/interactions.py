@@ -158,23 +158,21 @@ class Interactions:
             ids = pc.unique(pa.chunked_array(distinct, type=kind).combine_chunks())
             if ids.null_count:
                 raise ValueError(f"column {col!r} holds missing ids")
-            maps[col] = pc.sort_indices(ids)
-            maps[col] = ids.take(maps[col])
+            maps[col] = ids.take(pc.sort_indices(ids))
         rows, cols = np.empty(n, np.int64), np.empty(n, np.int64)
         vals = np.ones(n, np.float64) if value is None else np.empty(n, np.float64)
         ts = None if timestamp is None else np.empty(n, np.int64)
         pos = 0
         for batch in dataset.to_batches(columns=columns, batch_size=batch_rows):
             m = batch.num_rows
-            table = pa.Table.from_batches([batch])
-            rows[pos:pos + m] = pc.index_in(plain(table[user].combine_chunks()),
+            rows[pos:pos + m] = pc.index_in(plain(batch.column(user)),
                                             value_set=maps[user]).to_numpy()
-            cols[pos:pos + m] = pc.index_in(plain(table[item].combine_chunks()),
+            cols[pos:pos + m] = pc.index_in(plain(batch.column(item)),
                                             value_set=maps[item]).to_numpy()
             if value is not None:
-                vals[pos:pos + m] = _numeric(table[value].to_pandas(), value)
+                vals[pos:pos + m] = _numeric(batch.column(value).to_pandas(), value)
             if timestamp is not None:
-                ts[pos:pos + m] = _timestamps(table[timestamp].to_pandas())
+                ts[pos:pos + m] = _timestamps(batch.column(timestamp).to_pandas())
             pos += m
         if value is not None:
             check_float32_range(vals, f"column {value!r}")

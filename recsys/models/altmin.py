@@ -15,7 +15,6 @@ constant columns: the user side solves for (x_u, b_u) against [y_i, 1], the item
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 
 import numpy as np
 from scipy.sparse.linalg import svds
@@ -26,7 +25,7 @@ from recsys._ext._altmin import solve_rows
 from recsys._sparse import select_entries
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
-from recsys.distributed import dask_client, n_workers, update_row_blocks, worker_threads
+from recsys.distributed import open_shards, update_row_blocks
 from recsys.models.base import Recommender, biased_factors, grown
 from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array, Scalar
@@ -124,11 +123,10 @@ class AltMin(Recommender):
         single-process fit's.
         """
         X = self._prepare_fit(X)
-        with dask_client(cluster) if cluster is not None else nullcontext() as client:
-            shards = (n_shards or 2 * n_workers(client)) if client is not None else None
-            return self._fit(X, callback, client, shards)
+        with open_shards(cluster, n_shards) as shards:
+            return self._fit(X, callback, shards)
 
-    def _fit(self, X, callback, client, n_shards) -> AltMin:
+    def _fit(self, X, callback, shards) -> AltMin:
         dtype = np.dtype(self.dtype)
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
@@ -161,7 +159,7 @@ class AltMin(Recommender):
                     seed = int(rng.integers(2**63))
                     if not self.sample_splitting:
                         self._half_step((X, XT)[side], rows, other, regs[side], threads, seed,
-                                        client=client, n_shards=n_shards)
+                                        shards=shards)
                         continue
                     part = steps[2 * it + side]
                     part = part if side == 0 else part.T.tocsr()
@@ -169,8 +167,7 @@ class AltMin(Recommender):
                     empty = np.diff(part.indptr) == 0
                     reg[empty] = 1  # solved to zero, then restored: no entry, no update
                     kept = rows[empty].copy()
-                    self._half_step(part, rows, other, reg, threads, seed, client=client,
-                                    n_shards=n_shards)
+                    self._half_step(part, rows, other, reg, threads, seed, shards=shards)
                     rows[empty] = kept
             if callback is not None:
                 self._store(U, V)
@@ -204,8 +201,8 @@ class AltMin(Recommender):
         counts = np.diff(X.indptr).astype(np.float64)
         return (self.l2 * np.power(counts, self.frequency_scaling)).astype(dtype)
 
-    def _half_step(self, X, rows, other, reg, threads, seed, solver=None, client=None,
-                   n_shards=None) -> None:
+    def _half_step(self, X, rows, other, reg, threads, seed, solver=None,
+                   shards=None) -> None:
         """Solve ``rows`` given ``other``: design [other_factors, 1], target minus other bias."""
         k = self.factors
         dtype = rows.dtype
@@ -215,16 +212,15 @@ class AltMin(Recommender):
             targets -= other[X.indices, k]  # the other side's bias is a fixed offset
             design[:, k] = 1.0
         solver = _SOLVERS[solver or self.solver]
-        if client is None:
+        if shards is None:
             failed = solve_rows(X.indptr, X.indices, targets.astype(dtype), design, reg, rows,
                                 solver, self.cg_steps, threads, seed)
         else:  # the same solves, row block by row block on the cluster
-            extras = update_row_blocks(client, _solve_block, X, n_shards, [(rows, "rows")],
+            extras = update_row_blocks(shards, _solve_block, X, [(rows, "rows")],
                                        entries={"targets": targets.astype(dtype)},
                                        rows={"rows": rows, "reg": reg},
                                        shared={"design": design}, solver=solver,
-                                       cg_steps=self.cg_steps, seed=seed,
-                                       threads=worker_threads(client))
+                                       cg_steps=self.cg_steps, seed=seed)
             failed = sum(f for (f,) in extras)
         if failed:
             logger.warning("%d rows had a singular system (no observations, or l2 = 0 with "

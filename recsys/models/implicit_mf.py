@@ -18,7 +18,7 @@ from implicit.utils import check_random_state as implicit_random_state
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Options, Real
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.distributed import dask_client, n_workers, update_row_blocks, worker_threads
+from recsys.distributed import open_shards, update_row_blocks
 from recsys.models.base import Recommender, grown
 from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.schema import Array
@@ -157,16 +157,13 @@ class ALS(_ImplicitFactors):
         rng = implicit_random_state(model.random_state)
         U = rng.random((X.shape[0], self.factors), dtype=model.dtype) * 0.01
         V = rng.random((X.shape[1], self.factors), dtype=model.dtype) * 0.01
-        with dask_client(cluster) as client:
-            shards = n_shards or 2 * n_workers(client)
-            threads = worker_threads(client)
+        with open_shards(cluster, n_shards) as shards:
             for epoch in range(self.epochs):
                 for rows, other, C in ((U, V, Cui), (V, U, Ciu)):
-                    update_row_blocks(client, _als_block, C, shards, [(rows, "rows")],
+                    update_row_blocks(shards, _als_block, C, [(rows, "rows")],
                                       entries={"data": C.data}, rows={"rows": rows},
                                       shared={"other": other}, l2=self.l2,
-                                      cg=self.solver == "cg", cg_steps=model.cg_steps,
-                                      threads=threads)
+                                      cg=self.solver == "cg", cg_steps=model.cg_steps)
                 if callback is not None:
                     model.user_factors, model.item_factors = U, V
                     self._store(model)

@@ -17,7 +17,6 @@ A prediction ``w_u . h_j`` is the sum of the user's weights over the item's acti
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,7 @@ from recsys._constraints import (
 from recsys._ext._nbmf import h_step, nnls_rows, qubo_energy, qubo_terms
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.distributed import dask_client, n_workers, update_row_blocks, worker_threads
+from recsys.distributed import open_shards, update_row_blocks
 from recsys.models.base import Recommender, grown, loss_history
 from recsys.models.schema import Array
 
@@ -160,11 +159,10 @@ class NBMF(Recommender):
         """
         X = self._prepare_fit(X, nonnegative=True)
         self._check_params()
-        with dask_client(cluster) if cluster is not None else nullcontext() as client:
-            shards = (n_shards or 2 * n_workers(client)) if client is not None else None
-            return self._fit(X, callback, client, shards)
+        with open_shards(cluster, n_shards) as shards:
+            return self._fit(X, callback, shards)
 
-    def _fit(self, X, callback, client, n_shards) -> NBMF:
+    def _fit(self, X, callback, shards) -> NBMF:
         if not self.masked:
             X = _fill_unrated(X)
         rng = check_random_state(self.random_state)
@@ -185,11 +183,10 @@ class NBMF(Recommender):
         progress = tqdm(range(self.epochs), desc="NBMF", disable=not self.show_progress)
         with blas_limit(1):
             for it in progress:
-                self._w_step(X, data, codes, W, alpha, used, threads, client, n_shards)
+                self._w_step(X, data, codes, W, alpha, used, threads, shards)
                 seed = int(rng.integers(2**63))
                 if isinstance(self.solver, str):
-                    self._h_step(XT, t_data, W, codes, energies, seed, threads, client,
-                                 n_shards)
+                    self._h_step(XT, t_data, W, codes, energies, seed, threads, shards)
                 else:
                     self._sampler_step(XT, t_data, W, codes, energies, threads)
                 losses.append(float(energies.sum() + constant
@@ -202,30 +199,30 @@ class NBMF(Recommender):
         self._store(W, codes, losses)
         return self
 
-    def _w_step(self, X, data, codes, W, alpha, used, threads, client, n_shards) -> None:
+    def _w_step(self, X, data, codes, W, alpha, used, threads, shards) -> None:
         """Per-user NNLS of W against the codes, here or user block by user block on Dask."""
         method = _W_SOLVERS[self.w_solver]
-        if client is None:
+        if shards is None:
             nnls_rows(X.indptr, X.indices, data, codes, W, alpha, method, self.w_iterations,
                       self.tol, used, threads)
             return
-        update_row_blocks(client, _w_block, X, n_shards, [(W, "rows"), (used, "rows")],
+        update_row_blocks(shards, _w_block, X, [(W, "rows"), (used, "rows")],
                           entries={"data": data}, rows={"W": W, "alpha": alpha},
                           shared={"codes": codes}, method=method, max_iter=self.w_iterations,
-                          tol=self.tol, threads=worker_threads(client))
+                          tol=self.tol)
 
-    def _h_step(self, XT, t_data, W, codes, energies, seed, threads, client, n_shards) -> None:
+    def _h_step(self, XT, t_data, W, codes, energies, seed, threads, shards) -> None:
         """Every item's QUBO rebuilt and solved, here or item block by item block on Dask."""
         method = _SOLVERS[self.solver]
-        if client is None:
+        if shards is None:
             h_step(XT.indptr, XT.indices, t_data, W, codes, energies, method, self.num_reads,
                    self.num_sweeps, seed, threads)
             return
-        update_row_blocks(client, _h_block, XT, n_shards,
-                          [(codes, "rows"), (energies, "rows")], entries={"data": t_data},
+        update_row_blocks(shards, _h_block, XT, [(codes, "rows"), (energies, "rows")],
+                          entries={"data": t_data},
                           rows={"codes": codes, "energies": energies}, shared={"W": W},
                           method=method, reads=self.num_reads, sweeps=self.num_sweeps,
-                          seed=seed, threads=worker_threads(client))
+                          seed=seed)
 
     def _sampler_step(self, XT, t_data, W, codes, energies, threads) -> None:
         """H step through an external dimod-style sampler, item by item."""

@@ -16,7 +16,6 @@ non-increasing; one sweep costs O(|Omega| k) and never forms k x k systems.
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,7 +25,7 @@ from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Rea
 from recsys._ext._nmf import cd_rows, gather
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
-from recsys.distributed import dask_client, n_workers, update_row_blocks, worker_threads
+from recsys.distributed import open_shards, update_row_blocks
 from recsys.models.base import Recommender, biased_factors, grown, loss_history
 from recsys.models.schema import Array, Scalar
 
@@ -111,11 +110,10 @@ class MaskedNMF(Recommender):
         independent, so the result is the single-process fit's.
         """
         X = self._prepare_fit(X, nonnegative=not self.biases)
-        with dask_client(cluster) if cluster is not None else nullcontext() as client:
-            shards = (n_shards or 2 * n_workers(client)) if client is not None else None
-            return self._fit(X, callback, client, shards)
+        with open_shards(cluster, n_shards) as shards:
+            return self._fit(X, callback, shards)
 
-    def _fit(self, X, callback, client, n_shards) -> MaskedNMF:
+    def _fit(self, X, callback, shards) -> MaskedNMF:
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
         t_indptr, t_indices, t_pos = transpose_positions(X)
@@ -141,10 +139,10 @@ class MaskedNMF(Recommender):
                     self.global_mean_ += shift
                     resid -= shift
                 self._cd_half(X.indptr, X.indices, resid, W, H, b_user, user_reg, threads,
-                              client, n_shards)
+                              shards)
                 gather(resid, t_pos, resid_t, threads)
                 self._cd_half(t_indptr, t_indices, resid_t, H, W, b_item, item_reg, threads,
-                              client, n_shards)
+                              shards)
                 gather(resid_t, inverse, resid, threads)
                 losses.append(float(resid @ resid
                                     + user_reg @ (np.einsum("uf,uf->u", W, W) + b_user ** 2)
@@ -156,21 +154,20 @@ class MaskedNMF(Recommender):
         logger.debug("MaskedNMF: final training loss %.6g", losses[-1] if losses else np.nan)
         return self
 
-    def _cd_half(self, indptr, indices, resid, rows, other, bias, reg, threads, client,
-                  n_shards) -> None:
+    def _cd_half(self, indptr, indices, resid, rows, other, bias, reg, threads,
+                 shards) -> None:
         """One half-step: ``inner`` coordinate-descent passes over every row of ``rows``
         (in place, with ``resid`` and ``bias``), here or row block by row block on Dask."""
-        if client is None:
+        if shards is None:
             cd_rows(indptr, indices, resid, rows, other, bias, reg, self.inner, True,
                     self.biases, threads)
             return
         structure = sp.csr_matrix((resid, indices, indptr), shape=(len(rows), len(other)))
-        update_row_blocks(client, _cd_block, structure, n_shards,
+        update_row_blocks(shards, _cd_block, structure,
                           [(rows, "rows"), (resid, "entries"), (bias, "rows")],
                           entries={"resid": resid},
                           rows={"factors": rows, "bias": bias, "reg": reg},
-                          shared={"other": other}, inner=self.inner, use_bias=self.biases,
-                          threads=worker_threads(client))
+                          shared={"other": other}, inner=self.inner, use_bias=self.biases)
 
     def _store(self, W, H, b_user, b_item, losses) -> None:
         self.user_factors_ = W.copy()
