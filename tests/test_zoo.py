@@ -269,6 +269,13 @@ def test_checksum_mismatch_is_a_clear_error_and_caches_nothing(server, monkeypat
     with pytest.raises(FileNotFoundError, match="checksum mismatch for ratings.csv"):
         datasets.load("ml-32m")
     assert _cache_is_empty(tmp_path, "ml-32m")
+    # a plain file (no archive), checked while it streams
+    files, _ = FIXTURES["citeulike-a"]
+    publish(server, monkeypatch, "citeulike-a", files)
+    server.files[_key(impl.DATASETS["citeulike-a"].sources[0].url + "users.dat")] = b"1 0\n"
+    with pytest.raises(FileNotFoundError, match="checksum mismatch for users.dat"):
+        datasets.load("citeulike-a")
+    assert _cache_is_empty(tmp_path, "citeulike-a")
 
 
 def test_interrupted_download_leaves_nothing_half_written(server, monkeypatch, tmp_path):

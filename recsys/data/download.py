@@ -88,45 +88,49 @@ def mirrored(url: str) -> str:
     return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
 
 
-def _hashers(checksum: str | None) -> dict[str, object]:
-    algos = {"sha256"}
-    if checksum:
-        algos.add(checksum.partition(":")[0])
-    return {a: hashlib.new(a) for a in algos}
+def _algos(checksum: str | None) -> set[str]:
+    """The hash algorithms to compute: SHA-256 (the manifest's) and the checksum's own."""
+    return {"sha256"} | ({checksum.partition(":")[0]} if checksum else set())
 
 
-def _matches(hashers: dict, checksum: str | None) -> bool:
+def _verify(name: str, url: str, checksum: str | None, digests: dict[str, str]) -> None:
+    """The one checksum error: ``digests`` (algorithm -> hex) against ``checksum``."""
     if checksum is None:
-        return True
+        return
     algo, _, expected = checksum.partition(":")
-    return hashers[algo].hexdigest() == expected.lower()
+    if digests[algo] != expected.lower():
+        raise OSError(f"checksum mismatch for {name} downloaded from {url}: the published file "
+                      f"has {checksum}, this one {algo}:{digests[algo]}. Nothing was written.")
 
 
-def file_digest(path: Path, algo: str = "sha256") -> str:
-    h = hashlib.new(algo)
+def file_digests(path: Path, algos: set[str]) -> dict[str, str]:
+    """Hex digests of a file under every algorithm of ``algos``, in one pass."""
+    hashers = {a: hashlib.new(a) for a in algos}
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+            for h in hashers.values():
+                h.update(block)
+    return {a: h.hexdigest() for a, h in hashers.items()}
 
 
 def stream(url: str, target: Path, checksum: str | None = None,
-           show_progress: bool | None = None) -> str:
-    """Download ``url`` to ``target`` in chunks, hashing as it goes; returns the SHA-256.
+           show_progress: bool | None = None) -> dict[str, str]:
+    """Download ``url`` to ``target`` in chunks, hashing as it goes; returns the digests
+    (SHA-256, and the checksum's algorithm).
 
     Raises ``OSError`` when the connection ends before the announced length or the published
     ``checksum`` does not match (``target`` is left for the caller's staging folder to drop).
     """
     url = mirrored(url)
     logger.info("downloading %s", url)
-    hashers = _hashers(checksum)
+    name = Path(urllib.parse.urlsplit(url).path).name
+    hashers = {a: hashlib.new(a) for a in _algos(checksum)}
     received = 0
     with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (fixed URLs)
         total = response.headers.get("Content-Length")
         total = int(total) if total and total.isdigit() else None
         with open(target, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                             desc=Path(urllib.parse.urlsplit(url).path).name,
-                                             disable=None if show_progress is None
+                                             desc=name, disable=None if show_progress is None
                                              else not show_progress) as bar:
             while True:
                 try:
@@ -143,12 +147,9 @@ def stream(url: str, target: Path, checksum: str | None = None,
                 bar.update(len(block))
     if total is not None and received != total:
         raise OSError(f"the download of {url} was interrupted: {received} of {total} bytes")
-    if not _matches(hashers, checksum):
-        algo = checksum.partition(":")[0]
-        raise OSError(f"checksum mismatch for {Path(target).name} downloaded from {url}: the "
-                      f"published file has {checksum}, this one {algo}:"
-                      f"{hashers[algo].hexdigest()}. Nothing was written.")
-    return hashers["sha256"].hexdigest()
+    digests = {a: h.hexdigest() for a, h in hashers.items()}
+    _verify(name, url, checksum, digests)
+    return digests
 
 
 def _extract(source: Source, archive: Path, staging: Path) -> None:
@@ -198,34 +199,35 @@ def install(source: Source, folder: Path, show_progress: bool | None = None) -> 
     _clean_stale(folder.parent, folder.name)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        downloaded = {}
+        downloaded, hashed = {}, {}  # hashed: files whose digests the download gave
         if source.archive:
             archive = staging / ".archive"
             downloaded[source.url] = stream(source.url, archive, source.archive_checksum,
-                                            show_progress)
+                                            show_progress)["sha256"]
             _extract(source, archive, staging)
             archive.unlink()
         else:
-            for name in source.checksums:
+            for name, checksum in source.checksums.items():
                 url = source.url + name
-                downloaded[url] = stream(url, staging / name, None, show_progress)
+                digests = stream(url, staging / name, None if source.fix else checksum,
+                                 show_progress)
+                downloaded[url] = digests["sha256"]
+                if source.fix is None:  # checked in the stream already
+                    hashed[name] = digests
         manifest = {"source": source.url, "mirror": os.environ.get("RECSYS_DATA_MIRROR"),
                     "downloads": downloaded, "files": {}}
         for name, checksum in source.checksums.items():
             path = staging / name
-            if source.fix is not None:
-                source.fix(name, path)
-            if checksum is not None:
-                algo, _, expected = checksum.partition(":")
-                got = file_digest(path, algo)
-                if got != expected.lower():
-                    raise OSError(f"checksum mismatch for {name} downloaded from {source.url}:"
-                                  f" the published file has {checksum}, this one {algo}:{got}."
-                                  " Nothing was written.")
-            elif source.archive_checksum is None:
+            digests = hashed.get(name)
+            if digests is None:  # an archive member, or a file the fix changed
+                if source.fix is not None:
+                    source.fix(name, path)
+                digests = file_digests(path, _algos(checksum))
+                _verify(name, source.url, checksum, digests)
+            if checksum is None and source.archive_checksum is None:
                 logger.warning("%s from %s has no published checksum: its SHA-256 is recorded "
                                "in %s and checked from now on", name, source.url, MANIFEST)
-            manifest["files"][name] = "sha256:" + file_digest(path)
+            manifest["files"][name] = "sha256:" + digests["sha256"]
         folder.mkdir(parents=True, exist_ok=True)
         for name in source.checksums:
             os.replace(staging / name, folder / name)
@@ -249,5 +251,5 @@ def verify_folder(source: Source, folder: Path) -> None:
                            "verified", folder / name)
             continue
         algo, _, expected = checksum.partition(":")
-        if file_digest(Path(folder) / name, algo) != expected.lower():
+        if file_digests(Path(folder) / name, {algo})[algo] != expected.lower():
             raise OSError(f"{Path(folder) / name} does not match its checksum {checksum}")
