@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ def run_job(job, show_progress: bool = True) -> dict[str, Any]:
     from recsys.models.ids import fingerprint
     from recsys.serving import log_model
     from recsys.tuning import latest_best_params, sweep
-    from recsys.tuning.tracking import DEFAULT_TRACKING_URI
+    from recsys.tuning.tracking import resolve_tracking_uri
 
     config = load_config(job) if not isinstance(job, dict) else job
     spec = data_spec(config, default_dataset=None)
@@ -66,8 +65,7 @@ def run_job(job, show_progress: bool = True) -> dict[str, Any]:
     k = int(setting(config, "recommend", "k", default=100))
     exclude = setting(config, "recommend", "exclude", default="training")
     shards = int(setting(config, "recommend", "shards", default=0))
-    tracking_uri = setting(config, "mlflow", "tracking_uri") or \
-        os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    tracking_uri = resolve_tracking_uri(setting(config, "mlflow", "tracking_uri"))
     experiment = setting(config, "mlflow", "experiment", default=f"recsys-{spec.name}")
     registered = setting(config, "mlflow", "registered_model")
     mlflow.set_tracking_uri(tracking_uri)

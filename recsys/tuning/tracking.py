@@ -27,7 +27,7 @@ PARENT_TAG = "recsys.study"
 BEST_PARAMS_TAG = "recsys.best_params"
 
 
-def _uri(uri: str | None = None) -> str:
+def resolve_tracking_uri(uri: str | None = None) -> str:
     """``uri``, else ``$MLFLOW_TRACKING_URI``, else :data:`DEFAULT_TRACKING_URI`."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
@@ -38,11 +38,11 @@ def scalars(metrics: dict) -> dict[str, float]:
 
 
 def open_experiment(uri: str | None, name: str):
-    """Point MLflow at ``uri`` (see :func:`_uri`) and the experiment ``name`` (created if
-    absent); returns ``(client, experiment_id)``."""
+    """Point MLflow at ``uri`` (see :func:`resolve_tracking_uri`) and the experiment ``name``
+    (created if absent); returns ``(client, experiment_id)``."""
     import mlflow
 
-    mlflow.set_tracking_uri(_uri(uri))
+    mlflow.set_tracking_uri(resolve_tracking_uri(uri))
     experiment = mlflow.set_experiment(name)
     return mlflow.MlflowClient(), experiment.experiment_id
 
@@ -99,7 +99,7 @@ def latest_best_params(experiment_name: str, model: str | type | None = None,
     when it has none: a nightly job reuses them instead of sweeping again."""
     import mlflow
 
-    client = mlflow.MlflowClient(_uri(tracking_uri))
+    client = mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None
@@ -216,6 +216,7 @@ def finish_parent_run(client, parent_id: str, best, params: dict[str, Any],
 
 
 __all__ = ["BEST_PARAMS_TAG", "DEFAULT_TRACKING_URI", "PARENT_TAG", "end_trial_run",
+           "resolve_tracking_uri",
            "fail_orphaned_runs", "finish_parent_run", "history_plot", "latest_best_params",
            "log_artifacts", "log_epoch", "open_experiment", "parent_run", "scalars", "set_tags",
            "trial_run"]
