@@ -16,8 +16,19 @@ grow with nnz at a fixed catalogue; its Gram matrix does.
 
 Peak memory is also given as a multiple of the training CSR's own bytes (``mem_over_csr``).
 
+At large sizes (the ``scaling_large`` series: 10^7 to 10^8 interactions, 100 per user, so
+10^6 users at 10^8, and 10^5 items) every iterative model does one epoch (``--epochs 1``),
+dense EASE is attempted and its refusal recorded, the neighbourhood-sparse EASE runs instead,
+and the models named by ``--evaluate`` / ``--recommend`` are fitted on a leave-one-out split
+(``recsys.data.splits.leave_k_out``) and then evaluated on all users (Recall/NDCG@20) and
+write every user's top 20 to Parquet (``recsys.batch.recommend_to_parquet``), each with its
+time and peak memory:
+
+    python benchmarks/bench_scaling.py --sizes 1e7 3e7 1e8 --items 100000 --per-user 100 \
+        --epochs 1 --evaluate ALS ItemKNN EASE-sparse --recommend ALS --out scaling_large
+
 ``--quick``: 1e4 and 3e4 interactions over 1,000 items (CI smoke run).
-Writes benchmarks/results/scaling.csv.
+Writes benchmarks/results/scaling.csv (``--out``).
 """
 
 from __future__ import annotations
@@ -25,46 +36,89 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import machine, peak_memory, power_law_matrix, print_table, write_csv
 
 from recsys._threads import resolve_num_threads
+from recsys.batch import recommend_to_parquet
+from recsys.data.interactions import Interactions
+from recsys.data.splits import leave_k_out
+from recsys.evaluation import evaluate
 from recsys.models import ALS, BPR, EASE, NBMF, AltMin, ItemKNN, MaskedNMF, MostPopular, SimpleX
 
 N_ITEMS = 10_000
 PER_USER = 50
 
-# fixed work per fit; threads filled in at run time
+# fixed work per fit (t: threads, e: epochs of the iterative models)
 MODELS = {
-    "MostPopular": lambda t: MostPopular(),
-    "ItemKNN": lambda t: ItemKNN(neighbors=100, num_threads=t),
-    "EASE": lambda t: EASE(l2=500.0, num_threads=t),
-    "ALS": lambda t: ALS(factors=64, epochs=10, random_state=0, num_threads=t),
-    "BPR": lambda t: BPR(factors=64, epochs=10, random_state=0, num_threads=t),
-    "MaskedNMF": lambda t: MaskedNMF(factors=64, epochs=10, random_state=0, num_threads=t),
-    "NBMF": lambda t: NBMF(factors=32, epochs=5, random_state=0, num_threads=t),
-    "AltMin": lambda t: AltMin(factors=64, epochs=10, solver="cg", init="random",
-                               random_state=0, num_threads=t),
-    "SimpleX": lambda t: SimpleX(factors=64, negatives=1000, epochs=1, random_state=0,
-                                 num_threads=t),
+    "MostPopular": lambda t, e: MostPopular(),
+    "ItemKNN": lambda t, e: ItemKNN(neighbors=100, num_threads=t),
+    "EASE": lambda t, e: EASE(l2=500.0, num_threads=t),
+    "EASE-sparse": lambda t, e: EASE(l2=500.0, max_items_dense=0, neighbors=100,
+                                     num_threads=t),
+    "ALS": lambda t, e: ALS(factors=64, epochs=e or 10, random_state=0, num_threads=t),
+    "BPR": lambda t, e: BPR(factors=64, epochs=e or 10, random_state=0, num_threads=t),
+    "MaskedNMF": lambda t, e: MaskedNMF(factors=64, epochs=e or 10, random_state=0,
+                                        num_threads=t),
+    "NBMF": lambda t, e: NBMF(factors=32, epochs=e or 5, random_state=0, num_threads=t),
+    "AltMin": lambda t, e: AltMin(factors=64, epochs=e or 10, solver="cg", init="random",
+                                  random_state=0, num_threads=t),
+    "SimpleX": lambda t, e: SimpleX(factors=64, negatives=1000, epochs=1, random_state=0,
+                                    num_threads=t),
 }
-WORK = {"ItemKNN": "100 neighbours", "EASE": "l2 500, dense", "ALS": "k 64, 10 iterations",
-        "BPR": "k 64, 10 epochs", "MaskedNMF": "k 64, 10 sweeps", "NBMF": "k 32, 5 iterations",
-        "AltMin": "k 64, CG, 10 sweeps", "SimpleX": "d 64, 1000 negatives, 1 epoch",
-        "MostPopular": "counts"}
+DEFAULT_MODELS = [m for m in MODELS if m != "EASE-sparse"]
+WORK = {"ItemKNN": "100 neighbours", "EASE": "l2 500, dense",
+        "EASE-sparse": "l2 500, 100 neighbours", "ALS": "k 64, {e} iterations",
+        "BPR": "k 64, {e} epochs", "MaskedNMF": "k 64, {e} sweeps",
+        "NBMF": "k 32, {e} iterations", "AltMin": "k 64, CG, {e} sweeps",
+        "SimpleX": "d 64, 1000 negatives, 1 epoch", "MostPopular": "counts"}
+DEFAULT_EPOCHS = {"ALS": 10, "BPR": 10, "MaskedNMF": 10, "NBMF": 5, "AltMin": 10}
 
 
-def synthetic(nnz: int, n_items: int = N_ITEMS, seed: int = 0):
+def synthetic(nnz: int, n_items: int = N_ITEMS, seed: int = 0, per_user: int = PER_USER):
     rng = np.random.default_rng(seed)
-    X = power_law_matrix(max(nnz // PER_USER, 1), n_items, PER_USER, rng)
+    X = power_law_matrix(max(nnz // per_user, 1), n_items, per_user, rng)
     X.data = rng.integers(1, 6, X.nnz).astype(np.float32)
     return X
 
 
-def _fit(name: str, X, threads: int):
-    return MODELS[name](threads).fit(X)
+def _fit(name: str, X, threads: int, epochs: int | None):
+    return MODELS[name](threads, epochs).fit(X)
+
+
+def _csr_bytes(X) -> int:
+    return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+
+
+def _timed_memory(fn, *args):
+    start = time.perf_counter()
+    result, memory = peak_memory(fn, *args)
+    return result, time.perf_counter() - start, memory
+
+
+def _serve(model, train, test, threads: int, evaluate_it: bool, recommend_it: bool) -> dict:
+    """Evaluate ``model`` on all users and/or write every user's top 20 to Parquet."""
+    out, csr = {}, _csr_bytes(train)
+    if evaluate_it:
+        metrics, seconds, memory = _timed_memory(
+            lambda: evaluate(model, train, test, k=20, metrics=("recall", "ndcg"),
+                             num_threads=threads))
+        out.update(eval_s=seconds, eval_mem_gib=memory / 2 ** 30, eval_over_csr=memory / csr,
+                   ndcg_at_20=metrics["ndcg_at_20"])
+    if recommend_it:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "top20.parquet"
+            history = Interactions.from_csr(train)
+            _, seconds, memory = _timed_memory(
+                lambda: recommend_to_parquet(model, history, 20, path, show_progress=False))
+            out.update(recommend_s=seconds, recommend_mem_gib=memory / 2 ** 30,
+                       recommend_over_csr=memory / csr,
+                       parquet_mib=path.stat().st_size / 2 ** 20)
+    return out
 
 
 def exponent(nnz: list[float], seconds: list[float]) -> float:
@@ -81,40 +135,68 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sizes", nargs="+", type=float,
                         default=[1e5, 3e5, 1e6, 3e6, 1e7])
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--threads", type=int, default=0, help="0: all cores")
     parser.add_argument("--items", type=int, default=N_ITEMS, help="catalogue size")
+    parser.add_argument("--per-user", type=int, default=PER_USER,
+                        help="interactions drawn per user")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of every iterative model (default: the fixed work above)")
+    parser.add_argument("--evaluate", nargs="*", default=[], metavar="MODEL",
+                        help="also evaluate these models on all users (leave-one-out split)")
+    parser.add_argument("--recommend", nargs="*", default=[], metavar="MODEL",
+                        help="also write every user's top 20 of these models to Parquet")
+    parser.add_argument("--out", default="scaling", help="results name (results/NAME.csv)")
     args = parser.parse_args()
     threads = resolve_num_threads(args.threads)
     sizes = [1e4, 3e4] if args.quick else args.sizes
+    serving = set(args.evaluate) | set(args.recommend)
     print(f"# {machine()}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     rows = []
     for size in sizes:
-        X = synthetic(int(size), 1000 if args.quick else args.items)
-        csr_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+        X = synthetic(int(size), 1000 if args.quick else args.items, per_user=args.per_user)
+        test = None
+        if serving:  # fit on a leave-one-out split so that there is something to evaluate
+            split = leave_k_out(Interactions.from_csr(X), k=1, random_state=0)
+            X, test = split.train.matrix, split.test.matrix
+        csr_bytes = _csr_bytes(X)
         repeats = 3 if X.nnz < 1e6 else 1
         for name in args.models:
-            times, memory = [], float("nan")
+            times, memory, model, note = [], float("nan"), None, ""
             for _ in range(repeats):
-                start = time.perf_counter()
-                _, memory = peak_memory(_fit, name, X, threads)
-                times.append(time.perf_counter() - start)
-            rows.append({"model": name, "work": WORK[name], "nnz": X.nnz, "users": X.shape[0],
-                         "items": X.shape[1], "threads": threads,
-                         "fit_s": statistics.median(times), "min_s": min(times),
-                         "max_s": max(times), "peak_mem_gib": memory / 2 ** 30,
-                         "csr_gib": csr_bytes / 2 ** 30, "mem_over_csr": memory / csr_bytes})
-            print(f"nnz {X.nnz:>10,}  {name:<12} {rows[-1]['fit_s']:9.3f} s  "
-                  f"{rows[-1]['peak_mem_gib']:.3f} GiB", flush=True)
+                try:
+                    model, seconds, memory = _timed_memory(_fit, name, X, threads, args.epochs)
+                except MemoryError as error:  # dense EASE past its memory check
+                    note, seconds = f"refused: {error}", float("nan")
+                times.append(seconds)
+            epochs = args.epochs or DEFAULT_EPOCHS.get(name)
+            row = {"model": name, "work": WORK[name].format(e=epochs), "nnz": X.nnz,
+                   "users": X.shape[0], "items": X.shape[1], "threads": threads,
+                   "fit_s": statistics.median(times), "min_s": min(times),
+                   "max_s": max(times), "peak_mem_gib": memory / 2 ** 30,
+                   "csr_gib": csr_bytes / 2 ** 30, "mem_over_csr": memory / csr_bytes,
+                   "note": note}
+            if model is not None and name in serving:
+                row.update(_serve(model, X, test, threads, name in args.evaluate,
+                                  name in args.recommend))
+            rows.append(row)
+            write_csv(f"{args.out}_quick" if args.quick else args.out, rows)  # kept if killed
+            del model
+            extra = "".join(f"  {key} {row[key]:.3f}" for key in
+                            ("eval_s", "eval_over_csr", "recommend_s", "recommend_over_csr")
+                            if key in row)
+            print(f"nnz {X.nnz:>11,}  {name:<12} {row['fit_s']:9.3f} s  "
+                  f"{row['peak_mem_gib']:.3f} GiB  {row['mem_over_csr']:.2f}x CSR{extra}"
+                  f"  {note[:90]}", flush=True)
     for name in args.models:
         mine = [r for r in rows if r["model"] == name]
         slope = exponent([r["nnz"] for r in mine], [r["fit_s"] for r in mine])
         for r in mine:
             r["exponent"] = slope
-    print(f"\nFit time vs nnz ({X.shape[1]} items, {PER_USER} per user, {threads} threads)")
+    print(f"\nFit time vs nnz ({X.shape[1]} items, {args.per_user} per user, {threads} threads)")
     print_table(rows, ["model", "nnz", "users", "fit_s", "peak_mem_gib", "mem_over_csr",
                        "exponent"])
-    write_csv("scaling_quick" if args.quick else "scaling", rows)
+    write_csv(f"{args.out}_quick" if args.quick else args.out, rows)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,51 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from recsys._ext._gram import gram_rows
 from recsys._threads import resolve_num_threads
 from recsys.topk import topk_scores
+
+#: Elements of one dense block of Gram rows (256 MiB of float32): the block's row count is
+#: this over the catalogue size, so memory stays bounded at any number of items.
+BLOCK_ELEMENTS = 1 << 26
+
+
+class GramRows:
+    """Dense rows of the Gram matrix ``G = X^T X`` on demand, never the whole matrix.
+
+    ``GramRows(X, num_threads)(rows)`` is ``G[rows]`` as a dense ``(len(rows), n_items)``
+    array, computed from X and its transpose (kept once) by the ``gram_rows`` kernel; its
+    ``norms`` are ``sqrt(diag G)``. Peak memory: the transpose (one CSR) plus the block.
+    """
+
+    def __init__(self, X: sp.csr_matrix, num_threads: int = 0, dtype=np.float32):
+        self.X = X
+        self.XT = X.T.tocsr()  # items x users
+        self.XT.sort_indices()
+        self.dtype = np.dtype(dtype)
+        self.threads = resolve_num_threads(num_threads)
+        squares = np.bincount(X.indices, weights=X.data.astype(np.float64) ** 2,
+                              minlength=X.shape[1])
+        self.norms = np.sqrt(squares).astype(self.dtype)
+
+    @property
+    def n_items(self) -> int:
+        return self.X.shape[1]
+
+    def block_rows(self, limit: int = 1024) -> int:
+        """Rows per block: at most ``limit``, at most ``BLOCK_ELEMENTS`` elements."""
+        return int(max(1, min(limit, BLOCK_ELEMENTS // max(self.n_items, 1))))
+
+    def __call__(self, rows) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, dtype=np.int32)
+        out = np.zeros((rows.size, self.n_items), dtype=self.dtype)
+        X, XT = self.X, self.XT
+        gram_rows(XT.indptr, XT.indices, XT.data, X.indptr, X.indices, X.data, rows, out,
+                  self.threads)
+        return out
+
+    def range(self, start: int, stop: int) -> np.ndarray:
+        return self(np.arange(start, stop, dtype=np.int32))
 
 
 def shrunk_cosine_neighbours(gram_rows: Callable[[int, int], sp.spmatrix], norms: np.ndarray,
@@ -19,7 +62,8 @@ def shrunk_cosine_neighbours(gram_rows: Callable[[int, int], sp.spmatrix], norms
                              desc: str = "neighbours") -> tuple[np.ndarray, np.ndarray]:
     """Each item's ``k`` most similar items by shrunk cosine, ``g_ij / (n_i n_j + shrink)``.
 
-    ``gram_rows(start, stop)`` returns rows ``start:stop`` of the Gram matrix ``X^T X`` (sparse);
+    ``gram_rows(start, stop)`` returns rows ``start:stop`` of the Gram matrix ``X^T X`` (dense
+    or sparse, e.g. :meth:`GramRows.range`);
     ``norms`` are the item norms ``sqrt(diag(X^T X))``. Items never neighbour themselves; a zero
     denominator gives similarity 0. Works block by block (``block_size`` x n_items dense).
 
@@ -31,14 +75,18 @@ def shrunk_cosine_neighbours(gram_rows: Callable[[int, int], sp.spmatrix], norms
     sims = np.empty((n_items, k), dtype=norms.dtype)
     for start in tqdm(range(0, n_items, block_size), desc=desc, disable=not show_progress):
         stop = min(start + block_size, n_items)
-        dots = gram_rows(start, stop).toarray().astype(norms.dtype, copy=False)
-        denom = np.outer(norms[start:stop], norms) + norms.dtype.type(shrink)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            block = np.where(denom > 0, dots / denom, 0.0).astype(norms.dtype)
+        block = gram_rows(start, stop)
+        block = (block.toarray() if sp.issparse(block) else block).astype(norms.dtype,
+                                                                          copy=False)
+        denom = np.outer(norms[start:stop], norms)
+        denom += norms.dtype.type(shrink)
+        # a zero denominator has a zero dot product (an item without users): stays 0
+        np.divide(block, denom, out=block, where=denom > 0)
+        del denom
         block[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # no self-neighbour
         ids[start:stop], sims[start:stop] = topk_scores(block, k, num_threads=threads,
                                                         copy=False)
     return ids, sims
 
 
-__all__ = ["shrunk_cosine_neighbours"]
+__all__ = ["BLOCK_ELEMENTS", "GramRows", "shrunk_cosine_neighbours"]

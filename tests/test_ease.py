@@ -3,7 +3,10 @@ import pytest
 import scipy.sparse as sp
 from conftest import random_csr, reference_topk
 
+import recsys._similarity as similarity_module
 import recsys._validation as validation
+from recsys._ext._ease import fill_systems, solve_systems
+from recsys._similarity import GramRows
 from recsys.datasets import load
 from recsys.evaluation import evaluate
 from recsys.models import EASE, Recommender
@@ -45,6 +48,63 @@ def test_sparse_with_full_support_is_exact():
     sparse = EASE(l2=4.0, dtype="float64", max_items_dense=10, neighbors=79).fit(X).B_
     assert sp.issparse(sparse)
     np.testing.assert_allclose(sparse.toarray(), dense, atol=1e-10)
+
+
+def restricted_ease(X: sp.csr_matrix, l2: float, m: int) -> np.ndarray:
+    """NumPy reference of the sparse variant: each item's m most cosine-similar items (ties:
+    lower index), then (G[N, N] + l2 I) b = G[N, j], float64."""
+    X = X.astype(np.float64)
+    G = (X.T @ X).toarray()
+    norms = np.sqrt(np.diag(G))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.where(np.outer(norms, norms) > 0, G / np.outer(norms, norms), 0.0)
+    np.fill_diagonal(cos, -np.inf)
+    B = np.zeros_like(G)
+    for j in range(G.shape[0]):
+        N = np.sort(np.argsort(-cos[j], kind="stable")[:m])
+        B[N, j] = np.linalg.solve(G[np.ix_(N, N)] + l2 * np.eye(m), G[N, j])
+    return B
+
+
+def test_sparse_matches_the_restricted_regression():
+    X = random_csr(600, 90, 0.07, 7)
+    X.data = np.random.default_rng(7).random(X.nnz).astype(np.float32) + 0.5  # no cosine ties
+    model = EASE(l2=3.0, dtype="float64", max_items_dense=0, neighbors=12).fit(X)
+    np.testing.assert_allclose(model.B_.toarray(), restricted_ease(X, 3.0, 12), atol=1e-9)
+
+
+def test_sparse_groups_and_row_blocks_change_nothing(monkeypatch):
+    X = random_csr(400, 70, 0.1, 8)
+    one = EASE(l2=2.0, max_items_dense=0, neighbors=9).fit(X).B_
+    monkeypatch.setattr(ease_module, "SYSTEMS_BYTES", 9 * 9 * 4 * 5)  # groups of 5 items
+    monkeypatch.setattr(similarity_module, "BLOCK_ELEMENTS", 70 * 3)  # 3 Gram rows a block
+    grouped = EASE(l2=2.0, max_items_dense=0, neighbors=9).fit(X).B_
+    assert (grouped != one).nnz == 0
+
+
+def test_gram_rows_equal_the_dense_gram():
+    X = random_csr(300, 50, 0.1, 9)
+    X = sp.csr_matrix(X[:, :45].toarray() @ np.eye(45, 50, dtype=np.float32))  # 5 empty items
+    gram = GramRows(X, num_threads=2)
+    rows = np.array([49, 0, 3, 3, 46], dtype=np.int32)
+    G = (X.T @ X).toarray()
+    np.testing.assert_allclose(gram(rows), G[rows], rtol=1e-6, atol=1e-6 * np.abs(G).max())
+    np.testing.assert_allclose(gram.norms, np.sqrt(np.diag(G)), rtol=1e-6)
+    with pytest.raises(ValueError, match="row 50 out of range"):
+        gram(np.array([50]))
+
+
+def test_neighbourhood_kernels_check_their_inputs():
+    A, b = np.zeros((2, 3, 3), np.float32), np.zeros((2, 3), np.float32)
+    support, items = np.zeros((2, 3), np.int32), np.zeros(2, np.int32)
+    block = np.zeros((1, 4), np.float32)
+    ok = np.zeros(1, np.int32)
+    with pytest.raises(ValueError, match="entry 0 out of range"):
+        fill_systems(block, ok, np.array([2], np.int32), ok, support, items, A, b, 1)
+    with pytest.raises(ValueError, match="support item 7"):
+        fill_systems(block, ok, ok, ok, support + 7, items, A, b, 1)
+    with pytest.raises(np.linalg.LinAlgError, match="2 neighbourhood systems"):
+        solve_systems(-np.ones_like(A), b, 0.5, 1)
 
 
 def test_sparse_respects_neighbour_budget_and_round_trips(tmp_path):

@@ -5,7 +5,12 @@ Dense closed form (eq. 8 of the paper): with ``G = X^T X + l2 I`` and ``P = G^{-
 scores are ``x_u B``. Because the zero-diagonal constraint decouples the columns, column ``j``
 of ``B`` is also the ridge regression of item ``j`` on every other item,
 ``B_{-j,j} = (G_{-j,-j})^{-1} G_{-j,j}`` — the sparse variant restricts that regression to
-``j``'s ``neighbors`` most co-occurring items, so it never needs an n x n buffer.
+``j``'s ``neighbors`` most similar items ``N_j`` (cosine of the columns),
+``(G[N_j, N_j] + l2 I) b_j = G[N_j, j]``, solved exactly for every item. It never holds an
+n x n buffer nor the sparse Gram (which at 10^5 items outgrows memory): the Gram is read in dense
+blocks of rows, once to choose the neighbours and once per group of items to fill their
+systems (``SYSTEMS_BYTES`` of systems at a time). Memory: the CSR, its transpose, one block of
+rows and the group's systems.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ import scipy.sparse as sp
 from scipy.linalg import get_blas_funcs, lapack, solve_triangular
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Options, Real
-from recsys._ext._ease import sparse_ridge_columns
+from recsys._ext._ease import fill_systems, solve_systems
 from recsys._ext._gram import gram_dense
-from recsys._similarity import shrunk_cosine_neighbours
+from recsys._similarity import GramRows, shrunk_cosine_neighbours
 from recsys._threads import blas_limit, blas_threads, resolve_num_threads
 from recsys._validation import check_memory
 from recsys.models.base import Recommender
@@ -176,24 +181,55 @@ class EASE(Recommender):
         m = int(min(self.neighbors, n - 1))
         if m <= 0:
             raise ValueError(f"neighbors must be positive, got {self.neighbors}")
-        threads = resolve_num_threads(self.num_threads)
-        XT = X.T.tocsr()
-        gram = (XT @ X).tocsr().astype(dtype)  # sparse co-occurrence Gram
-        gram.sort_indices()
-        neigh, _ = shrunk_cosine_neighbours(lambda start, stop: gram[start:stop],
-                                            np.sqrt(gram.diagonal()), m, block_size=1024,
-                                            num_threads=threads,
+        gram = GramRows(X, self.num_threads, dtype)  # dense blocks of G's rows, never all of G
+        neigh, _ = shrunk_cosine_neighbours(gram.range, gram.norms, m,
+                                            block_size=gram.block_rows(),
+                                            num_threads=gram.threads,
                                             show_progress=self.show_progress,
                                             desc="EASE neighbours")
         neigh.sort(axis=1)
-        with blas_limit(1):
-            values = sparse_ridge_columns(gram.indptr, gram.indices, gram.data, neigh,
-                                          float(self.l2), threads)
+        values = np.empty((n, m), dtype=dtype)
+        group = int(max(1, min(n, SYSTEMS_BYTES // (m * m * dtype.itemsize))))
+        for start in range(0, n, group):
+            stop = min(start + group, n)
+            values[start:stop] = _solve_group(gram, neigh[start:stop],
+                                              np.arange(start, stop, dtype=np.int32),
+                                              float(self.l2))
         B = sp.csc_matrix((values.ravel(), neigh.ravel(), np.arange(0, n * m + 1, m)),
                           shape=(n, n)).tocsr()
         B.eliminate_zeros()
         B.sort_indices()
         return B
+
+
+#: Bytes of the neighbourhood systems held at once by the sparse EASE (items are solved in
+#: groups of ``SYSTEMS_BYTES / (m^2 itemsize)``; each group reads the Gram rows it needs).
+SYSTEMS_BYTES = 1 << 30
+
+
+def _solve_group(gram: GramRows, support: np.ndarray, items: np.ndarray,
+                 l2: float) -> np.ndarray:
+    """Columns ``items`` of B on their ``support`` (g x m): ``(G[N, N] + l2 I) b = G[N, j]``.
+
+    Each Gram row needed (an item in some support) is computed once per group, in dense
+    blocks, and copied into every system that has it (``fill_systems``).
+    """
+    g, m = support.shape
+    A = np.empty((g, m, m), dtype=gram.dtype)
+    b = np.empty((g, m), dtype=gram.dtype)
+    flat = support.ravel()
+    order = np.argsort(flat, kind="stable")  # entries grouped by the Gram row they need
+    rows, starts, counts = np.unique(flat[order], return_index=True, return_counts=True)
+    step = gram.block_rows()
+    for lo in range(0, rows.size, step):
+        hi = min(lo + step, rows.size)
+        entries = order[starts[lo]:starts[hi - 1] + counts[hi - 1]]
+        local = np.repeat(np.arange(hi - lo, dtype=np.int32), counts[lo:hi])
+        fill_systems(gram(rows[lo:hi]), local, (entries // m).astype(np.int32),
+                     (entries % m).astype(np.int32), support, items, A, b, gram.threads)
+    with blas_limit(1):
+        solve_systems(A, b, l2, gram.threads)
+    return b
 
 
 def _cholesky_inverse(G: np.ndarray, threads: int) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, Integer, Real
-from recsys._similarity import shrunk_cosine_neighbours
+from recsys._similarity import GramRows, shrunk_cosine_neighbours
 from recsys.models.base import Recommender
 from recsys.models.schema import Array
 
@@ -51,9 +51,8 @@ class ItemKNN(Recommender):
         X = self._prepare_fit(X)
         n_items = X.shape[1]
         k = min(self.neighbors, n_items - 1) if n_items > 1 else 1
-        XT = X.T.tocsr()  # items x users
-        norms = np.sqrt(np.asarray(XT.multiply(XT).sum(axis=1)).ravel()).astype(np.float32)
-        ids, best = shrunk_cosine_neighbours(lambda start, stop: XT[start:stop] @ X, norms, k,
+        gram = GramRows(X, self.num_threads)  # dense blocks of X^T X rows, never all of it
+        ids, best = shrunk_cosine_neighbours(gram.range, gram.norms, k,
                                              self.shrink, self.block_size, self.num_threads,
                                              self.show_progress, "ItemKNN")
         keep = (ids >= 0) & (best > 0)
