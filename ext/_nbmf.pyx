@@ -33,11 +33,15 @@ from libc.stdlib cimport free, malloc
 
 from _random cimport mix, next_u64
 
+ctypedef fused value_t:  # the matrix's stored values: float32 (canonical CSR) or float64
+    float
+    double
+
 
 # ---------------------------------------------------------------------------------------------
 # W step
 # ---------------------------------------------------------------------------------------------
-cdef inline void _normal_equations(const int* cols, const double* values, Py_ssize_t n_obs,
+cdef inline void _normal_equations(const int* cols, const value_t* values, Py_ssize_t n_obs,
                                    const uint64_t* codes, int k, double alpha, double* G,
                                    double* b) noexcept nogil:
     """G = sum_j h_j h_j^T + alpha I and b = sum_j v_j h_j over the row's rated items."""
@@ -165,7 +169,7 @@ cdef inline int _nnls_pgm(const double* G, const double* b, int k, double* x, do
     return max_iter
 
 
-def nnls_rows(const int[::1] indptr, const int[::1] indices, const double[::1] data,
+def nnls_rows(const int[::1] indptr, const int[::1] indices, const value_t[::1] data,
               const uint64_t[::1] codes, double[:, ::1] W, const double[::1] alpha,
               int method, int max_iter, double tol, int[::1] used, int num_threads) -> None:
     """W step in place (method 0: coordinate descent, 1: projected gradient); rows warm-start
@@ -212,7 +216,7 @@ def nnls_rows(const int[::1] indptr, const int[::1] indices, const double[::1] d
 # ---------------------------------------------------------------------------------------------
 # H step: QUBO terms and solvers
 # ---------------------------------------------------------------------------------------------
-cdef inline void _qubo(const int* rows, const double* values, Py_ssize_t n_obs,
+cdef inline void _qubo(const int* rows, const value_t* values, Py_ssize_t n_obs,
                        const double* W, int k, double* a, double* B) noexcept nogil:
     """a and the symmetric B (zero diagonal) of one item's QUBO from its raters."""
     cdef Py_ssize_t q
@@ -390,7 +394,7 @@ def _check_solver(int k, int method, int reads, int sweeps):
         raise ValueError("num_reads and num_sweeps must be positive")
 
 
-def h_step(const int[::1] t_indptr, const int[::1] t_indices, const double[::1] t_data,
+def h_step(const int[::1] t_indptr, const int[::1] t_indices, const value_t[::1] t_data,
            const double[:, ::1] W, uint64_t[::1] codes, double[::1] energies, int method,
            int reads, int sweeps, unsigned long long seed, int num_threads,
            Py_ssize_t item_offset=0) -> None:
@@ -434,7 +438,7 @@ def h_step(const int[::1] t_indptr, const int[::1] t_indices, const double[::1] 
         raise MemoryError("could not allocate the H step's per-thread scratch")
 
 
-def qubo_terms(const int[::1] t_indptr, const int[::1] t_indices, const double[::1] t_data,
+def qubo_terms(const int[::1] t_indptr, const int[::1] t_indices, const value_t[::1] t_data,
                const double[:, ::1] W, const long long[::1] items, double[:, ::1] a,
                double[:, :, ::1] B, int num_threads) -> None:
     """Fill ``a[r]``, ``B[r]`` with the QUBO of item ``items[r]`` (for external samplers)."""

@@ -69,7 +69,12 @@ def cd_rows(const int[::1] indptr, const int[::1] indices, double[::1] resid,
                             resid[p] = resid[p] - delta
 
 
-def gather(const double[::1] source, const long long[::1] positions, double[::1] out,
+ctypedef fused position_t:
+    int
+    long long
+
+
+def gather(const double[::1] source, const position_t[::1] positions, double[::1] out,
            int num_threads) -> None:
     """out[q] = source[positions[q]]: moves the residual between CSR and CSC order."""
     cdef Py_ssize_t q

@@ -15,6 +15,8 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
+from recsys._ext._csr import row_order
+
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -143,7 +145,7 @@ def as_csr(X, name: str = "X", *, allow_empty: bool = False, nonnegative: bool =
     if X.nnz >= 2**31:
         raise ValueError(f"{name} has {X.nnz} stored values; at most 2**31 - 1 are supported")
     data = X.data
-    if data.size and np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+    if data.size and np.issubdtype(data.dtype, np.floating) and not _all_finite(data):
         bad = int(np.count_nonzero(~np.isfinite(data)))
         raise ValueError(f"{name} holds {bad} NaN or infinite values")
     if data.dtype.kind == "f" and data.dtype.itemsize > 4:
@@ -177,24 +179,20 @@ def as_csr(X, name: str = "X", *, allow_empty: bool = False, nonnegative: bool =
     return X
 
 
-def _same_row_pairs(X: sp.csr_matrix) -> np.ndarray:
-    """For each pair of consecutive stored values (p, p + 1): whether both are in one row."""
-    same = np.ones(max(X.nnz - 1, 0), dtype=bool)
-    starts = X.indptr[1:-1]
-    same[starts[(starts > 0) & (starts < X.nnz)] - 1] = False
-    return same
+def _all_finite(values: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """``np.isfinite(values).all()`` chunk by chunk (no boolean array the size of values)."""
+    return all(np.isfinite(values[i:i + chunk]).all() for i in range(0, values.size, chunk))
 
 
 def _sorted_indices(X: sp.csr_matrix) -> bool:
-    """Indices sorted (non-decreasing) within every row, checked in NumPy (never the flag)."""
-    return X.nnz < 2 or bool((np.diff(X.indices)[_same_row_pairs(X)] >= 0).all())
+    """Indices sorted (non-decreasing) within every row, checked in one pass (never the
+    flag), with no temporary the size of the matrix."""
+    return X.nnz < 2 or row_order(X.indptr, X.indices)[0] == 0
 
 
 def _duplicate_count(X: sp.csr_matrix) -> int:
     """Repeated (row, column) pairs of a CSR matrix with sorted indices."""
-    if X.nnz < 2:
-        return 0
-    return int(((X.indices[1:] == X.indices[:-1]) & _same_row_pairs(X)).sum())
+    return 0 if X.nnz < 2 else row_order(X.indptr, X.indices)[1]
 
 
 def check_float32_range(values: np.ndarray, what: str) -> None:

@@ -170,9 +170,8 @@ class NBMF(Recommender):
         k = self.factors
         XT = X.T.tocsr()
         XT.sort_indices()
-        t_data = XT.data.astype(np.float64)
-        data = X.data.astype(np.float64)
-        constant = float(data @ data)  # sum of V^2 on Omega: loss = sum of QUBO energies + this
+        t_data, data = XT.data, X.data  # float32: the kernels compute in float64
+        constant = _sum_of_squares(data)  # sum of V^2 on Omega: loss = QUBO energies + this
         bits = rng.integers(0, 2, (X.shape[1], k), dtype=np.uint64)
         codes = (bits << np.arange(k, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
         W = np.zeros((X.shape[0], k))
@@ -283,7 +282,7 @@ class NBMF(Recommender):
             method = _SOLVERS[self.solver] if isinstance(self.solver, str) else 0
             seed = int(check_random_state(self.random_state).integers(2**63))
             with blas_limit(1):
-                h_step(XT.indptr, XT.indices, XT.data.astype(np.float64), W, sub, energies,
+                h_step(XT.indptr, XT.indices, XT.data, W, sub, energies,
                        method, self.num_reads, self.num_sweeps, seed,
                        resolve_num_threads(self.num_threads))
             codes[items] = sub
@@ -303,7 +302,7 @@ class NBMF(Recommender):
         alpha = self.l2 * np.power(np.diff(X_new.indptr), self.frequency_scaling, dtype=float)
         used = np.zeros(X_new.shape[0], dtype=np.int32)
         with blas_limit(1):
-            nnls_rows(X_new.indptr, X_new.indices, X_new.data.astype(np.float64),
+            nnls_rows(X_new.indptr, X_new.indices, X_new.data,
                       self.item_codes_, W, alpha, _W_SOLVERS[self.w_solver],
                       self.w_iterations, self.tol, used, resolve_num_threads(self.num_threads))
         return W
@@ -331,6 +330,15 @@ def _lowest(sampleset, k: int) -> np.uint64:
         if sample.get(bit, 0) > 0:
             code |= 1 << bit
     return np.uint64(code)
+
+
+def _sum_of_squares(values: np.ndarray, chunk: int = 1 << 22) -> float:
+    """``sum(values**2)`` accumulated in float64, chunk by chunk (no float64 copy of all)."""
+    total = 0.0
+    for start in range(0, values.size, chunk):
+        part = values[start:start + chunk].astype(np.float64)
+        total += float(part @ part)
+    return total
 
 
 def _fill_unrated(X: sp.csr_matrix) -> sp.csr_matrix:

@@ -118,7 +118,7 @@ class MaskedNMF(Recommender):
         threads = resolve_num_threads(self.num_threads)
         t_indptr, t_indices, t_pos = transpose_positions(X)
         inverse = np.empty_like(t_pos)
-        inverse[t_pos] = np.arange(t_pos.size)
+        inverse[t_pos] = np.arange(t_pos.size, dtype=t_pos.dtype)
         n_users, n_items = X.shape
         k = self.factors
         user_reg = self.l2 * np.power(np.diff(X.indptr), self.frequency_scaling, dtype=float)
@@ -239,14 +239,17 @@ class MaskedNMF(Recommender):
 
 
 def transpose_positions(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR structure of ``X.T`` and, for each of its entries, the position in ``X.data``."""
+    """CSR structure of ``X.T`` and, for each of its entries, the position in ``X.data``
+    (int32 positions: a canonical CSR has fewer than 2^31 entries)."""
     # positions shifted by one so that no entry is an explicit zero a conversion could drop
-    positions = sp.csr_matrix((np.arange(1, X.nnz + 1, dtype=np.int64), X.indices, X.indptr),
+    positions = sp.csr_matrix((np.arange(1, X.nnz + 1, dtype=np.int32), X.indices, X.indptr),
                               shape=X.shape)
     T = positions.T.tocsr()
+    del positions
     T.sort_indices()
-    return (T.indptr.astype(np.int32), T.indices.astype(np.int32),
-            np.ascontiguousarray(T.data - 1, dtype=np.int64))
+    T.data -= 1
+    return (T.indptr.astype(np.int32, copy=False), T.indices.astype(np.int32, copy=False),
+            T.data)
 
 
 def _cd_block(indptr, indices, entries, rows, start, other, inner, use_bias, threads):
