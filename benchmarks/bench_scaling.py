@@ -25,7 +25,8 @@ write every user's top 20 to Parquet (``recsys.batch.recommend_to_parquet``), ea
 time and peak memory:
 
     python benchmarks/bench_scaling.py --sizes 1e7 3e7 1e8 --items 100000 --per-user 100 \
-        --epochs 1 --evaluate ALS ItemKNN EASE-sparse --recommend ALS --out scaling_large
+        --epochs 1 --negatives 100 --evaluate ALS ItemKNN EASE-sparse --recommend ALS \
+        --out scaling_large
 
 ``--quick``: 1e4 and 3e4 interactions over 1,000 items (CI smoke run).
 Writes benchmarks/results/scaling.csv (``--out``).
@@ -67,15 +68,16 @@ MODELS = {
     "NBMF": lambda t, e: NBMF(factors=32, epochs=e or 5, random_state=0, num_threads=t),
     "AltMin": lambda t, e: AltMin(factors=64, epochs=e or 10, solver="cg", init="random",
                                   random_state=0, num_threads=t),
-    "SimpleX": lambda t, e: SimpleX(factors=64, negatives=1000, epochs=1, random_state=0,
-                                    num_threads=t),
+    "SimpleX": lambda t, e: SimpleX(factors=64, negatives=NEGATIVES[0], epochs=1,
+                                    random_state=0, num_threads=t),
 }
 DEFAULT_MODELS = [m for m in MODELS if m != "EASE-sparse"]
 WORK = {"ItemKNN": "100 neighbours", "EASE": "l2 500, dense",
         "EASE-sparse": "l2 500, 100 neighbours", "ALS": "k 64, {e} iterations",
         "BPR": "k 64, {e} epochs", "MaskedNMF": "k 64, {e} sweeps",
         "NBMF": "k 32, {e} iterations", "AltMin": "k 64, CG, {e} sweeps",
-        "SimpleX": "d 64, 1000 negatives, 1 epoch", "MostPopular": "counts"}
+        "SimpleX": "d 64, {n} negatives, 1 epoch", "MostPopular": "counts"}
+NEGATIVES = [1000]  # SimpleX's, set by --negatives
 DEFAULT_EPOCHS = {"ALS": 10, "BPR": 10, "MaskedNMF": 10, "NBMF": 5, "AltMin": 10}
 
 
@@ -146,9 +148,11 @@ def main() -> None:
                         help="also evaluate these models on all users (leave-one-out split)")
     parser.add_argument("--recommend", nargs="*", default=[], metavar="MODEL",
                         help="also write every user's top 20 of these models to Parquet")
+    parser.add_argument("--negatives", type=int, default=1000, help="SimpleX's negatives")
     parser.add_argument("--out", default="scaling", help="results name (results/NAME.csv)")
     args = parser.parse_args()
     threads = resolve_num_threads(args.threads)
+    NEGATIVES[0] = args.negatives
     sizes = [1e4, 3e4] if args.quick else args.sizes
     serving = set(args.evaluate) | set(args.recommend)
     print(f"# {machine()}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
@@ -170,8 +174,8 @@ def main() -> None:
                     note, seconds = f"refused: {error}", float("nan")
                 times.append(seconds)
             epochs = args.epochs or DEFAULT_EPOCHS.get(name)
-            row = {"model": name, "work": WORK[name].format(e=epochs), "nnz": X.nnz,
-                   "users": X.shape[0], "items": X.shape[1], "threads": threads,
+            row = {"model": name, "work": WORK[name].format(e=epochs, n=args.negatives),
+                   "nnz": X.nnz, "users": X.shape[0], "items": X.shape[1], "threads": threads,
                    "fit_s": statistics.median(times), "min_s": min(times),
                    "max_s": max(times), "peak_mem_gib": memory / 2 ** 30,
                    "csr_gib": csr_bytes / 2 ** 30, "mem_over_csr": memory / csr_bytes,

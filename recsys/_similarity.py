@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recsys._ext._gram import gram_rows
+from recsys._sparse import column_counts
 from recsys._threads import resolve_num_threads
 from recsys.topk import topk_scores
 
@@ -32,8 +33,7 @@ class GramRows:
         self.XT.sort_indices()
         self.dtype = np.dtype(dtype)
         self.threads = resolve_num_threads(num_threads)
-        squares = np.bincount(X.indices, weights=X.data.astype(np.float64) ** 2,
-                              minlength=X.shape[1])
+        squares = column_counts(X, power=2)
         self.norms = np.sqrt(squares).astype(self.dtype)
 
     @property

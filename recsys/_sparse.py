@@ -14,6 +14,22 @@ def row_of_values(X: sp.csr_matrix | np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
 
 
+def column_counts(X: sp.csr_matrix, power: int = 0, chunk: int = 1 << 20) -> np.ndarray:
+    """Per column, the sum over its stored values of ``x ** power``: the count of values
+    (``power=0``, int64), their sum (1) or their sum of squares (2, float64).
+
+    ``np.bincount(X.indices, X.data ** power, minlength=n_cols)`` chunk by chunk, so that no
+    int64 / float64 copy of all the indices or values is made (8 bytes per value each).
+    """
+    n = X.shape[1]
+    out = np.zeros(n, dtype=np.int64 if power == 0 else np.float64)
+    for start in range(0, X.indices.size, chunk):
+        part = slice(start, start + chunk)
+        weights = None if power == 0 else X.data[part].astype(np.float64) ** power
+        out += np.bincount(X.indices[part], weights, minlength=n)
+    return out
+
+
 def select_entries(X: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
     """The stored values of CSR ``X`` where ``mask`` (one bool per value) is True, as a CSR
     matrix of X's shape (row order kept, so sorted rows stay sorted)."""
@@ -25,4 +41,4 @@ def select_entries(X: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
     return sub
 
 
-__all__ = ["row_of_values", "select_entries"]
+__all__ = ["column_counts", "row_of_values", "select_entries"]

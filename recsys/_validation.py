@@ -179,7 +179,7 @@ def as_csr(X, name: str = "X", *, allow_empty: bool = False, nonnegative: bool =
     return X
 
 
-def _all_finite(values: np.ndarray, chunk: int = 1 << 22) -> bool:
+def _all_finite(values: np.ndarray, chunk: int = 1 << 20) -> bool:
     """``np.isfinite(values).all()`` chunk by chunk (no boolean array the size of values)."""
     return all(np.isfinite(values[i:i + chunk]).all() for i in range(0, values.size, chunk))
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from recsys._sparse import column_counts
 from recsys.data.describe import gini
 
 PER_USER = ("epc", "miuf", "ild", "arp", "aplt")
@@ -48,7 +49,7 @@ HEAD_SHARE = 0.2
 
 def popularity(train: sp.csr_matrix) -> np.ndarray:
     """Training users of every item (``n_i``)."""
-    return np.bincount(train.indices, minlength=train.shape[1]).astype(np.float64)
+    return column_counts(train).astype(np.float64)
 
 
 def long_tail(counts: np.ndarray, head_share: float = HEAD_SHARE) -> np.ndarray:

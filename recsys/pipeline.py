@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys._sparse import column_counts
 from recsys.config import data_spec, load_config, setting, sweep_options
 from recsys.data.describe import describe
 
@@ -174,7 +175,7 @@ def _popularity_plot(items: pd.Series, log, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = np.bincount(log.matrix.indices, minlength=log.shape[1])
+    counts = column_counts(log.matrix)
     order = np.argsort(-counts, kind="stable")
     decile = np.empty(log.shape[1], dtype=np.int64)
     decile[order] = np.arange(log.shape[1]) * 10 // max(log.shape[1], 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recsys._sparse import column_counts
 from recsys.data.interactions import Interactions
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
@@ -36,7 +37,7 @@ def describe(data: Interactions, duplicates: int | None = None) -> dict:
     """
     X = data.matrix
     per_user = np.diff(X.indptr)
-    per_item = np.bincount(X.indices, minlength=X.shape[1])
+    per_item = column_counts(X)
     out = {"users": int(X.shape[0]), "items": int(X.shape[1]), "interactions": int(X.nnz),
            "density": float(X.nnz / max(X.shape[0] * X.shape[1], 1)),
            "per_user": _quantiles(per_user), "per_item": _quantiles(per_item),

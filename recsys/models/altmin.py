@@ -176,22 +176,23 @@ class AltMin(Recommender):
         return self
 
     def _spectral_init(self, X, k, rng):
-        centred = X.copy().astype(np.float64)
+        p = X.nnz / (X.shape[0] * X.shape[1])
+        centred = X.astype(np.float64)  # one copy, rescaled in place below
         centred.data -= self.global_mean_
         centred.eliminate_zeros()
-        p = X.nnz / (X.shape[0] * X.shape[1])
         users = np.zeros((X.shape[0], k))
         items = np.zeros((X.shape[1], k))
         if centred.nnz == 0:  # constant ratings: nothing beyond the mean to start from
             return users, items
         k_svd = min(k, min(X.shape) - 1)
         if k_svd < 1:  # one row or one column: ARPACK needs k < min(shape); the SVD is exact
-            u, s, vt = np.linalg.svd(centred.toarray() / p, full_matrices=False)
+            u, s, vt = np.linalg.svd(centred.toarray() / p, full_matrices=False)  # 1 row/col
             k_svd = 1
             u, s, vt = u[:, :1], s[:1], vt[:1]
         else:
             v0 = rng.standard_normal(min(X.shape))
-            u, s, vt = svds(centred / p, k=k_svd, v0=v0)
+            centred.data /= p
+            u, s, vt = svds(centred, k=k_svd, v0=v0)
         root = np.sqrt(s * p)  # undo the 1/p rescaling in the factor scale
         users[:, :k_svd] = clip_incoherent(u, self.incoherence) * root
         items[:, :k_svd] = clip_incoherent(vt.T, self.incoherence) * root
@@ -207,17 +208,19 @@ class AltMin(Recommender):
         k = self.factors
         dtype = rows.dtype
         design = other.copy()
-        targets = X.data.astype(np.float64) - self.global_mean_
+        targets = np.empty(X.nnz, dtype=dtype)  # r - mean (in float64, buffered), then - b
+        np.subtract(X.data, self.global_mean_, out=targets, dtype=np.float64,
+                    casting="same_kind")
         if self.biases:
-            targets -= other[X.indices, k]  # the other side's bias is a fixed offset
+            targets -= np.take(other[:, k], X.indices)  # the other side's bias, fixed
             design[:, k] = 1.0
         solver = _SOLVERS[solver or self.solver]
         if shards is None:
-            failed = solve_rows(X.indptr, X.indices, targets.astype(dtype), design, reg, rows,
+            failed = solve_rows(X.indptr, X.indices, targets, design, reg, rows,
                                 solver, self.cg_steps, threads, seed)
         else:  # the same solves, row block by row block on the cluster
             extras = update_row_blocks(shards, _solve_block, X, [(rows, "rows")],
-                                       entries={"targets": targets.astype(dtype)},
+                                       entries={"targets": targets},
                                        rows={"rows": rows, "reg": reg},
                                        shared={"design": design}, solver=solver,
                                        cg_steps=self.cg_steps, seed=seed)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys._sparse import column_counts
 from recsys._validation import as_csr, check_k
 from recsys.data.idmap import IdMap
 from recsys.topk import topk_factors
@@ -60,7 +61,7 @@ def record_training_data(model, data) -> None:
             if name in vars(model) and len(vars(model)[name]) != n:
                 logger.debug("dropping %s: the model now has %d rows there", name, n)
                 delattr(model, name)
-    model.item_counts_ = np.bincount(X.indices, minlength=X.shape[1]).astype(np.float32)
+    model.item_counts_ = column_counts(X).astype(np.float32)
     source = {key: value for key, value in getattr(model, "training_data_", {}).items()
               if key in ("source", "threshold")}
     model.training_data_ = {

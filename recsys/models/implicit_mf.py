@@ -151,8 +151,8 @@ class ALS(_ImplicitFactors):
             return self._fit_here(X, callback)
         X = self._prepare_fit(X, nonnegative=True)
         model = self._make()
-        Cui = X.astype(np.float32) * np.float32(self.alpha) if self.alpha != 1.0 else \
-            X.astype(np.float32)  # implicit's fit: confidences alpha * r
+        # implicit's fit: confidences alpha * r (X is float32 already: one copy at most)
+        Cui = X * np.float32(self.alpha) if self.alpha != 1.0 else X
         Ciu = Cui.T.tocsr()
         rng = implicit_random_state(model.random_state)
         U = rng.random((X.shape[0], self.factors), dtype=model.dtype) * 0.01

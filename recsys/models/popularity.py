@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from recsys._constraints import Options
+from recsys._sparse import column_counts
 from recsys.models.base import Recommender
 from recsys.models.schema import Array
 
@@ -28,9 +29,9 @@ class MostPopular(Recommender):
     def fit(self, X) -> MostPopular:
         X = self._prepare_fit(X)
         if self.weighting == "count":
-            popularity = np.bincount(X.indices, minlength=X.shape[1])
+            popularity = column_counts(X)
         else:
-            popularity = np.bincount(X.indices, weights=X.data, minlength=X.shape[1])
+            popularity = column_counts(X, power=1)
         self.item_popularity_ = popularity.astype(np.float32)
         return self
 

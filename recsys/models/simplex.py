@@ -38,7 +38,7 @@ from recsys._constraints import (
     Satisfies,
 )
 from recsys._ext._simplex import train_epoch
-from recsys._sparse import row_of_values, select_entries
+from recsys._sparse import column_counts, row_of_values, select_entries
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.evaluation import evaluate, is_metric_key
@@ -322,7 +322,7 @@ class SimpleX(Recommender):
                       np.zeros(1 if whole else max(len(table), 1), dtype=np.int32)]
         cdf = None
         if self.sampling == "popularity":
-            cdf = np.cumsum(np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64))
+            cdf = np.cumsum(column_counts(X).astype(np.float64))
         H = capped_history(X, self.max_history)
         shifted = self.biases != "item" and bool(self.biases)  # user and global biases
         self.history_ = []
@@ -334,11 +334,12 @@ class SimpleX(Recommender):
         start = time.perf_counter()
         self._store(*tables)
         n_epochs = len(rates) if replay else self.epochs
+        identity = np.arange(X.nnz, dtype=np.int32) if self.order == "shuffled" else None
         for epoch in tqdm(range(n_epochs), desc="SimpleX", disable=not self.show_progress):
             if replay:
                 lr = rates[epoch]
-            order = (rng.permutation(X.nnz).astype(np.int32) if self.order == "shuffled"
-                     else None)
+            # the same permutation as rng.permutation(nnz), drawn into int32 directly
+            order = rng.permutation(identity) if self.order == "shuffled" else None
             with blas_limit(1):
                 loss = train_epoch(X.indptr, X.indices, H.indptr, H.indices, E, Q, W,
                                    state[:9], self.negatives, self.gamma, self.margin,
