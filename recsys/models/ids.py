@@ -36,9 +36,9 @@ def fingerprint(X: sp.csr_matrix, user_ids=None, item_ids=None) -> str:
     fingerprints mean the same training data, whatever file it came from."""
     digest = hashlib.sha256()
     digest.update(np.asarray(X.shape, dtype=np.int64).tobytes())
-    for part in (X.indptr.astype(np.int64), X.indices.astype(np.int32),
-                 X.data.astype(np.float32)):
-        digest.update(np.ascontiguousarray(part).tobytes())
+    digest.update(X.indptr.astype(np.int64))  # one entry per row: small
+    for part, dtype in ((X.indices, np.int32), (X.data, np.float32)):
+        digest.update(np.ascontiguousarray(part, dtype=dtype))  # the buffer, not a copy
     for ids in (user_ids, item_ids):
         if ids is not None:
             digest.update(str(ids.dtype.kind).encode())
