@@ -82,3 +82,17 @@ def gather(const double[::1] source, const position_t[::1] positions, double[::1
         raise ValueError("positions and out differ in length")
     for q in prange(out.shape[0], nogil=True, schedule="static", num_threads=num_threads):
         out[q] = source[positions[q]]
+
+
+def scatter(const double[::1] source, const position_t[::1] positions, double[::1] out,
+            int num_threads) -> None:
+    """out[positions[q]] = source[q] (``positions`` a permutation): the inverse move of
+    :func:`gather`, without an inverse permutation array."""
+    cdef Py_ssize_t q, n = out.shape[0]
+    if positions.shape[0] != n or source.shape[0] != n:
+        raise ValueError("source, positions and out differ in length")
+    for q in range(n):
+        if positions[q] < 0 or positions[q] >= n:
+            raise ValueError(f"position {positions[q]} out of range for {n} entries")
+    for q in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        out[positions[q]] = source[q]

@@ -774,6 +774,20 @@ def _check_history(const int[::1] indptr, const int[::1] indices, const int[::1]
                 raise ValueError(f"history row {u} holds an item that is not a positive")
 
 
+def _is_permutation(const int[::1] order) -> bool:
+    """Whether ``order`` holds each of 0..n-1 once (one byte per entry of scratch)."""
+    cdef Py_ssize_t n = order.shape[0], p
+    cdef int v
+    seen_arr = np.zeros(n, dtype=np.uint8)
+    cdef unsigned char[::1] seen = seen_arr
+    for p in range(n):
+        v = order[p]
+        if v < 0 or v >= n or seen[v]:
+            return False
+        seen[v] = 1
+    return True
+
+
 def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hist_indptr,
                 const int[::1] hist_indices, float[:, ::1] E,
                 float[:, ::1] Q, float[:, ::1] W, state, int negatives, float gamma,
@@ -847,8 +861,8 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     cdef bint shuffled = order is not None
     if shuffled:
         order = np.asarray(order)
-        if (order.dtype != np.int32 or order.ndim != 1 or len(order) != nnz or nnz and (
-                order.min() < 0 or (np.bincount(order, minlength=nnz) != 1).any())):
+        if (order.dtype != np.int32 or order.ndim != 1 or len(order) != nnz
+                or not _is_permutation(order)):
             raise ValueError("order must be an int32 permutation of the positives' indices")
         perm = order
         owner = row_of_values(np.asarray(indptr))

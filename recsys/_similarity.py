@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recsys._ext._gram import gram_rows
-from recsys._sparse import column_counts
+from recsys._sparse import column_counts, transpose_csr
 from recsys._threads import resolve_num_threads
 from recsys.topk import topk_scores
 
@@ -29,8 +29,7 @@ class GramRows:
 
     def __init__(self, X: sp.csr_matrix, num_threads: int = 0, dtype=np.float32):
         self.X = X
-        self.XT = X.T.tocsr()  # items x users
-        self.XT.sort_indices()
+        self.XT = transpose_csr(X)  # items x users, sorted rows
         self.dtype = np.dtype(dtype)
         self.threads = resolve_num_threads(num_threads)
         squares = column_counts(X, power=2)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 from tqdm.auto import tqdm
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Options, Real
 from recsys._ext._altmin import solve_rows
-from recsys._sparse import select_entries
+from recsys._sparse import select_entries, transpose_csr
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.distributed import open_shards, update_row_blocks
@@ -150,8 +151,9 @@ class AltMin(Recommender):
         U = np.zeros((X.shape[0], d), dtype=dtype)
         V = np.zeros((X.shape[1], d), dtype=dtype)
         U[:, :k], V[:, :k] = users, items
+        del users, items
         if not self.sample_splitting:  # the split mode builds each half-step's part instead
-            XT = X.T.tocsr()
+            XT = transpose_csr(X)
             regs = (self._row_reg(X, dtype), self._row_reg(XT, dtype))
         for it in tqdm(range(self.epochs), desc="AltMin", disable=not self.show_progress):
             with blas_limit(1):
@@ -162,7 +164,7 @@ class AltMin(Recommender):
                                         shards=shards)
                         continue
                     part = steps[2 * it + side]
-                    part = part if side == 0 else part.T.tocsr()
+                    part = part if side == 0 else transpose_csr(part)
                     reg = self._row_reg(part, dtype)
                     empty = np.diff(part.indptr) == 0
                     reg[empty] = 1  # solved to zero, then restored: no entry, no update
@@ -177,12 +179,13 @@ class AltMin(Recommender):
 
     def _spectral_init(self, X, k, rng):
         p = X.nnz / (X.shape[0] * X.shape[1])
-        centred = X.astype(np.float64)  # one copy, rescaled in place below
-        centred.data -= self.global_mean_
-        centred.eliminate_zeros()
+        # the centred values in float64, sharing X's index arrays (never modified in place);
+        # an entry equal to the mean is a stored zero, which changes no product
+        centred = sp.csr_matrix((np.subtract(X.data, self.global_mean_, dtype=np.float64),
+                                 X.indices, X.indptr), shape=X.shape, copy=False)
         users = np.zeros((X.shape[0], k))
         items = np.zeros((X.shape[1], k))
-        if centred.nnz == 0:  # constant ratings: nothing beyond the mean to start from
+        if not centred.data.any():  # constant ratings: nothing beyond the mean to start from
             return users, items
         k_svd = min(k, min(X.shape) - 1)
         if k_svd < 1:  # one row or one column: ARPACK needs k < min(shape); the SVD is exact
@@ -211,8 +214,10 @@ class AltMin(Recommender):
         targets = np.empty(X.nnz, dtype=dtype)  # r - mean (in float64, buffered), then - b
         np.subtract(X.data, self.global_mean_, out=targets, dtype=np.float64,
                     casting="same_kind")
-        if self.biases:
-            targets -= np.take(other[:, k], X.indices)  # the other side's bias, fixed
+        if self.biases:  # minus the other side's bias (fixed), gathered chunk by chunk
+            bias = np.ascontiguousarray(other[:, k])
+            for lo in range(0, X.nnz, _CHUNK):
+                targets[lo:lo + _CHUNK] -= bias[X.indices[lo:lo + _CHUNK]]
             design[:, k] = 1.0
         solver = _SOLVERS[solver or self.solver]
         if shards is None:
@@ -284,7 +289,7 @@ class AltMin(Recommender):
             U[touched], bu[touched] = self._solve_side(X[touched][:, :n_old_items],
                                                        V[:n_old_items], bi[:n_old_items])
         if items.size:
-            V[items], bi[items] = self._solve_side(X.T.tocsr()[items], U, bu)
+            V[items], bi[items] = self._solve_side(transpose_csr(X)[items], U, bu)
         if touched.size:
             U[touched], bu[touched] = self._solve_side(X[touched], V, bi)
         self.user_factors_, self.item_factors_ = U, V
@@ -318,6 +323,10 @@ class AltMin(Recommender):
             raise ValueError("items must have one row per row of X_new")
         return (np.einsum("uf,uif->ui", factors, self.item_factors_[items]) + bias[:, None]
                 + self.item_bias_[items] + self.global_mean_)
+
+
+#: Stored values per gather when building a half-step's targets (bounds the temporaries)
+_CHUNK = 1 << 20
 
 
 def split_entries(X, n_parts: int, rng: np.random.Generator) -> list:

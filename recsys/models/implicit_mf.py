@@ -16,6 +16,7 @@ from implicit.recommender_base import ModelFitError
 from implicit.utils import check_random_state as implicit_random_state
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Options, Real
+from recsys._sparse import transpose_csr
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
 from recsys.distributed import open_shards, update_row_blocks
@@ -153,7 +154,7 @@ class ALS(_ImplicitFactors):
         model = self._make()
         # implicit's fit: confidences alpha * r (X is float32 already: one copy at most)
         Cui = X * np.float32(self.alpha) if self.alpha != 1.0 else X
-        Ciu = Cui.T.tocsr()
+        Ciu = transpose_csr(Cui)
         rng = implicit_random_state(model.random_state)
         U = rng.random((X.shape[0], self.factors), dtype=model.dtype) * 0.01
         V = rng.random((X.shape[1], self.factors), dtype=model.dtype) * 0.01
@@ -205,7 +206,7 @@ class ALS(_ImplicitFactors):
             if touched.size:
                 model.partial_fit_users(touched, X[touched])
             if items.size:
-                model.partial_fit_items(items, X.T.tocsr()[items])
+                model.partial_fit_items(items, transpose_csr(X)[items])
             if touched.size:
                 model.partial_fit_users(touched, X[touched])
         self._store(model)

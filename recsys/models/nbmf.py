@@ -33,6 +33,7 @@ from recsys._constraints import (
     Satisfies,
 )
 from recsys._ext._nbmf import h_step, nnls_rows, qubo_energy, qubo_terms
+from recsys._sparse import transpose_csr
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
 from recsys.distributed import open_shards, update_row_blocks
@@ -168,8 +169,7 @@ class NBMF(Recommender):
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
         k = self.factors
-        XT = X.T.tocsr()
-        XT.sort_indices()
+        XT = transpose_csr(X)  # sorted rows
         t_data, data = XT.data, X.data  # float32: the kernels compute in float64
         constant = _sum_of_squares(data)  # sum of V^2 on Omega: loss = QUBO energies + this
         bits = rng.integers(0, 2, (X.shape[1], k), dtype=np.uint64)
@@ -276,8 +276,7 @@ class NBMF(Recommender):
         if touched.size:
             W[touched] = self.fold_in(X[touched][:, :n_old_items])
         if items.size:
-            XT = X.T.tocsr()[items]
-            XT.sort_indices()
+            XT = transpose_csr(X)[items]
             sub, energies = codes[items].copy(), np.zeros(items.size)
             method = _SOLVERS[self.solver] if isinstance(self.solver, str) else 0
             seed = int(check_random_state(self.random_state).integers(2**63))

@@ -22,7 +22,9 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recsys._constraints import BOOLEAN, NUM_THREADS, RANDOM_STATE, Integer, Real
-from recsys._ext._nmf import cd_rows, gather
+from recsys._ext._csr import transpose
+from recsys._ext._nmf import cd_rows, gather, scatter
+from recsys._sparse import transpose_csr
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
 from recsys.distributed import open_shards, update_row_blocks
@@ -117,8 +119,6 @@ class MaskedNMF(Recommender):
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
         t_indptr, t_indices, t_pos = transpose_positions(X)
-        inverse = np.empty_like(t_pos)
-        inverse[t_pos] = np.arange(t_pos.size, dtype=t_pos.dtype)
         n_users, n_items = X.shape
         k = self.factors
         user_reg = self.l2 * np.power(np.diff(X.indptr), self.frequency_scaling, dtype=float)
@@ -143,7 +143,7 @@ class MaskedNMF(Recommender):
                 gather(resid, t_pos, resid_t, threads)
                 self._cd_half(t_indptr, t_indices, resid_t, H, W, b_item, item_reg, threads,
                               shards)
-                gather(resid_t, inverse, resid, threads)
+                scatter(resid_t, t_pos, resid, threads)
                 losses.append(float(resid @ resid
                                     + user_reg @ (np.einsum("uf,uf->u", W, W) + b_user ** 2)
                                     + item_reg @ (np.einsum("if,if->i", H, H) + b_item ** 2)))
@@ -230,7 +230,7 @@ class MaskedNMF(Recommender):
         if touched.size:
             W[touched], bu[touched] = self._solve_side(X[touched], H, bi)
         if items.size:
-            H[items], bi[items] = self._solve_side(X.T.tocsr()[items], W, bu)
+            H[items], bi[items] = self._solve_side(transpose_csr(X)[items], W, bu)
         if touched.size:
             W[touched], bu[touched] = self._solve_side(X[touched], H, bi)
         self._store(W, H, bu, bi, list(self.loss_))
@@ -241,15 +241,7 @@ class MaskedNMF(Recommender):
 def transpose_positions(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR structure of ``X.T`` and, for each of its entries, the position in ``X.data``
     (int32 positions: a canonical CSR has fewer than 2^31 entries)."""
-    # positions shifted by one so that no entry is an explicit zero a conversion could drop
-    positions = sp.csr_matrix((np.arange(1, X.nnz + 1, dtype=np.int32), X.indices, X.indptr),
-                              shape=X.shape)
-    T = positions.T.tocsr()
-    del positions
-    T.sort_indices()
-    T.data -= 1
-    return (T.indptr.astype(np.int32, copy=False), T.indices.astype(np.int32, copy=False),
-            T.data)
+    return transpose(X.indptr, X.indices, None, X.shape[1])
 
 
 def _cd_block(indptr, indices, entries, rows, start, other, inner, use_bias, threads):

@@ -297,8 +297,8 @@ class SimpleX(Recommender):
         threads = resolve_num_threads(self.num_threads)
         d = self.factors
         self._check_memory(X, threads)
-        E = (rng.standard_normal((X.shape[0], d)) * self.init_std).astype(np.float32)
-        Q = (rng.standard_normal((X.shape[1], d)) * self.init_std).astype(np.float32)
+        E = _normal_float32(rng, X.shape[0], d, self.init_std)
+        Q = _normal_float32(rng, X.shape[1], d, self.init_std)
         W = np.eye(d, dtype=np.float32)
         bi = np.zeros(X.shape[1], dtype=np.float32)
         bu = np.zeros(X.shape[0], dtype=np.float32)
@@ -549,6 +549,16 @@ class SimpleX(Recommender):
         alpha = np.exp(logits - full_top[owner])
         mass = np.bincount(owner, alpha, minlength=rows.shape[0])
         return alpha / mass[owner]
+
+
+
+def _normal_float32(rng, n: int, d: int, std: float, rows: int = 1 << 14) -> np.ndarray:
+    """``(rng.standard_normal((n, d)) * std).astype(float32)``, the same draws, made in row
+    chunks so that no float64 table is held."""
+    out = np.empty((n, d), dtype=np.float32)
+    for lo in range(0, n, rows):
+        out[lo:lo + rows] = rng.standard_normal((min(rows, n - lo), d)) * std
+    return out
 
 
 def capped_history(X: sp.csr_matrix, max_history: int | None,
