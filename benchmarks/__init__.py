@@ -13,7 +13,12 @@ SECTIONS: dict[str, list[list[str]]] = {
     "nmf": [["bench_nmf.py"]],
     "simplex": [["bench_simplex.py"]],
     "accuracy": [["bench_accuracy.py"]],
-    "scaling": [["bench_scaling.py"]],
+    "scaling": [["bench_scaling.py"],
+                ["bench_scaling.py", "--sizes", "1e7", "3e7", "1e8", "--items", "100000",
+                 "--per-user", "100", "--epochs", "1", "--negatives", "100", "--models",
+                 "MostPopular", "ItemKNN", "EASE", "EASE-sparse", "ALS", "BPR", "MaskedNMF",
+                 "NBMF", "AltMin", "SimpleX", "--evaluate", "ALS", "ItemKNN", "EASE-sparse",
+                 "--recommend", "ALS", "--out", "scaling_large"]],
     "updates": [["bench_updates.py"]],
     "sweep": [["bench_sweep.py"]],
 }

@@ -462,6 +462,38 @@ def _save(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def scaling_large(quick: bool, out: Path) -> str:
+    """The 10^7-10^8 series: one epoch per model, fit / evaluation / recommend-all with their
+    peak memory over the CSR's bytes."""
+    rows = _read("scaling_large", quick)
+    sizes = sorted({int(r["nnz"]) for r in rows})
+    largest = sizes[-1]
+    body = []
+    for m in dict.fromkeys(r["model"] for r in rows):
+        mine = {int(r["nnz"]): r for r in rows if r["model"] == m}
+        last = mine.get(largest, {})
+        note = last.get("note", "")
+        fits = [sec(_num(mine[n]["fit_s"])) if n in mine else "-" for n in sizes]
+        if note.startswith("refused"):
+            fits = ["refused"] * len(sizes)
+        body.append([m, last.get("work", "")] + fits + [
+            num(_num(last.get("exponent")), 2), _times_csr(last),
+            sec(_num(last.get("eval_s"))), _times_csr({"mem_over_csr": last.get("eval_over_csr")}),
+            sec(_num(last.get("recommend_s"))),
+            _times_csr({"mem_over_csr": last.get("recommend_over_csr")})])
+    text = table(["model", "work"] + [f"fit, nnz {n:,}" for n in sizes] +
+                 ["exponent", "fit peak / CSR", "evaluate all users", "eval peak / CSR",
+                  "top-20 of all to Parquet", "recommend peak / CSR"], body)
+    first = next(r for r in rows if int(r["nnz"]) == largest)
+    refused = next((r["note"] for r in rows if r.get("note", "").startswith("refused")), "")
+    text += (f"\n\nLargest size: {largest:,} interactions, {int(first['users']):,} users x "
+             f"{int(first['items']):,} items, CSR {_num(first['csr_gib']):.2f} GiB; "
+             f"threads: {first['threads']}.")
+    if refused:
+        text += f" Dense EASE: {refused.removeprefix('refused: ')}"
+    return text
+
+
 def _plot_scaling(rows: list[dict], path: Path) -> bool:
     plt = _pyplot()
     if plt is None:
@@ -538,7 +570,8 @@ def _image(alt: str, path: Path, quick: bool) -> str:
 # ---------------------------------------------------------------- the page
 RENDERERS: dict[str, Callable[[bool, Path], str]] = {
     "run": run_info, "peers": peers, "accuracy": accuracy, "rating": rating, "speed": speed,
-    "scaling": scaling, "topk": topk, "evaluation": evaluation, "ease": ease,
+    "scaling": scaling, "scaling_large": scaling_large, "topk": topk,
+    "evaluation": evaluation, "ease": ease,
     "altmin_epoch": altmin_epoch, "altmin_recovery": altmin_recovery,
     "altmin_recovery_large": altmin_recovery_large, "nmf_rmse": nmf_rmse,
     "nmf_anneal": nmf_anneal, "simplex": simplex, "updates_foldin": updates_foldin,

@@ -3,6 +3,7 @@
 (The benchmarks themselves run in CI as a smoke run, ``python -m benchmarks run --quick``.)
 """
 
+import csv
 import sys
 from pathlib import Path
 
@@ -86,3 +87,25 @@ def test_page_renders_tables_and_says_what_is_missing(tmp_path, monkeypatch):
     beyond = [line for line in lines if line.startswith("| d | EASE |")][-1]
     assert "| 123.4 |" in beyond and beyond.count("| - ") == 7  # ARP given, the rest missing
     assert "Not run yet: no `results/scaling.csv`" in text
+
+
+def test_scaling_serving_path_runs_and_records_the_dense_ease_refusal(tmp_path, monkeypatch):
+    """bench_scaling's large-series path on a tiny matrix: leave-one-out split, every step's
+    time and memory columns, dense EASE refused by its memory check (here: made tiny)."""
+    import _common
+    import bench_scaling
+
+    import recsys._validation as validation
+
+    monkeypatch.setattr(_common, "RESULTS", tmp_path)
+    monkeypatch.setattr(validation, "available_memory", lambda: 2_000_000)
+    monkeypatch.setattr(sys, "argv", [
+        "bench_scaling.py", "--quick", "--models", "EASE", "EASE-sparse", "ALS", "--epochs",
+        "1", "--evaluate", "ALS", "EASE-sparse", "--recommend", "ALS", "--out", "serving"])
+    bench_scaling.main()
+    rows = {r["model"]: r for r in csv.DictReader(open(tmp_path / "serving_quick.csv"))
+            if int(r["nnz"]) > 20_000}
+    assert rows["EASE"]["note"].startswith("refused: EASE's dense 1000 x 1000")
+    assert float(rows["ALS"]["recommend_s"]) > 0 and float(rows["ALS"]["parquet_mib"]) > 0
+    assert 0 < float(rows["EASE-sparse"]["ndcg_at_20"]) <= 1
+    assert rows["ALS"]["work"] == "k 64, 1 iterations"

@@ -7,6 +7,7 @@ a copy of the matrix more (a COO conversion, a second transpose, a float64 promo
 them.
 """
 
+import re
 import tracemalloc
 
 import numpy as np
@@ -104,3 +105,12 @@ def test_scatter_inverts_gather():
     np.testing.assert_array_equal(back, source)
     with pytest.raises(ValueError, match="position 1000 out of range"):
         scatter(moved, np.full(1000, 1000, np.int32), back, 1)
+
+
+def test_the_documented_multiples_are_the_tested_ceilings():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "scale.rst").read_text()
+    rows = dict(re.findall(r"\* - (\w+)\n\s+- ([\d.]+)x", text))
+    assert {name: float(v) for name, v in rows.items()} == {
+        name: ceiling for name, (_, ceiling) in CEILINGS.items()}
