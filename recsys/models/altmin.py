@@ -27,8 +27,9 @@ from recsys._sparse import select_entries, transpose_csr
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.distributed import open_shards, update_row_blocks
-from recsys.models.base import Recommender, biased_factors, grown
+from recsys.models.base import biased_factors, grown
 from recsys.models.explain import Explanation, ridge_contributions
+from recsys.models.iterative import EarlyStopping, IterativeModel, Training
 from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 _SOLVERS = {"cholesky": 0, "cg": 1, "sketch": 2}
 
 
-class AltMin(Recommender):
+class AltMin(IterativeModel):
     """Matrix completion by alternating minimisation (see the module docstring).
 
     Parameters
@@ -114,20 +115,27 @@ class AltMin(Recommender):
         self.dtype = dtype
         self.show_progress = show_progress
 
-    def fit(self, X, callback=None, cluster=None, n_shards: int | None = None) -> AltMin:
+    def fit(self, X, validation=None, *, early_stopping: EarlyStopping | None = None,
+            callback=None, cluster=None, n_shards: int | None = None) -> AltMin:
         """Fit on observed ratings ``X`` (CSR users x items; stored values are the ratings).
 
-        ``callback(epoch, model)`` is called after every sweep. With ``cluster`` (a
+        The epoch contract of :class:`~recsys.models.iterative.IterativeModel`:
+        ``callback(epoch, model)`` after every sweep; with ``validation`` (held-out ratings)
+        early stopping on its RMSE by default. With ``cluster`` (a
         ``distributed.Client``, a scheduler address, or ``"local"`` for a LocalCluster) each
         half-step's row solves run as Dask tasks over ``n_shards`` row blocks (default: two
         per worker), the other side's factors broadcast once per half-step; the result is the
         single-process fit's.
         """
         X = self._prepare_fit(X)
+        training = self._start_training(X, validation, early_stopping, callback)
         with open_shards(cluster, n_shards) as shards:
-            return self._fit(X, callback, shards)
+            return self._fit(X, training, shards)
 
-    def _fit(self, X, callback, shards) -> AltMin:
+    def _default_early_stopping(self) -> EarlyStopping:
+        return EarlyStopping(metric="rmse")
+
+    def _fit(self, X, training: Training, shards) -> AltMin:
         dtype = np.dtype(self.dtype)
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
@@ -171,10 +179,11 @@ class AltMin(Recommender):
                     kept = rows[empty].copy()
                     self._half_step(part, rows, other, reg, threads, seed, shards=shards)
                     rows[empty] = kept
-            if callback is not None:
-                self._store(U, V)
-                callback(it, self)
+            self._store(U, V)
+            if training.end_epoch(it, last=it == self.epochs - 1):
+                break
         self._store(U, V)
+        training.finish()
         return self
 
     def _spectral_init(self, X, k, rng):

@@ -47,11 +47,6 @@ def _translating_init(init):
     return __init__
 
 
-def loss_history(loss: np.ndarray) -> list[dict[str, float]]:
-    """``history_`` of a model that records one loss per epoch."""
-    return [{"epoch": t, "loss": float(value)} for t, value in enumerate(loss)]
-
-
 def registered_models() -> dict[str, type[Recommender]]:
     """Every concrete model class, by class name (a copy of the registry that
     ``Recommender`` subclasses join when they are defined)."""

@@ -20,8 +20,9 @@ from recsys._sparse import transpose_csr
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
 from recsys.distributed import open_shards, update_row_blocks
-from recsys.models.base import Recommender, grown
+from recsys.models.base import grown
 from recsys.models.explain import Explanation, ridge_contributions
+from recsys.models.iterative import EarlyStopping, IterativeModel, StopTraining, Training
 from recsys.models.schema import Array
 
 
@@ -51,7 +52,7 @@ def _sample_pairs(rows: sp.csr_matrix, pairs: int, rng: np.random.Generator):
     return pos, neg, valid
 
 
-class _ImplicitFactors(Recommender):
+class _ImplicitFactors(IterativeModel):
     uses_user_state = True
 
     _fitted = {"user_factors_": Array("f", ("n_users_", "k")),
@@ -60,28 +61,34 @@ class _ImplicitFactors(Recommender):
     def _make(self):
         raise NotImplementedError
 
-    def fit(self, X, callback=None):
-        """Fit on ``X``; ``callback(epoch, model)`` is called after every epoch."""
-        return self._fit_here(X, callback)
-
-    def _fit_here(self, X, callback):
+    def fit(self, X, validation=None, *, early_stopping: EarlyStopping | None = None,
+            callback=None):
+        """Fit on ``X`` with the epoch contract of
+        :class:`~recsys.models.iterative.IterativeModel` (``callback(epoch, model)`` after
+        every epoch; early stopping on ``validation``, NDCG@20 by default)."""
         X = self._prepare_fit(X, nonnegative=True)
+        return self._fit_here(X, self._start_training(X, validation, early_stopping, callback))
+
+    def _fit_here(self, X, training: Training):
         model = self._make()
 
         def epoch_done(iteration, *_):
             self._store(model)
-            callback(iteration, self)
+            if training.end_epoch(iteration, last=iteration == self.epochs - 1):
+                raise StopTraining  # out of implicit's loop, after this epoch
 
         with blas_limit(1):  # implicit's OpenMP loops must not fight BLAS threads
             try:
-                model.fit(X, show_progress=self.show_progress,
-                          callback=epoch_done if callback is not None else None)
+                model.fit(X, show_progress=self.show_progress, callback=epoch_done)
+            except StopTraining:
+                pass
             except ModelFitError as exc:
                 raise ValueError(
                     f"{type(self).__name__} diverged ({exc}); the largest value in X is "
                     f"{X.data.max():.3g}: rescale the values (or lower alpha / learning_rate)"
                 ) from exc
         self._store(model)  # NaN/inf factors are refused by the base's check of every fit
+        training.finish()
         return self
 
     def _store(self, model) -> None:
@@ -140,17 +147,21 @@ class ALS(_ImplicitFactors):
         self.num_threads = num_threads
         self.show_progress = show_progress
 
-    def fit(self, X, callback=None, cluster=None, n_shards: int | None = None) -> ALS:
-        """Fit on ``X``; ``callback(epoch, model)`` is called after every epoch.
+    def fit(self, X, validation=None, *, early_stopping: EarlyStopping | None = None,
+            callback=None, cluster=None, n_shards: int | None = None) -> ALS:
+        """Fit on ``X`` with the epoch contract of
+        :class:`~recsys.models.iterative.IterativeModel` (``callback(epoch, model)`` after
+        every epoch; early stopping on ``validation``, NDCG@20 by default).
 
         With ``cluster`` (a ``distributed.Client``, a scheduler address, or ``"local"``) each
         half-step runs implicit's own per-row solver (CG or Cholesky) on row blocks as Dask
         tasks over ``n_shards`` blocks (default: two per worker), the other side's factors
         broadcast once per half-step, from implicit's initialisation: the single-process fit.
         """
-        if cluster is None:
-            return self._fit_here(X, callback)
         X = self._prepare_fit(X, nonnegative=True)
+        training = self._start_training(X, validation, early_stopping, callback)
+        if cluster is None:
+            return self._fit_here(X, training)
         model = self._make()
         # implicit's fit: confidences alpha * r (X is float32 already: one copy at most)
         Cui = X * np.float32(self.alpha) if self.alpha != 1.0 else X
@@ -165,12 +176,13 @@ class ALS(_ImplicitFactors):
                                       entries={"data": C.data}, rows={"rows": rows},
                                       shared={"other": other}, l2=self.l2,
                                       cg=self.solver == "cg", cg_steps=model.cg_steps)
-                if callback is not None:
-                    model.user_factors, model.item_factors = U, V
-                    self._store(model)
-                    callback(epoch, self)
+                model.user_factors, model.item_factors = U, V
+                self._store(model)
+                if training.end_epoch(epoch, last=epoch == self.epochs - 1):
+                    break
         model.user_factors, model.item_factors = U, V
         self._store(model)
+        training.finish()
         return self
 
     def fold_in(self, X_new) -> np.ndarray:

@@ -37,7 +37,8 @@ from recsys._sparse import transpose_csr
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
 from recsys.distributed import open_shards, update_row_blocks
-from recsys.models.base import Recommender, grown, loss_history
+from recsys.models.base import grown
+from recsys.models.iterative import EarlyStopping, IterativeModel, Training
 from recsys.models.schema import Array
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ _W_SOLVERS = {"cd": 0, "pgm": 1}
 _MAX_UNMASKED_CELLS = 50_000_000
 
 
-class NBMF(Recommender):
+class NBMF(IterativeModel):
     """Masked NBMF: nonnegative user weights times binary item codes.
 
     Parameters
@@ -142,16 +143,14 @@ class NBMF(Recommender):
             raise ValueError(f"solver='exact' enumerates 2^k states; k = {self.factors} "
                              "is too large (k <= 24)")
 
-    @property
-    def history_(self) -> list[dict[str, float]]:
-        """The per-epoch trace under the glossary's name: ``[{"epoch": t, "loss": ...}]``
-        (``loss_`` holds the same losses as an array)."""
-        return loss_history(self.loss_)
-
-    def fit(self, X, callback=None, cluster=None, n_shards: int | None = None) -> NBMF:
+    def fit(self, X, validation=None, *, early_stopping: EarlyStopping | None = None,
+            callback=None, cluster=None, n_shards: int | None = None) -> NBMF:
         """Fit on ratings ``X`` (CSR users x items, nonnegative; stored entries are rated).
 
-        ``callback(epoch, model)`` is called after every epoch. With ``cluster`` (a
+        The epoch contract of :class:`~recsys.models.iterative.IterativeModel`:
+        ``callback(epoch, model)`` after every epoch, ``history_`` with each epoch's loss;
+        with ``validation`` (held-out ratings) early stopping on its RMSE by default. With
+        ``cluster`` (a
         ``distributed.Client``, a scheduler address, or ``"local"``) the W step's per-user
         NNLS and the H step's per-item QUBOs run as Dask tasks over ``n_shards`` blocks
         (default: two per worker; W or the codes broadcast once per step); every annealer
@@ -160,10 +159,14 @@ class NBMF(Recommender):
         """
         X = self._prepare_fit(X, nonnegative=True)
         self._check_params()
+        training = self._start_training(X, validation, early_stopping, callback)
         with open_shards(cluster, n_shards) as shards:
-            return self._fit(X, callback, shards)
+            return self._fit(X, training, shards)
 
-    def _fit(self, X, callback, shards) -> NBMF:
+    def _default_early_stopping(self) -> EarlyStopping:
+        return EarlyStopping(metric="rmse")
+
+    def _fit(self, X, training: Training, shards) -> NBMF:
         if not self.masked:
             X = _fill_unrated(X)
         rng = check_random_state(self.random_state)
@@ -192,10 +195,11 @@ class NBMF(Recommender):
                                     + alpha @ np.einsum("uf,uf->u", W, W)))
                 logger.debug("NBMF iteration %d: loss %.6g, W step <= %d iterations", it,
                              losses[-1], used.max(initial=0))
-                if callback is not None:
-                    self._store(W, codes, losses)
-                    callback(it, self)
+                self._store(W, codes, losses)
+                if training.end_epoch(it, last=it == self.epochs - 1, loss=losses[-1]):
+                    break
         self._store(W, codes, losses)
+        training.finish()
         return self
 
     def _w_step(self, X, data, codes, W, alpha, used, threads, shards) -> None:

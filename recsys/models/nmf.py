@@ -28,13 +28,14 @@ from recsys._sparse import transpose_csr
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
 from recsys.distributed import open_shards, update_row_blocks
-from recsys.models.base import Recommender, biased_factors, grown, loss_history
+from recsys.models.base import biased_factors, grown
+from recsys.models.iterative import EarlyStopping, IterativeModel, Training
 from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
 
 
-class MaskedNMF(Recommender):
+class MaskedNMF(IterativeModel):
     """Masked (weighted) NMF with optional biases, fitted by projected CCD++.
 
     Parameters
@@ -96,26 +97,28 @@ class MaskedNMF(Recommender):
         self.num_threads = num_threads
         self.show_progress = show_progress
 
-    @property
-    def history_(self) -> list[dict[str, float]]:
-        """The per-epoch trace under the glossary's name: ``[{"epoch": t, "loss": ...}]``
-        (``loss_`` holds the same losses as an array)."""
-        return loss_history(self.loss_)
-
-    def fit(self, X, callback=None, cluster=None, n_shards: int | None = None) -> MaskedNMF:
+    def fit(self, X, validation=None, *, early_stopping: EarlyStopping | None = None,
+            callback=None, cluster=None, n_shards: int | None = None) -> MaskedNMF:
         """Fit on observed ratings ``X`` (CSR users x items; stored values are the ratings).
 
-        ``callback(epoch, model)`` is called after every sweep. With ``cluster`` (a
+        The epoch contract of :class:`~recsys.models.iterative.IterativeModel`:
+        ``callback(epoch, model)`` after every sweep, ``history_`` with each sweep's loss;
+        with ``validation`` (held-out ratings) early stopping on its RMSE by default. With
+        ``cluster`` (a
         ``distributed.Client``, a scheduler address, or ``"local"``) each half-step's
         coordinate-descent passes run as Dask tasks over ``n_shards`` row blocks (default: two
         per worker), the other side's factors broadcast once per half-step; the rows are
         independent, so the result is the single-process fit's.
         """
         X = self._prepare_fit(X, nonnegative=not self.biases)
+        training = self._start_training(X, validation, early_stopping, callback)
         with open_shards(cluster, n_shards) as shards:
-            return self._fit(X, callback, shards)
+            return self._fit(X, training, shards)
 
-    def _fit(self, X, callback, shards) -> MaskedNMF:
+    def _default_early_stopping(self) -> EarlyStopping:
+        return EarlyStopping(metric="rmse")
+
+    def _fit(self, X, training: Training, shards) -> MaskedNMF:
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
         t_indptr, t_indices, t_pos = transpose_positions(X)
@@ -147,10 +150,11 @@ class MaskedNMF(Recommender):
                 losses.append(float(resid @ resid
                                     + user_reg @ (np.einsum("uf,uf->u", W, W) + b_user ** 2)
                                     + item_reg @ (np.einsum("if,if->i", H, H) + b_item ** 2)))
-                if callback is not None:
-                    self._store(W, H, b_user, b_item, losses)
-                    callback(it, self)
+                self._store(W, H, b_user, b_item, losses)
+                if training.end_epoch(it, last=it == self.epochs - 1, loss=losses[-1]):
+                    break
         self._store(W, H, b_user, b_item, losses)
+        training.finish()
         logger.debug("MaskedNMF: final training loss %.6g", losses[-1] if losses else np.nan)
         return self
 

@@ -21,7 +21,6 @@ user-by-user trainer (blocks of ``negative_sharing`` positives share their negat
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import numpy as np
@@ -41,9 +40,10 @@ from recsys._ext._simplex import train_epoch
 from recsys._sparse import column_counts, row_of_values, select_entries
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
-from recsys.evaluation import evaluate, is_metric_key
-from recsys.models.base import Recommender, grown
+from recsys.evaluation import is_metric_key
+from recsys.models.base import grown
 from recsys.models.explain import Explanation
+from recsys.models.iterative import EarlyStopping, IterativeModel
 from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def _is_schedule(rates) -> bool:
     return arr.ndim == 1 and bool(np.all(np.isfinite(arr)) and np.all(arr > 0))
 
 
-class SimpleX(Recommender):
+class SimpleX(IterativeModel):
     """SimpleX / MF-CCL (``gamma=1``) trained with the cosine contrastive loss.
 
     Parameters
@@ -282,17 +282,18 @@ class SimpleX(Recommender):
         self.num_threads = num_threads
         self.show_progress = show_progress
 
-    def fit(self, X, callback=None, validation=None) -> SimpleX:
+    def fit(self, X, validation=None, *, early_stopping: EarlyStopping | None = None,
+            callback=None) -> SimpleX:
         """Fit on positives ``X`` (CSR users x items; every stored entry is a positive).
 
-        ``validation``: held-out positives (same shape) for early stopping on ``metric``.
-        ``callback(epoch, model)`` after every epoch (``model.history_[-1]`` holds the
-        epoch's loss, elapsed time and validation metrics).
+        The epoch contract of :class:`~recsys.models.iterative.IterativeModel`:
+        ``validation`` (held-out positives, same shape) for early stopping, by default on
+        ``metric`` every ``eval_every`` epochs with ``patience`` (the constructor's), with the
+        reduce-on-plateau decays above; ``callback(epoch, model)`` after every epoch
+        (``model.history_[-1]`` holds the epoch's loss, learning rate, elapsed time and
+        validation metrics).
         """
         X = self._prepare_fit(X, nonnegative=True)
-        if validation is not None:
-            validation = as_csr(validation, "validation", allow_empty=True,
-                                n_items=X.shape[1])
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
         d = self.factors
@@ -325,13 +326,18 @@ class SimpleX(Recommender):
             cdf = np.cumsum(column_counts(X).astype(np.float64))
         H = capped_history(X, self.max_history)
         shifted = self.biases != "item" and bool(self.biases)  # user and global biases
-        self.history_ = []
-        best, best_state, waited = -np.inf, None, 0
         replay = self.lr_schedule is not None
         rates = [float(r) for r in self.lr_schedule] if replay else []
         lr = rates[0] if replay and rates else self.learning_rate
         path = []  # the rates of the epochs behind the current embeddings
-        start = time.perf_counter()
+
+        def restore(kept):  # the best epoch's embeddings and the rates behind them
+            self._store(*kept[0])
+            self.schedule_ = list(kept[1])
+
+        training = self._start_training(X, validation, early_stopping, callback)
+        training.snapshot = lambda: ([t.copy() for t in tables], list(path))
+        training.restore = restore
         self._store(*tables)
         n_epochs = len(rates) if replay else self.epochs
         identity = np.arange(X.nnz, dtype=np.int32) if self.order == "shuffled" else None
@@ -352,36 +358,28 @@ class SimpleX(Recommender):
                                    state[18:])
             self._store(*tables)
             path.append(lr)
-            entry = {"epoch": epoch, "elapsed": time.perf_counter() - start, "loss": loss,
-                     "learning_rate": lr}
-            if validation is not None and (epoch + 1) % self.eval_every == 0:
-                metrics = evaluate(self, X, validation, k=(10, 20))
-                entry.update({k: v for k, v in metrics.items() if np.isscalar(v)})
-                if metrics[self.metric] > best:
-                    best, waited = metrics[self.metric], 0
-                    best_state = ([t.copy() for t in tables], epoch, list(path))
-                else:
-                    waited += 1
-                    if (not replay and self.lr_decay < 1 and waited < self.patience
-                            and waited % self.decay_patience == 0):  # reduce on plateau
-                        for table, kept in zip(tables, best_state[0]):
-                            table[...] = kept
-                        path = list(best_state[2])
-                        lr = max(lr * self.lr_decay, self.min_learning_rate)
-            self.history_.append(entry)
+            training.end_epoch(epoch, loss=loss, learning_rate=lr)
+            entry = self.history_[-1]
             logger.info("SimpleX epoch %d: loss %.5f%s (%.1fs)", epoch, loss,
-                        f", {self.metric} {entry[self.metric]:.4f}" if self.metric in entry
+                        f", {training.early_stopping.metric} "
+                        f"{entry[training.early_stopping.metric]:.4f}"
+                        if training.evaluates and training.early_stopping.metric in entry
                         else "", entry["elapsed"])
-            if callback is not None:
-                callback(epoch, self)
-            if validation is not None and not replay and waited >= self.patience:
+            if training.stopped or (training.exhausted and not replay):
                 break
+            if (training.evaluates and training.waited and not replay and self.lr_decay < 1
+                    and training.waited % self.decay_patience == 0):  # reduce on plateau
+                for table, kept in zip(tables, training.best_state[0]):
+                    table[...] = kept
+                path = list(training.best_state[1])
+                lr = max(lr * self.lr_decay, self.min_learning_rate)
         self.schedule_ = path
-        if best_state is not None:
-            self._store(*best_state[0])
-            self.best_epoch_ = best_state[1]
-            self.schedule_ = best_state[2]
+        training.finish()
         return self
+
+    def _default_early_stopping(self) -> EarlyStopping:
+        return EarlyStopping(metric=self.metric, patience=self.patience,
+                             eval_every=self.eval_every)
 
     def _check_memory(self, X: sp.csr_matrix, threads: int) -> None:
         """``MemoryError`` before training when the tables and the kernel's per-thread scratch

@@ -280,11 +280,11 @@ def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
               eval_every: int | None = None, sample=None) -> None:
     """Fit; iterative models report the validation metric every ``eval_every`` epochs (on the
     ``sample`` of validation users) to the pruner, which may stop them from half-way on."""
-    import inspect
-
     import optuna
 
-    if "callback" not in inspect.signature(estimator.fit).parameters:
+    from recsys.models.iterative import IterativeModel
+
+    if not isinstance(estimator, IterativeModel):
         estimator.fit(train)
         return
     name, at = parse_metric(metric)
