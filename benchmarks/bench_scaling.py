@@ -102,6 +102,38 @@ def _timed_memory(fn, *args):
     return result, time.perf_counter() - start, memory
 
 
+def _parquet_load(X, threads: int) -> dict:
+    """Write ``X`` as a Parquet log (user, item, value; row groups of 2^20 rows) and time
+    ``Interactions.from_parquet`` reading it back, with its peak memory over the CSR."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "log.parquet"
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))  # each value's user
+        step = 1 << 20
+        schema = pa.schema([("user", pa.int64()), ("item", pa.int64()),
+                            ("value", pa.float32())])
+        with pq.ParquetWriter(path, schema) as writer:
+            for lo in range(0, X.nnz, step):
+                part = slice(lo, lo + step)
+                writer.write_table(pa.table({"user": rows[part].astype(np.int64),
+                                             "item": X.indices[part].astype(np.int64),
+                                             "value": X.data[part]}, schema=schema))
+        del rows
+        loaded, seconds, memory = _timed_memory(
+            lambda: Interactions.from_parquet(path, value="value"))
+        items = np.asarray(loaded.items.raw_ids)  # the items that occur, in id order
+        assert loaded.shape[0] == X.shape[0] and (loaded.matrix != X[:, items]).nnz == 0
+        size = path.stat().st_size
+    csr = _csr_bytes(X)
+    return {"model": "from_parquet", "work": "stream a Parquet log into Interactions",
+            "nnz": X.nnz, "users": X.shape[0], "items": X.shape[1], "threads": threads,
+            "fit_s": seconds, "min_s": seconds, "max_s": seconds,
+            "peak_mem_gib": memory / 2 ** 30, "csr_gib": csr / 2 ** 30,
+            "mem_over_csr": memory / csr, "note": f"{size / 2 ** 20:.0f} MiB file"}
+
+
 def _serve(model, train, test, threads: int, evaluate_it: bool, recommend_it: bool) -> dict:
     """Evaluate ``model`` on all users and/or write every user's top 20 to Parquet."""
     out, csr = {}, _csr_bytes(train)
@@ -149,6 +181,8 @@ def main() -> None:
     parser.add_argument("--recommend", nargs="*", default=[], metavar="MODEL",
                         help="also write every user's top 20 of these models to Parquet")
     parser.add_argument("--negatives", type=int, default=1000, help="SimpleX's negatives")
+    parser.add_argument("--parquet", action="store_true",
+                        help="also time streaming the log from Parquet into Interactions")
     parser.add_argument("--out", default="scaling", help="results name (results/NAME.csv)")
     args = parser.parse_args()
     threads = resolve_num_threads(args.threads)
@@ -159,6 +193,10 @@ def main() -> None:
     rows = []
     for size in sizes:
         X = synthetic(int(size), 1000 if args.quick else args.items, per_user=args.per_user)
+        if args.parquet:
+            rows.append(_parquet_load(X, threads))
+            print(f"nnz {X.nnz:>11,}  from_parquet {rows[-1]['fit_s']:9.3f} s  "
+                  f"{rows[-1]['mem_over_csr']:.2f}x CSR  {rows[-1]['note']}", flush=True)
         test = None
         if serving:  # fit on a leave-one-out split so that there is something to evaluate
             split = leave_k_out(Interactions.from_csr(X), k=1, random_state=0)

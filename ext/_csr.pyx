@@ -82,3 +82,52 @@ def transpose(const int[::1] indptr, const int[::1] indices, object data,
                 else:
                     t_val[q] = values[p]
     return t_indptr_arr, t_indices_arr, t_values_arr
+
+
+def _counting_pass(const int[::1] keys, Py_ssize_t n_keys, const int[::1] sequence,
+                   int[::1] out, long long[::1] counts) -> None:
+    """``out``: ``sequence`` stably sorted by ``keys[sequence[t]]`` (counting sort)."""
+    cdef Py_ssize_t n = sequence.shape[0], t, k
+    cdef long long total = 0, c
+    for k in range(n_keys + 1):
+        counts[k] = 0
+    for t in range(n):
+        counts[keys[sequence[t]] + 1] += 1
+    for k in range(n_keys):
+        counts[k + 1] += counts[k]
+    for t in range(n):
+        k = keys[sequence[t]]
+        out[counts[k]] = sequence[t]
+        counts[k] += 1
+
+
+def coo_order(const int[::1] rows, const int[::1] cols, Py_ssize_t n_rows, Py_ssize_t n_cols,
+              object first=None) -> tuple:
+    """``(indptr, order)``: the permutation that sorts COO entries by (row, column), stably
+    (ties keep the order of ``first``, a permutation, or of the entries), and the CSR row
+    pointer of the sorted entries. Two counting sorts (by column, then by row): O(n + rows +
+    columns) time, int32 arrays (a canonical CSR has < 2^31 entries) and no comparison sort.
+    """
+    cdef Py_ssize_t n = rows.shape[0], t
+    if cols.shape[0] != n:
+        raise ValueError(f"rows has {n} entries but cols {cols.shape[0]}")
+    if n >= 2 ** 31:
+        raise ValueError(f"{n} entries: at most 2**31 - 1 are supported")
+    for t in range(n):
+        if not (0 <= rows[t] < n_rows and 0 <= cols[t] < n_cols):
+            raise ValueError(f"entry {t} ({rows[t]}, {cols[t]}) out of range for "
+                             f"({n_rows}, {n_cols})")
+    start = np.arange(n, dtype=np.int32) if first is None else \
+        np.ascontiguousarray(first, dtype=np.int32)
+    if start.shape[0] != n or n and (start.min() < 0 or start.max() >= n):
+        raise ValueError("first must be a permutation of the entries")
+    counts = np.empty(max(n_rows, n_cols) + 1, dtype=np.int64)
+    by_col = np.empty(n, dtype=np.int32)
+    _counting_pass(cols, n_cols, start, by_col, counts)
+    del start
+    order = np.empty(n, dtype=np.int32)
+    _counting_pass(rows, n_rows, by_col, order, counts)
+    del by_col
+    indptr = np.zeros(n_rows + 1, dtype=np.int32)
+    indptr[1:] = counts[:n_rows]  # after the row pass: where each row's entries end
+    return indptr, order

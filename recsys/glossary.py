@@ -44,8 +44,18 @@ GLOSSARY: dict[str, Term] = {
     "num_threads": Term("OpenMP threads (0: every available core)",
                         ("n_jobs", "threads", "workers", "n_threads")),
     "show_progress": Term("tqdm progress bars", ("verbose", "progress")),
-    "history_": Term("fitted per-epoch trace: a list of dicts with ``epoch`` and the loss or "
-                     "validation metrics of that epoch", ("loss_history_", "trace_")),
+    "history_": Term("fitted per-epoch trace: a list of dicts with ``epoch``, ``elapsed`` and "
+                     "the loss or validation metrics of that epoch",
+                     ("loss_history_", "trace_", "evals_result_")),
+    "best_epoch_": Term("the best evaluated epoch under early stopping (the returned state)",
+                        ("best_iteration_", "best_iter_", "best_iteration")),
+    "validation": Term("``fit`` argument: held-out interactions that early stopping evaluates",
+                       ("valid", "val", "eval_set", "validation_data", "valid_data")),
+    "early_stopping": Term("``fit`` argument: the rule that stops training "
+                           "(:class:`recsys.models.iterative.EarlyStopping`)",
+                           ("early_stop", "early_stopping_rounds", "stopping")),
+    "callback": Term("``fit`` argument: ``callback(epoch, model)`` after every epoch",
+                     ("callbacks", "hook", "on_epoch_end")),
 }
 
 #: Every synonym -> the glossary name to use instead.

@@ -82,3 +82,15 @@ def test_constructors_take_keywords_only():
         assert all(p.kind is p.KEYWORD_ONLY for p in params), name
         with pytest.raises(TypeError):
             cls(1)
+
+
+def test_fit_arguments_use_the_glossary_names():
+    import inspect
+
+    from recsys.models.iterative import IterativeModel
+
+    for name, cls in registered_models().items():
+        params = set(inspect.signature(cls.fit).parameters) - {"self", "X"}
+        assert not params & set(SYNONYMS), (name, params & set(SYNONYMS))
+        if issubclass(cls, IterativeModel):
+            assert {"validation", "early_stopping", "callback"} <= params, name

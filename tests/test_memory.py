@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys._ext._csr import transpose
+from recsys._ext._csr import coo_order, transpose
 from recsys._ext._nmf import gather, scatter
 from recsys._sparse import column_counts, transpose_csr
 from recsys._validation import as_csr
@@ -114,3 +114,19 @@ def test_the_documented_multiples_are_the_tested_ceilings():
     rows = dict(re.findall(r"\* - (\w+)\n\s+- ([\d.]+)x", text))
     assert {name: float(v) for name, v in rows.items()} == {
         name: ceiling for name, (_, ceiling) in CEILINGS.items()}
+
+
+def test_coo_order_is_a_stable_sort_by_row_then_column():
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 40, 5000).astype(np.int32)
+    cols = rng.integers(0, 25, 5000).astype(np.int32)  # many ties: stability matters
+    indptr, order = coo_order(rows, cols, 41, 25)
+    np.testing.assert_array_equal(order, np.lexsort((cols, rows)))
+    np.testing.assert_array_equal(indptr, np.r_[0, np.cumsum(np.bincount(rows, minlength=41))])
+    first = rng.permutation(5000)  # ties then keep this order
+    _, order = coo_order(rows, cols, 41, 25, first)
+    rank = np.empty(5000, np.int64)
+    rank[first] = np.arange(5000)
+    np.testing.assert_array_equal(order, np.lexsort((rank, cols, rows)))
+    with pytest.raises(ValueError, match=r"entry 0 \(40, 0\) out of range"):
+        coo_order(np.array([40], np.int32), np.array([0], np.int32), 40, 25)

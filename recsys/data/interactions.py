@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys._ext._csr import coo_order
 from recsys._sparse import row_of_values, select_entries  # noqa: F401 (re-exported)
 from recsys._validation import as_csr, check_float32_range
 from recsys.data.idmap import IdMap
@@ -159,7 +160,7 @@ class Interactions:
             if ids.null_count:
                 raise ValueError(f"column {col!r} holds missing ids")
             maps[col] = ids.take(pc.sort_indices(ids))
-        rows, cols = np.empty(n, np.int64), np.empty(n, np.int64)
+        rows, cols = np.empty(n, np.int32), np.empty(n, np.int32)  # index_in's int32
         vals = np.ones(n, np.float64) if value is None else np.empty(n, np.float64)
         ts = None if timestamp is None else np.empty(n, np.int64)
         pos = 0
@@ -199,15 +200,23 @@ class Interactions:
 
     @classmethod
     def _from_coo(cls, rows, cols, vals, ts, duplicates, user_map, item_map) -> Interactions:
-        n = len(rows)
-        order_keys = [np.arange(n)] if ts is None else [np.arange(n), ts]
-        order = np.lexsort((*order_keys, cols, rows))  # by row, col, then time, then row order
-        rows, cols, vals = rows[order], cols[order], vals[order]
+        n_rows, n_cols = len(user_map), len(item_map)
+        rows = np.asarray(rows, dtype=np.int32)
+        cols = np.asarray(cols, dtype=np.int32)
+        # by row, col, then time; ties keep the log's order (two stable counting sorts)
+        first = None if ts is None else np.argsort(ts, kind="stable")
+        indptr, order = coo_order(rows, cols, n_rows, n_cols, first)
+        del first
+        cols, vals = cols[order], vals[order]
         ts = None if ts is None else ts[order]
+        del order
+        n = len(cols)
         new_pair = np.ones(n, dtype=bool)
-        new_pair[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
-        starts = np.flatnonzero(new_pair)
-        if starts.size < n:
+        new_pair[1:] = cols[1:] != cols[:-1]
+        new_pair[indptr[1:-1][indptr[1:-1] < n]] = True  # a row's first entry
+        starts = np.flatnonzero(new_pair) if not new_pair.all() else None
+        del new_pair
+        if starts is not None:
             if duplicates == "error":
                 raise ValueError(f"{n - starts.size} duplicate (user, item) pairs; pass "
                                  "duplicates='sum', 'last' or 'max' to merge them")
@@ -219,18 +228,17 @@ class Interactions:
                 vals = vals[np.append(starts[1:], n) - 1]
             if ts is not None:
                 ts = np.maximum.reduceat(ts, starts)
-            rows, cols = rows[starts], cols[starts]
+            cols = cols[starts]
+            indptr = np.searchsorted(starts, indptr).astype(np.int32)  # groups per row
             check_float32_range(vals, f"the {duplicates} of duplicate interactions")
-        keep = vals != 0
+        X = sp.csr_matrix((vals.astype(np.float32), cols, indptr), shape=(n_rows, n_cols))
+        X.has_sorted_indices = True
+        keep = X.data != 0
         if not keep.all():
             logger.info("dropping %d interactions with value 0", int((~keep).sum()))
-            rows, cols, vals = rows[keep], cols[keep], vals[keep]
-            ts = None if ts is None else ts[keep]
-        indptr = np.zeros(len(user_map) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=len(user_map)), out=indptr[1:])
-        X = sp.csr_matrix((vals.astype(np.float32), cols.astype(np.int32),
-                           indptr.astype(np.int32)), shape=(len(user_map), len(item_map)))
-        X.has_sorted_indices = True
+            if ts is not None:
+                ts = ts[keep]
+            X.eliminate_zeros()
         return cls(X, user_map, item_map, ts)
 
     # -- views ------------------------------------------------------------------------------

@@ -59,6 +59,12 @@ class _ImplicitFactors(IterativeModel):
                "item_factors_": Array("f", ("n_items_", "k"))}
 
     def _make(self):
+        """implicit's model of these parameters (built with BLAS at one thread, which is what
+        its construction-time check wants)."""
+        with blas_limit(1):
+            return self._make_implicit()
+
+    def _make_implicit(self):
         raise NotImplementedError
 
     def fit(self, X, validation=None, *, early_stopping: EarlyStopping | None = None,
@@ -234,7 +240,7 @@ class ALS(_ImplicitFactors):
         return Explanation.of(user, item, row.indices,
                               ridge_contributions(Y, c, A, Y[item], row.indices))
 
-    def _make(self):
+    def _make_implicit(self):
         return AlternatingLeastSquares(
             factors=self.factors, regularization=self.l2, alpha=self.alpha,
             iterations=self.epochs, use_cg=self.solver == "cg",
@@ -385,7 +391,7 @@ class BPR(_ImplicitFactors):
     def _user_vectors(self, users, X):
         return super()._user_vectors(users, X)[:, :-1]  # without the constant 1
 
-    def _make(self):
+    def _make_implicit(self):
         return BayesianPersonalizedRanking(
             factors=self.factors, learning_rate=self.learning_rate,
             regularization=self.l2, iterations=self.epochs,
