@@ -8,26 +8,29 @@ them.
 """
 
 import re
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys._ext._csr import coo_order, transpose
-from recsys._ext._nmf import gather, scatter
-from recsys._sparse import column_counts, transpose_csr
-from recsys._validation import as_csr
-from recsys.models import ALS, BPR, NBMF, AltMin, ItemKNN, MaskedNMF, MostPopular, SimpleX
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _common import power_law_matrix  # noqa: E402
+
+from recsys._ext._csr import coo_order, transpose  # noqa: E402
+from recsys._ext._nmf import gather, scatter  # noqa: E402
+from recsys._sparse import column_counts, transpose_csr  # noqa: E402
+from recsys._validation import as_csr  # noqa: E402
+from recsys.models import ALS, BPR, NBMF, AltMin, ItemKNN, MaskedNMF, MostPopular, SimpleX  # noqa: E402
 
 
 def power_law(n_users=30_000, n_items=2_000, per_user=100, seed=0) -> sp.csr_matrix:
+    """The benchmarks' power-law matrix with random 1-5 values."""
     rng = np.random.default_rng(seed)
-    p = 1.0 / np.arange(1, n_items + 1) ** 0.8
-    cols = rng.choice(n_items, size=(n_users, per_user), p=p / p.sum())
-    X = sp.csr_matrix((rng.integers(1, 6, cols.size).astype(np.float32), cols.ravel(),
-                       np.arange(0, cols.size + 1, per_user)), shape=(n_users, n_items))
-    X.sum_duplicates()
+    X = power_law_matrix(n_users, n_items, per_user, rng)
+    X.data = rng.integers(1, 6, X.nnz).astype(np.float32)
     return X
 
 
@@ -108,8 +111,6 @@ def test_scatter_inverts_gather():
 
 
 def test_the_documented_multiples_are_the_tested_ceilings():
-    from pathlib import Path
-
     text = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "scale.rst").read_text()
     rows = dict(re.findall(r"\* - (\w+)\n\s+- ([\d.]+)x", text))
     assert {name: float(v) for name, v in rows.items()} == {

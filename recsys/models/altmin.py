@@ -95,6 +95,8 @@ class AltMin(IterativeModel):
                "user_bias_": Array("f", ("n_users_",)), "item_bias_": Array("f", ("n_items_",)),
                "global_mean_": Scalar(float)}
 
+    _default_metric = "rmse"  # early stopping on the validation RMSE
+
     def __init__(self, *, factors: int = 8, l2: float = 1.0, epochs: int = 20,
                  solver: str = "cholesky", cg_steps: int = 3, biases: bool = True,
                  frequency_scaling: float = 0.5, init: str = "svd", incoherence: float = 4.0,
@@ -131,9 +133,6 @@ class AltMin(IterativeModel):
         training = self._start_training(X, validation, early_stopping, callback)
         with open_shards(cluster, n_shards) as shards:
             return self._fit(X, training, shards)
-
-    def _default_early_stopping(self) -> EarlyStopping:
-        return EarlyStopping(metric="rmse")
 
     def _fit(self, X, training: Training, shards) -> AltMin:
         dtype = np.dtype(self.dtype)

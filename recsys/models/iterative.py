@@ -14,7 +14,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -185,8 +185,11 @@ class IterativeModel(Recommender):
             del self.best_epoch_
         return Training(self, X, validation, early_stopping, callback)
 
+    #: The metric early stopping watches unless told otherwise (rating models: ``"rmse"``)
+    _default_metric: ClassVar[str] = "ndcg_at_20"
+
     def _default_early_stopping(self) -> EarlyStopping:
-        return EarlyStopping()
+        return EarlyStopping(metric=self._default_metric)
 
     def _fitted_state(self) -> dict[str, Any]:
         """Copies of the fitted attributes the model file holds (its ``_fitted`` schema)."""

@@ -116,6 +116,8 @@ class NBMF(IterativeModel):
     _fitted = {"user_factors_": Array("f", ("n_users_", "k")),
                "item_codes_": Array("u", ("n_items_",)), "loss_": Array("f", ("t",))}
 
+    _default_metric = "rmse"  # early stopping on the validation RMSE
+
     def __init__(self, *, factors: int = 32, l2: float = 0.5, epochs: int = 20,
                  solver: Any = "anneal", num_reads: int = 1, num_sweeps: int = 100,
                  sampler_params: dict | None = None, w_solver: str = "cd",
@@ -162,9 +164,6 @@ class NBMF(IterativeModel):
         training = self._start_training(X, validation, early_stopping, callback)
         with open_shards(cluster, n_shards) as shards:
             return self._fit(X, training, shards)
-
-    def _default_early_stopping(self) -> EarlyStopping:
-        return EarlyStopping(metric="rmse")
 
     def _fit(self, X, training: Training, shards) -> NBMF:
         if not self.masked:

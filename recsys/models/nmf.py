@@ -84,6 +84,8 @@ class MaskedNMF(IterativeModel):
                "user_bias_": Array("f", ("n_users_",)), "item_bias_": Array("f", ("n_items_",)),
                "global_mean_": Scalar(float), "loss_": Array("f", ("t",))}
 
+    _default_metric = "rmse"  # early stopping on the validation RMSE
+
     def __init__(self, *, factors: int = 15, l2: float = 0.8, epochs: int = 10,
                  biases: bool = True, frequency_scaling: float = 0.5, inner: int = 1,
                  random_state=None, num_threads: int = 0, show_progress: bool = False):
@@ -114,9 +116,6 @@ class MaskedNMF(IterativeModel):
         training = self._start_training(X, validation, early_stopping, callback)
         with open_shards(cluster, n_shards) as shards:
             return self._fit(X, training, shards)
-
-    def _default_early_stopping(self) -> EarlyStopping:
-        return EarlyStopping(metric="rmse")
 
     def _fit(self, X, training: Training, shards) -> MaskedNMF:
         rng = check_random_state(self.random_state)
