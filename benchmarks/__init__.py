@@ -12,7 +12,7 @@ SECTIONS: dict[str, list[list[str]]] = {
                 "--max-sweeps", "12"]],
     "nmf": [["bench_nmf.py"]],
     "simplex": [["bench_simplex.py"]],
-    "accuracy": [["bench_accuracy.py"]],
+    "accuracy": [["bench_accuracy.py"], ["bench_accuracy.py", "--defaults"]],
     "scaling": [["bench_scaling.py"],
                 ["bench_scaling.py", "--sizes", "1e7", "3e7", "1e8", "--items", "100000",
                  "--per-user", "100", "--epochs", "1", "--negatives", "100", "--models",

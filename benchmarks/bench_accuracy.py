@@ -35,6 +35,10 @@ positive, stored with the value 1e-6 (a CSR matrix drops exact zeros; 1e-6 is 0 
 of searching its grid again (the grid size recorded there is kept; SimpleX still runs its
 validation run, which early-stops and gives the refit's schedule).
 
+``--defaults``: every model as a new user builds it, ``Model()`` with nothing set but the seed
+and the threads, fitted on the training part (the rating models with the same sampled zeros)
+and tested the same way, into accuracy_defaults.csv: the page sets it beside the tuned row.
+
 ``--quick``: ML-100K u1 (ratings >= 4), tiny grids, 3 SimpleX epochs (CI smoke run).
 Writes benchmarks/results/accuracy.csv (accuracy_quick.csv).
 """
@@ -248,6 +252,38 @@ def run_model(name: str, exp, tune, key: str, threads: int, reuse: bool = False)
             "fit_s": fit_s, "peak_mem_gib": memory / 2 ** 30, "threads": threads, **scores}
 
 
+def run_defaults(name: str, exp, threads: int) -> dict:
+    """``name`` with its defaults, fitted on the training part and tested once."""
+    def fit():
+        return make_model(MODELS[name][0], {}, seed=0, num_threads=threads).fit(
+            training_matrix(name, exp.history.matrix))
+
+    start = time.perf_counter()
+    model, memory = peak_memory(fit)
+    fit_s = time.perf_counter() - start
+    scores, _ = test_columns(model, exp, threads)
+    return {"data": exp.name, "model": name, "params": "{}", "fit_s": fit_s,
+            "peak_mem_gib": memory / 2 ** 30, "threads": threads,
+            "recall_at_20": scores["recall_at_20"], "ndcg_at_20": scores["ndcg_at_20"],
+            "ndcg_at_20_low": scores["ndcg_at_20_low"],
+            "ndcg_at_20_high": scores["ndcg_at_20_high"]}
+
+
+def merge_rows(name: str, rows: list[dict]) -> list[dict]:
+    """``rows`` replacing their (data, model) rows of results/NAME.csv, the others kept, in
+    the page's order."""
+    path = RESULTS / f"{name}.csv"
+    if path.exists():
+        fresh = {(r["data"], r["model"]) for r in rows}
+        with open(path, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if (r["data"], r["model"]) not in fresh]
+        rows = kept + rows
+    datasets, models = ["ml-1m-lcfn", "gowalla-lightgcn"], list(MODELS)
+    rows.sort(key=lambda r: (datasets.index(r["data"]) if r["data"] in datasets else 9,
+                             r["data"], models.index(r["model"])))
+    return rows
+
+
 def comparisons(rows: list[dict], quick: bool, metric: str = "ndcg_at_20") -> list[dict]:
     """Per data set, every model against the best one on ``metric`` (paired, Holm), from the
     per-user arrays of results/accuracy_per_user/."""
@@ -276,6 +312,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="0: all cores")
     parser.add_argument("--reuse-choice", action="store_true",
                         help="configurations from accuracy.csv instead of their grids")
+    parser.add_argument("--defaults", action="store_true",
+                        help="every model with its defaults (accuracy_defaults.csv)")
     args = parser.parse_args()
     threads = resolve_num_threads(args.threads)
     print(f"# {machine()}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
@@ -286,10 +324,18 @@ def main() -> None:
         key = "quick" if args.quick else data
         for name in args.models:
             print(f"{data}: {name}", flush=True)
-            rows.append(run_model(name, exp, tune, key, threads,
-                                  reuse=args.reuse_choice and not args.quick))
+            if args.defaults:
+                rows.append(run_defaults(name, exp, threads))
+            else:
+                rows.append(run_model(name, exp, tune, key, threads,
+                                      reuse=args.reuse_choice and not args.quick))
             print(f"  test Recall@20 {rows[-1]['recall_at_20']:.4f} NDCG@20 "
                   f"{rows[-1]['ndcg_at_20']:.4f}, fit {rows[-1]['fit_s']:.1f} s", flush=True)
+    if args.defaults:
+        print_table(rows, ["data", "model", "recall_at_20", "ndcg_at_20", "fit_s"])
+        write_csv("accuracy_defaults_quick" if args.quick else "accuracy_defaults",
+                  rows if args.quick else merge_rows("accuracy_defaults", rows))
+        return
     print("\nRecall@20 / NDCG@20 on test (chosen on validation)")
     print_table(rows, ["data", "model", "recall_at_20", "ndcg_at_20", "published_recall_at_20",
                        "published_ndcg_at_20", "fit_s", "peak_mem_gib", "eval_users_per_s"])
@@ -300,15 +346,7 @@ def main() -> None:
         write_csv("accuracy_compare_quick", comparisons(rows, quick=True))
         return
     # a partial run replaces its (data, model) rows in accuracy.csv and keeps the others
-    path = RESULTS / "accuracy.csv"
-    if path.exists():
-        fresh = {(r["data"], r["model"]) for r in rows}
-        with open(path, newline="") as fh:
-            kept = [r for r in csv.DictReader(fh) if (r["data"], r["model"]) not in fresh]
-        rows = kept + rows
-    datasets, models = ["ml-1m-lcfn", "gowalla-lightgcn"], list(MODELS)
-    rows.sort(key=lambda r: (datasets.index(r["data"]) if r["data"] in datasets else 9,
-                             r["data"], models.index(r["model"])))
+    rows = merge_rows("accuracy", rows)
     write_csv("accuracy", rows)
     write_csv("accuracy_compare", comparisons(rows, quick=False))
 

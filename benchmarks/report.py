@@ -105,6 +105,26 @@ BEYOND_COLUMNS = [("coverage_at_20", "coverage"), ("epc_at_20", "EPC"), ("miuf_a
                   ("gini_at_20", "Gini"), ("entropy_at_20", "entropy")]
 
 
+def accuracy_defaults(quick: bool, out: Path) -> str:
+    """Every model with its defaults beside its tuned row (same split, same protocol)."""
+    defaults = _read("accuracy_defaults", quick)
+    try:
+        tuned = {(r["data"], r["model"]): r for r in _read("accuracy", quick)}
+    except Missing:
+        tuned = {}
+    body = []
+    for r in defaults:
+        best = tuned.get((r["data"], r["model"]), {})
+        mine, theirs = _num(r["ndcg_at_20"]), _num(best.get("ndcg_at_20"))
+        body.append([r["data"], r["model"],
+                     f"{num(mine)} [{num(_num(r['ndcg_at_20_low']))}, "
+                     f"{num(_num(r['ndcg_at_20_high']))}]", num(theirs),
+                     "-" if math.isnan(theirs) or not theirs else f"{mine / theirs:.0%}",
+                     sec(_num(r["fit_s"])), best.get("params", "-")])
+    return table(["data", "model", "NDCG@20, defaults [CI]", "NDCG@20, tuned", "defaults / tuned",
+                  "fit, defaults", "tuned configuration"], body)
+
+
 def accuracy(quick: bool, out: Path) -> str:
     rows = _read("accuracy", quick)
     data_order = ["ml-1m-lcfn", "gowalla-lightgcn"]
@@ -571,6 +591,7 @@ def _image(alt: str, path: Path, quick: bool) -> str:
 RENDERERS: dict[str, Callable[[bool, Path], str]] = {
     "run": run_info, "peers": peers, "accuracy": accuracy, "rating": rating, "speed": speed,
     "scaling": scaling, "scaling_large": scaling_large, "topk": topk,
+    "accuracy_defaults": accuracy_defaults,
     "evaluation": evaluation, "ease": ease,
     "altmin_epoch": altmin_epoch, "altmin_recovery": altmin_recovery,
     "altmin_recovery_large": altmin_recovery_large, "nmf_rmse": nmf_rmse,
