@@ -41,33 +41,45 @@ def gram_dense(const int[::1] indptr, const int[::1] indices, const float[::1] d
                 p = p + 1
 
 
-def gram_rows(const int[::1] t_indptr, const int[::1] t_indices, const float[::1] t_data,
-              const int[::1] indptr, const int[::1] indices, const float[::1] data,
-              const int[::1] rows, floating[:, ::1] out, int num_threads) -> None:
-    """Add rows ``rows`` of X^T X into ``out`` (len(rows) x n_items, zeroed by the caller).
 
-    ``t_*`` is X^T in CSR (items x users), the others X (users x items):
-    ``out[r] += x_{u,a} X[u, :]`` for every user u of item ``a = rows[r]``. Threads own rows of
-    ``out``. Cost: sum over the rows' users of their row lengths.
+def rows_times_csr(const int[::1] a_indptr, const int[::1] a_indices, const float[::1] a_data,
+                   const int[::1] b_indptr, const int[::1] b_indices,
+                   const floating[::1] b_data, const int[::1] rows, floating[:, ::1] out,
+                   int num_threads) -> None:
+    """Add ``A[rows] @ B`` into the dense ``out`` (len(rows) x B's columns, zeroed by the
+    caller), both CSR: ``out[r] += a_{rows[r], i} B[i, :]`` over row ``rows[r]`` of A.
+
+    Threads own rows of ``out``. Two uses: rows of the Gram matrix (A = X^T, B = X) and the
+    scores of a block of users under sparse item-item weights (A = X, B = W). Cost: the sum
+    over the rows' entries of the lengths of B's rows they select.
     """
     cdef Py_ssize_t n_rows = rows.shape[0], r, p, q
-    cdef Py_ssize_t n_items = t_indptr.shape[0] - 1, n_users = indptr.shape[0] - 1
-    cdef int a, u
+    cdef Py_ssize_t a_rows = a_indptr.shape[0] - 1, b_rows = b_indptr.shape[0] - 1
+    cdef Py_ssize_t n_cols = out.shape[1]
+    cdef int i, col, bad = 0
     cdef floating v
-    if out.shape[0] != n_rows or out.shape[1] != n_items:
-        raise ValueError(f"out must be ({n_rows}, {n_items}), got ({out.shape[0]}, "
-                         f"{out.shape[1]})")
-    if (t_indices.shape[0] != t_data.shape[0] or indices.shape[0] != data.shape[0]
-            or t_indptr[n_items] != t_indices.shape[0] or indptr[n_users] != indices.shape[0]
-            or t_indices.shape[0] != indices.shape[0]):
-        raise ValueError("inconsistent CSR arrays: X^T and X must describe one matrix")
+    if out.shape[0] != n_rows:
+        raise ValueError(f"out has {out.shape[0]} rows for {n_rows} requested rows")
+    if (a_indices.shape[0] != a_data.shape[0] or b_indices.shape[0] != b_data.shape[0]
+            or a_indptr[a_rows] != a_indices.shape[0]
+            or b_indptr[b_rows] != b_indices.shape[0]):
+        raise ValueError("inconsistent CSR arrays")
     for r in range(n_rows):
-        if rows[r] < 0 or rows[r] >= n_items:
-            raise ValueError(f"row {rows[r]} out of range for {n_items} items")
+        if rows[r] < 0 or rows[r] >= a_rows:
+            raise ValueError(f"row {rows[r]} out of range for {a_rows} rows")
+        for p in range(a_indptr[rows[r]], a_indptr[rows[r] + 1]):
+            if a_indices[p] < 0 or a_indices[p] >= b_rows:
+                raise ValueError(f"column {a_indices[p]} of A out of range for B's "
+                                 f"{b_rows} rows")
     for r in prange(n_rows, nogil=True, schedule="dynamic", num_threads=num_threads):
-        a = rows[r]
-        for p in range(t_indptr[a], t_indptr[a + 1]):
-            u = t_indices[p]
-            v = t_data[p]
-            for q in range(indptr[u], indptr[u + 1]):
-                out[r, indices[q]] += v * <floating>data[q]
+        for p in range(a_indptr[rows[r]], a_indptr[rows[r] + 1]):
+            i = a_indices[p]
+            v = a_data[p]
+            for q in range(b_indptr[i], b_indptr[i + 1]):
+                col = b_indices[q]
+                if 0 <= col < n_cols:  # a corrupt B cannot write out of bounds
+                    out[r, col] += v * b_data[q]
+                else:
+                    bad += 1
+    if bad:
+        raise ValueError(f"B holds {bad} column indices beyond out's {n_cols} columns")

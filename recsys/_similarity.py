@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from recsys._ext._gram import gram_rows
+from recsys._ext._gram import rows_times_csr
 from recsys._sparse import column_counts, transpose_csr
 from recsys._threads import resolve_num_threads
 from recsys.topk import topk_scores
@@ -23,7 +23,7 @@ class GramRows:
     """Dense rows of the Gram matrix ``G = X^T X`` on demand, never the whole matrix.
 
     ``GramRows(X, num_threads)(rows)`` is ``G[rows]`` as a dense ``(len(rows), n_items)``
-    array, computed from X and its transpose (kept once) by the ``gram_rows`` kernel; its
+    array, computed from X and its transpose (kept once) by the ``rows_times_csr`` kernel; its
     ``norms`` are ``sqrt(diag G)``. Peak memory: the transpose (one CSR) plus the block.
     """
 
@@ -47,8 +47,9 @@ class GramRows:
         rows = np.ascontiguousarray(rows, dtype=np.int32)
         out = np.zeros((rows.size, self.n_items), dtype=self.dtype)
         X, XT = self.X, self.XT
-        gram_rows(XT.indptr, XT.indices, XT.data, X.indptr, X.indices, X.data, rows, out,
-                  self.threads)
+        data = X.data if self.dtype == np.float32 else X.data.astype(self.dtype)
+        rows_times_csr(XT.indptr, XT.indices, XT.data, X.indptr, X.indices, data, rows, out,
+                       self.threads)
         return out
 
     def range(self, start: int, stop: int) -> np.ndarray:

@@ -188,3 +188,20 @@ def test_blocked_cholesky_path_matches(monkeypatch):
     np.testing.assert_allclose(np.tril(A), np.linalg.cholesky(G), atol=1e-10)
     bad = -np.eye(10)
     assert ease_module._blocked_cholesky(bad, potrf, block=4) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_times_csr_equals_the_sparse_product(dtype):
+    from recsys._ext._gram import rows_times_csr
+
+    A = random_csr(80, 40, 0.2, 10)
+    B = random_csr(40, 30, 0.3, 11).astype(dtype)
+    rows = np.array([5, 0, 79, 5], dtype=np.int32)
+    out = np.zeros((4, 30), dtype=dtype)
+    rows_times_csr(A.indptr, A.indices, A.data, B.indptr, B.indices, B.data, rows, out, 2)
+    expected = (A.astype(np.float64)[rows] @ B.astype(np.float64)).toarray()
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    B.indices[:] = 30  # corrupt column indices are an error, never a write out of bounds
+    with pytest.raises(ValueError, match="column indices beyond"):
+        rows_times_csr(A.indptr, A.indices, A.data, B.indptr, B.indices, B.data, rows,
+                       np.zeros((4, 30), dtype=dtype), 1)

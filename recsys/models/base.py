@@ -23,6 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys._constraints import validate_params
+from recsys._ext._gram import rows_times_csr
+from recsys._threads import resolve_num_threads
 from recsys._validation import as_csr, check_k, check_users
 from recsys.models.explain import Explanation
 from recsys.models.ids import check_grown_ids, recommend_raw, record_training_data
@@ -185,8 +187,14 @@ class Recommender(ABC):
             U, V = self._factors(users, X)
             return U @ V.T
         W = self._item_weights()
-        scores = X[users] @ W
-        return np.asarray(scores.toarray() if sp.issparse(scores) else scores)
+        if sp.issparse(W):  # rows of X times the CSR weights, straight into dense scores
+            W = W.tocsr()
+            out = np.zeros((users.size, W.shape[1]), dtype=W.dtype)
+            rows_times_csr(X.indptr, X.indices, X.data, W.indptr, W.indices, W.data,
+                           np.ascontiguousarray(users, dtype=np.int32), out,
+                           resolve_num_threads(getattr(self, "num_threads", 0) or 0))
+            return out
+        return np.asarray(X[users] @ W)
 
     def _is_factor_model(self) -> bool:
         return type(self)._factors is not Recommender._factors
