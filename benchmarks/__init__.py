@@ -18,7 +18,9 @@ SECTIONS: dict[str, list[list[str]]] = {
                  "--per-user", "100", "--epochs", "1", "--negatives", "100", "--models",
                  "MostPopular", "ItemKNN", "EASE", "EASE-sparse", "ALS", "BPR", "MaskedNMF",
                  "NBMF", "AltMin", "SimpleX", "--evaluate", "ALS", "ItemKNN", "EASE-sparse",
-                 "--recommend", "ALS", "--out", "scaling_large"]],
+                 "--recommend", "ALS", "--out", "scaling_large"],
+                ["bench_scaling.py", "--sizes", "1e8", "--items", "100000", "--per-user", "100",
+                 "--models", "MostPopular", "--parquet", "--out", "scaling_parquet"]],
     "updates": [["bench_updates.py"]],
     "sweep": [["bench_sweep.py"]],
 }

@@ -486,11 +486,17 @@ def scaling_large(quick: bool, out: Path) -> str:
     """The 10^7-10^8 series: one epoch per model, fit / evaluation / recommend-all with their
     peak memory over the CSR's bytes."""
     rows = _read("scaling_large", quick)
-    sizes = sorted({int(r["nnz"]) for r in rows})
+    try:  # streaming the same log from Parquet (bench_scaling --parquet), measured apart
+        rows += _read("scaling_parquet", quick)
+    except Missing:
+        pass
+    sizes = sorted({int(r["nnz"]) for r in rows if r["model"] != "from_parquet"})
     largest = sizes[-1]
     body = []
     for m in dict.fromkeys(r["model"] for r in rows):
         mine = {int(r["nnz"]): r for r in rows if r["model"] == m}
+        if m == "from_parquet":  # the full log (before the held-out split): its own size
+            mine = {largest: next(iter(mine.values()))}
         last = mine.get(largest, {})
         note = last.get("note", "")
         fits = [sec(_num(mine[n]["fit_s"])) if n in mine else "-" for n in sizes]

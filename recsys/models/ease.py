@@ -163,7 +163,8 @@ class EASE(Recommender):
         dtype = np.dtype(self.dtype)
         check_memory(n * n * dtype.itemsize, f"EASE's dense {n} x {n} {self.dtype} matrix",
                      f"Use the sparse variant: EASE(max_items_dense=<n below {n}>, "
-                     "neighbors=...), or dtype='float32'.")
+                     "neighbors=...)" + (", or dtype='float32'." if dtype.itemsize > 4
+                                         else "."))
         threads = resolve_num_threads(self.num_threads)
         # sampled before the Gram kernel, whose spinning OpenMP threads would look busy
         lapack_threads = blas_threads(self.num_threads, flops=n ** 3)  # potrf + potri
