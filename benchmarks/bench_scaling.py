@@ -230,7 +230,7 @@ def main() -> None:
             print(f"nnz {X.nnz:>11,}  {name:<12} {row['fit_s']:9.3f} s  "
                   f"{row['peak_mem_gib']:.3f} GiB  {row['mem_over_csr']:.2f}x CSR{extra}"
                   f"  {note[:90]}", flush=True)
-    for name in args.models:
+    for name in {r["model"] for r in rows}:
         mine = [r for r in rows if r["model"] == name]
         slope = exponent([r["nnz"] for r in mine], [r["fit_s"] for r in mine])
         for r in mine:

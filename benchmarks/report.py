@@ -487,7 +487,7 @@ def scaling_large(quick: bool, out: Path) -> str:
     peak memory over the CSR's bytes."""
     rows = _read("scaling_large", quick)
     try:  # streaming the same log from Parquet (bench_scaling --parquet), measured apart
-        rows += _read("scaling_parquet", quick)
+        rows += [r for r in _read("scaling_parquet", quick) if r["model"] == "from_parquet"]
     except Missing:
         pass
     sizes = sorted({int(r["nnz"]) for r in rows if r["model"] != "from_parquet"})
@@ -510,7 +510,7 @@ def scaling_large(quick: bool, out: Path) -> str:
     text = table(["model", "work"] + [f"fit, nnz {n:,}" for n in sizes] +
                  ["exponent", "fit peak / CSR", "evaluate all users", "eval peak / CSR",
                   "top-20 of all to Parquet", "recommend peak / CSR"], body)
-    first = next(r for r in rows if int(r["nnz"]) == largest)
+    first = next(r for r in rows if int(r["nnz"]) == largest and r["model"] != "from_parquet")
     refused = next((r["note"] for r in rows if r.get("note", "").startswith("refused")), "")
     text += (f"\n\nLargest size: {largest:,} interactions, {int(first['users']):,} users x "
              f"{int(first['items']):,} items, CSR {_num(first['csr_gib']):.2f} GiB; "
