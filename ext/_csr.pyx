@@ -1,4 +1,5 @@
-"""One-pass CSR kernels that allocate nothing but their outputs: order checks, transpose.
+"""One-pass CSR kernels that allocate nothing but their outputs: order checks, transpose,
+the (row, column) sort of COO entries.
 
 ``row_order(indptr, indices)`` counts, over consecutive stored values of one row, the pairs
 whose column decreases (unsorted) and the pairs that repeat a column (duplicates). The caller
@@ -10,17 +11,35 @@ from cython.parallel cimport prange
 
 import numpy as np
 
+from _permutation cimport is_permutation
+
+
+cdef void _check_indptr(const int[::1] indptr, Py_ssize_t nnz) except *:
+    """``indptr`` starts at 0, never decreases and ends at ``nnz`` (else ``ValueError``), so
+    that the loops over its rows read nothing out of bounds."""
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, r
+    if n_rows < 0 or indptr[0] != 0 or indptr[n_rows] != nnz:
+        raise ValueError("indptr must start at 0 and end at len(indices)")
+    for r in range(n_rows):
+        if indptr[r + 1] < indptr[r]:
+            raise ValueError(f"indptr decreases at row {r}")
+
+
+def _check_permutation(const int[::1] order, str what) -> None:
+    """``ValueError`` unless ``order`` is a permutation of 0..n-1."""
+    cdef int ok = is_permutation(&order[0], order.shape[0]) if order.shape[0] else 1
+    if ok < 0:
+        raise MemoryError(f"could not allocate {order.shape[0]} bytes to check {what}")
+    if not ok:
+        raise ValueError(f"{what} must be a permutation of the entries")
+
 
 def row_order(const int[::1] indptr, const int[::1] indices,
               int num_threads=1) -> tuple[int, int]:
     """``(unsorted_pairs, duplicate_pairs)`` of a CSR matrix with int32 indices."""
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, r, p
     cdef long long unsorted = 0, duplicates = 0
-    if n_rows < 0 or indptr[0] != 0 or indptr[n_rows] != indices.shape[0]:
-        raise ValueError("indptr must start at 0 and end at len(indices)")
-    for r in range(n_rows):
-        if indptr[r + 1] < indptr[r]:
-            raise ValueError(f"indptr decreases at row {r}")
+    _check_indptr(indptr, indices.shape[0])
     for r in prange(n_rows, nogil=True, schedule="static", num_threads=num_threads):
         for p in range(indptr[r] + 1, indptr[r + 1]):
             if indices[p] < indices[p - 1]:
@@ -39,17 +58,13 @@ def transpose(const int[::1] indptr, const int[::1] indices, object data,
     ``X.T.tocsr()`` peaks at 2.5 times the matrix).
     """
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, nnz = indices.shape[0], p, r, c, q
-    if n_rows < 0 or indptr[0] != 0 or indptr[n_rows] != nnz:
-        raise ValueError("indptr must start at 0 and end at len(indices)")
+    _check_indptr(indptr, nnz)
     cdef const float[::1] values
     cdef bint positions = data is None
     if not positions:
         values = data
         if values.shape[0] != nnz:
             raise ValueError(f"data has {values.shape[0]} values but there are {nnz} indices")
-    for r in range(n_rows):
-        if indptr[r + 1] < indptr[r]:
-            raise ValueError(f"indptr decreases at row {r}")
     t_indptr_arr = np.zeros(n_cols + 1, dtype=np.int32)
     cdef int[::1] t_indptr = t_indptr_arr
     for p in range(nnz):
@@ -84,11 +99,11 @@ def transpose(const int[::1] indptr, const int[::1] indices, object data,
     return t_indptr_arr, t_indices_arr, t_values_arr
 
 
-def _counting_pass(const int[::1] keys, Py_ssize_t n_keys, const int[::1] sequence,
-                   int[::1] out, long long[::1] counts) -> None:
-    """``out``: ``sequence`` stably sorted by ``keys[sequence[t]]`` (counting sort)."""
+cdef void _counting_pass(const int[::1] keys, Py_ssize_t n_keys, const int[::1] sequence,
+                         int[::1] out, long long[::1] counts) noexcept nogil:
+    """``out``: ``sequence`` stably sorted by ``keys[sequence[t]]`` (counting sort). The
+    caller has checked every key in [0, n_keys) and ``sequence`` a permutation."""
     cdef Py_ssize_t n = sequence.shape[0], t, k
-    cdef long long total = 0, c
     for k in range(n_keys + 1):
         counts[k] = 0
     for t in range(n):
@@ -119,8 +134,9 @@ def coo_order(const int[::1] rows, const int[::1] cols, Py_ssize_t n_rows, Py_ss
                              f"({n_rows}, {n_cols})")
     start = np.arange(n, dtype=np.int32) if first is None else \
         np.ascontiguousarray(first, dtype=np.int32)
-    if start.shape[0] != n or n and (start.min() < 0 or start.max() >= n):
+    if start.shape[0] != n:
         raise ValueError("first must be a permutation of the entries")
+    _check_permutation(start, "first")
     counts = np.empty(max(n_rows, n_cols) + 1, dtype=np.int64)
     by_col = np.empty(n, dtype=np.int32)
     _counting_pass(cols, n_cols, start, by_col, counts)

@@ -11,6 +11,8 @@ support; ``solve_systems`` then solves the systems in parallel (LAPACK ?posv per
 from cython.parallel cimport prange
 from scipy.linalg.cython_lapack cimport dposv, sposv
 
+import numpy as np
+
 ctypedef fused floating:
     float
     double
@@ -82,5 +84,4 @@ def solve_systems(floating[:, :, ::1] A, floating[:, ::1] b, double l2,
         if _posv(&A[j, 0, 0], &b[j, 0], m, l2) != 0:
             failed += 1
     if failed:
-        import numpy as np
         raise np.linalg.LinAlgError(f"{failed} neighbourhood systems were not positive definite")

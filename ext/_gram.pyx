@@ -41,7 +41,6 @@ def gram_dense(const int[::1] indptr, const int[::1] indices, const float[::1] d
                 p = p + 1
 
 
-
 def rows_times_csr(const int[::1] a_indptr, const int[::1] a_indices, const float[::1] a_data,
                    const int[::1] b_indptr, const int[::1] b_indices,
                    const floating[::1] b_data, const int[::1] rows, floating[:, ::1] out,

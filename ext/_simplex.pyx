@@ -50,6 +50,7 @@ from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sdot, sgemm
 
 from _random cimport mix, next_u64, next_uniform
+from _permutation cimport is_permutation
 from _sorted cimport find
 
 cdef float EPS = 1e-8  # guards the norms of all-zero rows
@@ -774,20 +775,6 @@ def _check_history(const int[::1] indptr, const int[::1] indices, const int[::1]
                 raise ValueError(f"history row {u} holds an item that is not a positive")
 
 
-def _is_permutation(const int[::1] order) -> bool:
-    """Whether ``order`` holds each of 0..n-1 once (one byte per entry of scratch)."""
-    cdef Py_ssize_t n = order.shape[0], p
-    cdef int v
-    seen_arr = np.zeros(n, dtype=np.uint8)
-    cdef unsigned char[::1] seen = seen_arr
-    for p in range(n):
-        v = order[p]
-        if v < 0 or v >= n or seen[v]:
-            return False
-        seen[v] = 1
-    return True
-
-
 def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hist_indptr,
                 const int[::1] hist_indices, float[:, ::1] E,
                 float[:, ::1] Q, float[:, ::1] W, state, int negatives, float gamma,
@@ -861,10 +848,14 @@ def train_epoch(const int[::1] indptr, const int[::1] indices, const int[::1] hi
     cdef bint shuffled = order is not None
     if shuffled:
         order = np.asarray(order)
-        if (order.dtype != np.int32 or order.ndim != 1 or len(order) != nnz
-                or not _is_permutation(order)):
+        if order.dtype != np.int32 or order.ndim != 1 or len(order) != nnz:
             raise ValueError("order must be an int32 permutation of the positives' indices")
         perm = order
+        checked = is_permutation(&perm[0], nnz) if nnz else 1
+        if checked < 0:
+            raise MemoryError(f"could not allocate {nnz} bytes to check the order")
+        if not checked:
+            raise ValueError("order must be an int32 permutation of the positives' indices")
         owner = row_of_values(np.asarray(indptr))
     cdef Py_ssize_t n_users = E.shape[0]
     cdef int d = <int>E.shape[1], n_items = <int>Q.shape[0], N = negatives, chunk = block

@@ -31,6 +31,8 @@ class GramRows:
         self.X = X
         self.XT = transpose_csr(X)  # items x users, sorted rows
         self.dtype = np.dtype(dtype)
+        # X's values in the block's dtype, converted once (the kernel multiplies in it)
+        self.values = X.data if self.dtype == X.data.dtype else X.data.astype(self.dtype)
         self.threads = resolve_num_threads(num_threads)
         squares = column_counts(X, power=2)
         self.norms = np.sqrt(squares).astype(self.dtype)
@@ -47,9 +49,8 @@ class GramRows:
         rows = np.ascontiguousarray(rows, dtype=np.int32)
         out = np.zeros((rows.size, self.n_items), dtype=self.dtype)
         X, XT = self.X, self.XT
-        data = X.data if self.dtype == np.float32 else X.data.astype(self.dtype)
-        rows_times_csr(XT.indptr, XT.indices, XT.data, X.indptr, X.indices, data, rows, out,
-                       self.threads)
+        rows_times_csr(XT.indptr, XT.indices, XT.data, X.indptr, X.indices, self.values, rows,
+                       out, self.threads)
         return out
 
     def range(self, start: int, stop: int) -> np.ndarray:

@@ -157,11 +157,12 @@ def as_csr(X, name: str = "X", *, allow_empty: bool = False, nonnegative: bool =
         X = sp.csr_matrix(
             (X.data.astype(np.float32), X.indices.astype(np.int32), X.indptr.astype(np.int32)),
             shape=X.shape)
-    if not _sorted_indices(X):
+    unsorted, duplicates = _order_counts(X)  # one pass over the indices for both
+    if unsorted:
         X = X.copy()
         X.has_sorted_indices = False
         X.sort_indices()
-    duplicates = _duplicate_count(X)
+        duplicates = _order_counts(X)[1]  # repeats are adjacent only once sorted
     if duplicates:
         warnings.warn(f"{name} holds {duplicates} duplicate (row, column) entries; summing "
                       "them (SciPy's meaning)", stacklevel=3)
@@ -184,15 +185,11 @@ def _all_finite(values: np.ndarray, chunk: int = 1 << 20) -> bool:
     return all(np.isfinite(values[i:i + chunk]).all() for i in range(0, values.size, chunk))
 
 
-def _sorted_indices(X: sp.csr_matrix) -> bool:
-    """Indices sorted (non-decreasing) within every row, checked in one pass (never the
-    flag), with no temporary the size of the matrix."""
-    return X.nnz < 2 or row_order(X.indptr, X.indices)[0] == 0
-
-
-def _duplicate_count(X: sp.csr_matrix) -> int:
-    """Repeated (row, column) pairs of a CSR matrix with sorted indices."""
-    return 0 if X.nnz < 2 else row_order(X.indptr, X.indices)[1]
+def _order_counts(X: sp.csr_matrix) -> tuple[int, int]:
+    """``(unsorted, duplicate)`` pairs of consecutive stored values within a row, checked in
+    one pass (never the flags) with no temporary the size of the matrix; duplicates are all
+    counted only when the rows are sorted."""
+    return (0, 0) if X.nnz < 2 else row_order(X.indptr, X.indices)
 
 
 def check_float32_range(values: np.ndarray, what: str) -> None:

@@ -129,5 +129,7 @@ def test_coo_order_is_a_stable_sort_by_row_then_column():
     rank = np.empty(5000, np.int64)
     rank[first] = np.arange(5000)
     np.testing.assert_array_equal(order, np.lexsort((rank, cols, rows)))
+    with pytest.raises(ValueError, match="first must be a permutation"):
+        coo_order(rows, cols, 41, 25, np.zeros(5000, np.int32))  # in range, but repeated
     with pytest.raises(ValueError, match=r"entry 0 \(40, 0\) out of range"):
         coo_order(np.array([40], np.int32), np.array([0], np.int32), 40, 25)

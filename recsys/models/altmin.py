@@ -178,7 +178,8 @@ class AltMin(IterativeModel):
                     kept = rows[empty].copy()
                     self._half_step(part, rows, other, reg, threads, seed, shards=shards)
                     rows[empty] = kept
-            self._store(U, V)
+            if training.watched:  # the callback or the validation reads the model
+                self._store(U, V)
             if training.end_epoch(it, last=it == self.epochs - 1):
                 break
         self._store(U, V)

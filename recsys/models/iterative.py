@@ -108,6 +108,12 @@ class Training:
     def evaluates(self) -> bool:
         return self.validation is not None
 
+    @property
+    def watched(self) -> bool:
+        """Whether anything reads the model between epochs (a callback or the validation):
+        only then must a model store its fitted state after every epoch."""
+        return self.callback is not None or self.evaluates
+
     def end_epoch(self, epoch: int, last: bool = False, **values: float) -> bool:
         """Record epoch ``epoch`` (the model's fitted attributes already hold its state) and
         return whether training must stop now. ``values``: the epoch's loss and whatever

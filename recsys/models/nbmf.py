@@ -194,7 +194,8 @@ class NBMF(IterativeModel):
                                     + alpha @ np.einsum("uf,uf->u", W, W)))
                 logger.debug("NBMF iteration %d: loss %.6g, W step <= %d iterations", it,
                              losses[-1], used.max(initial=0))
-                self._store(W, codes, losses)
+                if training.watched:  # the callback or the validation reads the model
+                    self._store(W, codes, losses)
                 if training.end_epoch(it, last=it == self.epochs - 1, loss=losses[-1]):
                     break
         self._store(W, codes, losses)

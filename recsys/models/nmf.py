@@ -149,7 +149,8 @@ class MaskedNMF(IterativeModel):
                 losses.append(float(resid @ resid
                                     + user_reg @ (np.einsum("uf,uf->u", W, W) + b_user ** 2)
                                     + item_reg @ (np.einsum("if,if->i", H, H) + b_item ** 2)))
-                self._store(W, H, b_user, b_item, losses)
+                if training.watched:  # the callback or the validation reads the model
+                    self._store(W, H, b_user, b_item, losses)
                 if training.end_epoch(it, last=it == self.epochs - 1, loss=losses[-1]):
                     break
         self._store(W, H, b_user, b_item, losses)
