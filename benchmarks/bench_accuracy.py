@@ -60,6 +60,7 @@ from recsys._threads import resolve_num_threads
 from recsys.evaluation import ALL_METRICS, evaluate
 from recsys.experiment import load_experiment
 from recsys.models import SimpleX, make_model
+from recsys.models.iterative import EarlyStopping, ReduceOnPlateau
 from recsys.significance import bootstrap_means, compare
 
 # Published Recall@20 / NDCG@20 on these splits (../shared/datasets/README.md: the SimpleX
@@ -89,9 +90,31 @@ def grid(**axes) -> list[dict]:
 # from N(0, 1e-4^2), its whole-table L2 as our summed one; ML-1M with item, user and global
 # biases and excluded positives; Gowalla with the mean history, NDCG@20 monitored as
 # officially), two or three flat evaluations per decay on Gowalla
+# (a configuration is one flat dict: the constructor's parameters and the fit-time ones below)
+TRAINING_KEYS = ("metric", "patience", "decay_patience", "min_learning_rate")
+
+
+def official(preset: str) -> dict:
+    """A SimpleX preset with its official trainer's early stopping and decays, flat."""
+    training = SimpleX.TRAINING[preset]
+    stop, plateau = training["early_stopping"], training["lr_schedule"]
+    return {**SimpleX.PRESETS[preset], "metric": stop.metric, "patience": stop.patience,
+            "decay_patience": plateau.patience, "min_learning_rate": plateau.min_learning_rate}
+
+
+def simplex_fit(params: dict) -> tuple[dict, dict]:
+    """A flat SimpleX configuration as (constructor parameters, ``fit`` arguments)."""
+    params = dict(params)
+    stop = EarlyStopping(metric=params.pop("metric", "ndcg_at_20"),
+                         patience=params.pop("patience", 3))
+    plateau = ReduceOnPlateau(factor=0.1, patience=params.pop("decay_patience", 1),
+                              min_learning_rate=params.pop("min_learning_rate", 1e-6))
+    return params, {"early_stopping": stop, "lr_schedule": plateau}
+
+
 SIMPLEX = {
-    "ml-1m-lcfn": grid(**{k: [v] for k, v in SimpleX.PRESETS["ml-1m"].items()}),
-    "gowalla-lightgcn": grid(**{**{k: [v] for k, v in SimpleX.PRESETS["gowalla"].items()},
+    "ml-1m-lcfn": grid(**{k: [v] for k, v in official("ml-1m").items()}),
+    "gowalla-lightgcn": grid(**{**{k: [v] for k, v in official("gowalla").items()},
                                 "decay_patience": [2, 3]}),
     "quick": grid(factors=[32], negatives=[100], epochs=[3]),
 }
@@ -149,11 +172,12 @@ def training_matrix(name: str, X: sp.csr_matrix) -> sp.csr_matrix:
     return with_sampled_negatives(X, 4, seed=0) if MODELS[name][3] else X
 
 
-def _fit(name: str, params: dict, X: sp.csr_matrix, threads: int, validation=None):
+def _fit(name: str, params: dict, X: sp.csr_matrix, threads: int, validation=None,
+         **fit_args):
     model = _make(name, params, threads)
     if validation is not None:
-        return model.fit(X, validation=validation)
-    return model.fit(X)
+        return model.fit(X, validation=validation, **fit_args)
+    return model.fit(X, **fit_args)
 
 
 def _final_fit(name: str, params: dict, X: sp.csr_matrix, threads: int):
@@ -205,12 +229,14 @@ def run_model(name: str, exp, tune, key: str, threads: int, reuse: bool = False)
         runs = []
         for params in configs:
             start = time.perf_counter()
-            model, memory = peak_memory(_fit, name, params, tune.history.matrix, threads,
-                                        validation=tune.test.matrix)
-            score = max(entry.get(model.metric, -np.inf) for entry in model.history_)
+            built, fit_args = simplex_fit(params)
+            metric = fit_args["early_stopping"].metric
+            model, memory = peak_memory(_fit, name, built, tune.history.matrix, threads,
+                                        validation=tune.test.matrix, **fit_args)
+            score = max(entry.get(metric, -np.inf) for entry in model.history_)
             runs.append((score, time.perf_counter() - start, memory, params, model))
             if len(configs) > 1 or reuse:
-                print(f"  SimpleX {params}: validation {model.metric} {score:.4f} (best epoch "
+                print(f"  SimpleX {params}: validation {metric} {score:.4f} (best epoch "
                       f"{getattr(model, 'best_epoch_', None)})", flush=True)
                 search.append((score, params))
         score, elapsed, memory, params, model = max(runs, key=lambda run: run[0])
@@ -221,8 +247,9 @@ def run_model(name: str, exp, tune, key: str, threads: int, reuse: bool = False)
             print(f"  SimpleX validation run: best epoch {chosen['best_epoch']}, refit on the "
                   f"training part for {len(model.schedule_)} epochs", flush=True)
             schedule = model.schedule_
-            model, refit_memory = peak_memory(_fit, name, {**params, "lr_schedule": schedule},
-                                              exp.history.matrix, threads)
+            model, refit_memory = peak_memory(_fit, name, simplex_fit(params)[0],
+                                              exp.history.matrix, threads,
+                                              lr_schedule=schedule)
             memory = max(memory, refit_memory)
             chosen["refit_epochs"] = len(schedule)
         fit_s = time.perf_counter() - start

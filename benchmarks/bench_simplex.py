@@ -15,7 +15,17 @@ history branch on) and thread count on both sides:
 
 Ratio = RecBole epoch / recsys epoch at equal threads (> 1: recsys faster).
 
+Against an older build of our own kernel (``--reference DIR``: a checkout of that commit with
+its compiled kernels, e.g. ``git worktree add ../ref 38ff94e`` then ``make install`` there):
+one-epoch fits of both at 2 threads, ours at ``negative_sharing`` 1 (every positive its own
+negatives, as the reference does), the default and 64, each in a fresh process
+(``peers/recsys_reference.py``); with ``--quality-epochs K`` also K epochs of the official
+Gowalla configuration (``SimpleX.PRESETS["gowalla"]``, constant rate) on the validation part
+carved from the training split, validation NDCG@20 after each epoch for the reference and the
+default sharing: the same quality per epoch is the condition of the speed-up.
+
     python benchmarks/bench_simplex.py [--quick] [--dataset gowalla-lightgcn]
+        [--reference DIR [--quality-epochs 10]]
 
 Full run: gowalla-lightgcn training part (29,858 x 40,981, 810,128 positives), 1000 negatives,
 d = 64. ``--quick`` (CI smoke run): ML-100K u1 positives, 100 negatives.
@@ -24,14 +34,22 @@ d = 64. ``--quick`` (CI smoke run): ML-100K u1 positives, 100 negatives.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import scipy.sparse as sp
 from _common import TORCH_PEERS, machine, print_table, run_peer, timed, write_csv
 
 from recsys.datasets import load
+from recsys.experiment import load_experiment
 from recsys.models import SimpleX
+from recsys.models.simplex import NEGATIVE_SHARING
+
+RUNNER = Path(__file__).parent / "peers" / "recsys_reference.py"
 
 
 def _epoch(X, negatives, dim, gamma, threads, aggregator="mean"):
@@ -75,6 +93,78 @@ def speed_table(X, negatives: int, dim: int, gamma: float, repeats: int,
     return rows
 
 
+def _runner(build: Path | None, *args: str) -> dict:
+    """``peers/recsys_reference.py`` with ``build`` (None: this tree) first on the path."""
+    env = dict(os.environ)
+    if build is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(build), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, str(RUNNER), *args], capture_output=True,
+                          text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{RUNNER.name} failed: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _commit(checkout: Path) -> str:
+    """The short commit of a checkout (its folder name when it is not a git checkout)."""
+    proc = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False)
+    return proc.stdout.strip() or checkout.name
+
+
+def reference_table(X, reference: Path, negatives: int, dim: int, gamma: float, repeats: int,
+                    threads: int = 2) -> list[dict]:
+    """One-epoch fits of the reference build and of ours at several ``negative_sharing``."""
+    base = {"factors": dim, "negatives": negatives, "gamma": gamma, "random_state": 0,
+            "num_threads": threads}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "train.npz")
+        sp.save_npz(path, X)
+        ref = _runner(reference, path, "--params", json.dumps(base), "--repeats",
+                      str(repeats))
+        ref_s = sorted(ref["epoch_s"])[len(ref["epoch_s"]) // 2]
+        rows.append({"kernel": f"reference ({_commit(reference)})", "negative_sharing": 1,
+                     "threads": threads, "epoch_s": ref_s, "min_s": min(ref["epoch_s"]),
+                     "ratio": 1.0})
+        for sharing in sorted({1, NEGATIVE_SHARING, 64}):
+            run = _runner(None, path, "--params",
+                          json.dumps({**base, "negative_sharing": sharing}), "--repeats",
+                          str(repeats))
+            median = sorted(run["epoch_s"])[len(run["epoch_s"]) // 2]
+            rows.append({"kernel": "this tree", "negative_sharing": sharing,
+                         "threads": threads, "epoch_s": median, "min_s": min(run["epoch_s"]),
+                         "ratio": ref_s / median})
+    return rows
+
+
+def quality_table(data: str, reference: Path, epochs: int, threads: int = 2) -> list[dict]:
+    """Validation NDCG@20 / Recall@20 after each epoch of the official Gowalla configuration
+    (constant rate), the reference build against ours at the default sharing."""
+    tune = load_experiment(data).tuning()
+    params = {**SimpleX.PRESETS["gowalla"], "random_state": 0, "num_threads": threads}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        train, valid = os.path.join(tmp, "train.npz"), os.path.join(tmp, "valid.npz")
+        sp.save_npz(train, tune.history.matrix)
+        sp.save_npz(valid, tune.test.matrix)
+        runs = {}
+        for label, build, extra in [("reference", reference, {}),
+                                    ("this tree", None,
+                                     {"negative_sharing": NEGATIVE_SHARING})]:
+            runs[label] = _runner(build, train, "--params", json.dumps({**params, **extra}),
+                                  "--validation", valid, "--epochs", str(epochs))
+        for epoch in range(epochs):
+            row = {"epoch": epoch}
+            for label, run in runs.items():
+                key = label.replace(" ", "_")
+                row[f"{key}_ndcg_at_20"] = run["ndcg_at_20"][epoch]
+                row[f"{key}_recall_at_20"] = run["recall_at_20"][epoch]
+                row[f"{key}_epoch_s"] = run["epoch_s"][epoch]
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -83,6 +173,10 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--gamma", type=float, default=0.8)
     parser.add_argument("--recbole-batches", type=int, default=20)
+    parser.add_argument("--reference", type=Path,
+                        help="a checkout of an older build: time its kernel beside ours")
+    parser.add_argument("--quality-epochs", type=int, default=0,
+                        help="with --reference: validation NDCG@20 per epoch of both")
     args = parser.parse_args()
     print(f"# {machine()}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     if args.quick:
@@ -93,6 +187,19 @@ def main() -> None:
         X = load(args.dataset).train.matrix
         negatives, repeats, batches, name = (args.negatives, 3, args.recbole_batches,
                                              args.dataset)
+    if args.reference is not None:
+        rows = reference_table(X, args.reference.resolve(), negatives, args.dim, args.gamma,
+                               repeats)
+        print(f"\nSimpleX epoch against the reference kernel, {name}: {negatives} negatives, "
+              f"d = {args.dim}, gamma = {args.gamma}")
+        print_table(rows, list(rows[0]))
+        write_csv("simplex_reference_quick" if args.quick else "simplex_reference", rows)
+        if args.quality_epochs:
+            rows = quality_table(args.dataset, args.reference.resolve(), args.quality_epochs)
+            print("\nValidation NDCG@20 / Recall@20 per epoch, official Gowalla configuration")
+            print_table(rows, list(rows[0]))
+            write_csv("simplex_quality", rows)
+        return
     rows = speed_table(X, negatives, args.dim, args.gamma, repeats, batches)
     print(f"\nSimpleX epoch, {name}: {X.shape[0]} x {X.shape[1]}, {X.nnz} positives, "
           f"{negatives} negatives, d = {args.dim}, gamma = {args.gamma}")

@@ -431,6 +431,25 @@ def simplex(quick: bool, out: Path) -> str:
     return text
 
 
+def simplex_reference(quick: bool, out: Path) -> str:
+    rows = _read("simplex_reference", quick)
+    text = table(["kernel", "negative_sharing", "threads", "epoch", "min", "reference / this"],
+                 [[r["kernel"], r["negative_sharing"], r["threads"], sec(_num(r["epoch_s"])),
+                   sec(_num(r["min_s"])), ratio(_num(r["ratio"]))] for r in rows])
+    try:
+        quality = _read("simplex_quality", False)
+    except Missing:
+        return text
+    text += "\n\n" + table(
+        ["epoch", "reference NDCG@20", "this tree NDCG@20", "reference Recall@20",
+         "this tree Recall@20", "reference epoch", "this tree epoch"],
+        [[str(int(r["epoch"]) + 1), f"{_num(r['reference_ndcg_at_20']):.4f}",
+          f"{_num(r['this_tree_ndcg_at_20']):.4f}", f"{_num(r['reference_recall_at_20']):.4f}",
+          f"{_num(r['this_tree_recall_at_20']):.4f}", sec(_num(r["reference_epoch_s"])),
+          sec(_num(r["this_tree_epoch_s"]))] for r in quality])
+    return text
+
+
 # ---------------------------------------------------------------- run record, peers
 def _record(quick: bool) -> dict:
     """The run record ``python -m benchmarks run`` writes (sections, machine, peers)."""
@@ -601,7 +620,8 @@ RENDERERS: dict[str, Callable[[bool, Path], str]] = {
     "evaluation": evaluation, "ease": ease,
     "altmin_epoch": altmin_epoch, "altmin_recovery": altmin_recovery,
     "altmin_recovery_large": altmin_recovery_large, "nmf_rmse": nmf_rmse,
-    "nmf_anneal": nmf_anneal, "simplex": simplex, "updates_foldin": updates_foldin,
+    "nmf_anneal": nmf_anneal, "simplex": simplex, "simplex_reference": simplex_reference,
+    "updates_foldin": updates_foldin,
     "updates_partial": updates_partial, "sweep_quality": sweep_quality,
     "sweep_overhead": sweep_overhead, "contention": contention,
 }

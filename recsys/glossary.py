@@ -56,6 +56,9 @@ GLOSSARY: dict[str, Term] = {
                            ("early_stop", "early_stopping_rounds", "stopping")),
     "callback": Term("``fit`` argument: ``callback(epoch, model)`` after every epoch",
                      ("callbacks", "hook", "on_epoch_end")),
+    "lr_schedule": Term("``fit`` argument: how the learning rate changes over the epochs "
+                        "(:class:`recsys.models.iterative.ReduceOnPlateau` or the rate of "
+                        "every epoch)", ("lr_scheduler", "scheduler", "learning_rate_schedule")),
 }
 
 #: Every synonym -> the glossary name to use instead.

@@ -245,14 +245,19 @@ def test_options_and_flags_are_checked_by_type(name):
 def test_named_cases_from_the_issue():
     X = small()
     for model, param in [(ALS(factors=0), "factors"), (ALS(alpha=0), "alpha"),
-                         (SimpleX(init_std=0), "init_std"), (SimpleX(eval_every=0), "eval_every"),
-                         (SimpleX(metric="ndcg@10"), "metric"),
+                         (SimpleX(init_std=0), "init_std"),
+                         (SimpleX(negative_sharing=0), "negative_sharing"),
                          (SimpleX(batch_size=-1), "batch_size"),
                          (AltMin(epochs=-1), "epochs"),
                          (BPR(learning_rate=float("nan")), "learning_rate"),
                          (EASE(l2=float("inf")), "l2"), (MaskedNMF(l2=-1.0), "l2")]:
         with pytest.raises(CLEAN, match=param):
             model.fit(X)
+    from recsys.models.iterative import EarlyStopping
+
+    for kwargs, param in [({"eval_every": 0}, "eval_every"), ({"metric": "ndcg@10"}, "metric")]:
+        with pytest.raises(CLEAN, match=param):
+            SimpleX().fit(X, validation=X, early_stopping=EarlyStopping(**kwargs))
 
 
 # -- 2. memory ----------------------------------------------------------------------------------

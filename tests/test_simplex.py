@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from recsys._ext._simplex import adam_step, user_gradients
+from recsys.models.iterative import EarlyStopping, ReduceOnPlateau
 
 
 def ccl_reference(E, Q, W, u, cols, negatives, gamma, margin, weight, block, history=None,
@@ -241,19 +242,19 @@ def planted(n_users=120, n_items=90, groups=3, per_user=12, seed=0):
     return X
 
 
-@pytest.mark.parametrize("gamma, biases, optimizer, order, aggregator, sampling", [
-    (1.0, False, "adam", "shuffled", "mean", "uniform"),
-    (0.7, False, "adam", "shuffled", "mean", "uniform"),
-    (0.7, True, "adam", "shuffled", "mean", "uniform"),
-    (0.7, True, "dense_adam", "shuffled", "mean", "uniform"),
-    (0.7, "item", "adam", "shuffled", "mean", "uniform"),
-    (0.7, False, "adam", "user", "mean", "uniform"),
-    (0.7, False, "dense_adam", "user", "mean", "uniform"),
-    (0.7, False, "adam", "shuffled", "user_attention", "uniform"),
-    (0.7, True, "dense_adam", "user", "user_attention", "uniform"),
-    (0.7, False, "adagrad", "shuffled", "mean", "uniform"),
-    (0.7, False, "adam", "shuffled", "mean", "popularity")])
-def test_learns_planted_groups_and_is_reproducible(gamma, biases, optimizer, order, aggregator,
+@pytest.mark.parametrize("gamma, biases, optimizer, sharing, aggregator, sampling", [
+    (1.0, False, "adam", 16, "mean", "uniform"),
+    (0.7, False, "adam", 16, "mean", "uniform"),
+    (0.7, True, "adam", 16, "mean", "uniform"),
+    (0.7, True, "dense_adam", 16, "mean", "uniform"),
+    (0.7, "item", "adam", 16, "mean", "uniform"),
+    (0.7, False, "adam", 1, "mean", "uniform"),
+    (0.7, False, "dense_adam", 1, "mean", "uniform"),
+    (0.7, False, "adam", 16, "user_attention", "uniform"),
+    (0.7, True, "dense_adam", 1, "user_attention", "uniform"),
+    (0.7, False, "adagrad", 16, "mean", "uniform"),
+    (0.7, False, "adam", 16, "mean", "popularity")])
+def test_learns_planted_groups_and_is_reproducible(gamma, biases, optimizer, sharing, aggregator,
                                                    sampling, tmp_path):
     from recsys.evaluation import evaluate
     from recsys.models import SimpleX
@@ -261,7 +262,8 @@ def test_learns_planted_groups_and_is_reproducible(gamma, biases, optimizer, ord
     X = planted()
     params = dict(factors=16, negatives=30, margin=0.5, negative_weight=5, gamma=gamma,
                   learning_rate=0.05, epochs=15, dropout=0.0, random_state=0, biases=biases,
-                  optimizer=optimizer, order=order, aggregator=aggregator, sampling=sampling,
+                  optimizer=optimizer, negative_sharing=sharing, aggregator=aggregator,
+                  sampling=sampling,
                   num_threads=1)
     model = SimpleX(**params).fit(X)
     losses = [h["loss"] for h in model.history_]
@@ -344,9 +346,10 @@ def test_early_stopping_keeps_the_best_epoch():
     held_out.eliminate_zeros()
     seen = []
     model = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, learning_rate=0.05,
-                    epochs=40, patience=2, metric="recall_at_10", dropout=0.0, random_state=0,
-                    lr_decay=1.0, num_threads=1).fit(X, validation=held_out,
-                                       callback=lambda e, m: seen.append(e))
+                    epochs=40, dropout=0.0, random_state=0, num_threads=1).fit(
+        X, validation=held_out, callback=lambda e, m: seen.append(e),
+        early_stopping=EarlyStopping(metric="recall_at_10", patience=2),
+        lr_schedule=ReduceOnPlateau(factor=1.0))
     scores = [h["recall_at_10"] for h in model.history_]
     assert seen == [h["epoch"] for h in model.history_]
     assert model.best_epoch_ == int(np.argmax(scores))
@@ -365,9 +368,11 @@ def test_learning_rate_decays_on_plateau(decay_patience):
     held_out = held_out - held_out.multiply(X)
     held_out.eliminate_zeros()
     model = SimpleX(factors=16, negatives=30, margin=0.5, negative_weight=5, learning_rate=0.05,
-                    epochs=40, patience=3 * decay_patience, lr_decay=0.1,
-                    decay_patience=decay_patience, metric="recall_at_10", dropout=0.0,
-                    random_state=0, num_threads=1).fit(X, validation=held_out)
+                    epochs=40, dropout=0.0, random_state=0, num_threads=1).fit(
+        X, validation=held_out,
+        early_stopping=EarlyStopping(metric="recall_at_10", patience=3 * decay_patience),
+        lr_schedule=ReduceOnPlateau(factor=0.1, patience=decay_patience,
+                                    min_learning_rate=1e-6))
     history, best, waited = model.history_, -np.inf, 0
     for now, after in zip(history, history[1:]):
         waited = 0 if now["recall_at_10"] > best else waited + 1
@@ -401,7 +406,7 @@ def test_lr_schedule_replays_the_rates():
     kw = dict(factors=16, negatives=30, margin=0.5, negative_weight=5, dropout=0.0,
               random_state=0, num_threads=1)
     plain = SimpleX(learning_rate=0.05, epochs=6, **kw).fit(X)
-    replay = SimpleX(learning_rate=1.0, epochs=99, lr_schedule=[0.05] * 6, **kw).fit(X)
+    replay = SimpleX(learning_rate=1.0, epochs=99, **kw).fit(X, lr_schedule=[0.05] * 6)
     np.testing.assert_array_equal(replay.item_factors_, plain.item_factors_)
     np.testing.assert_array_equal(replay.user_factors_, plain.user_factors_)
     assert replay.schedule_ == [0.05] * 6
@@ -409,7 +414,8 @@ def test_lr_schedule_replays_the_rates():
     held_out = planted(seed=2)
     held_out = held_out - held_out.multiply(X)
     held_out.eliminate_zeros()
-    model = SimpleX(lr_schedule=rates, patience=1, **kw).fit(X, validation=held_out)
+    model = SimpleX(**kw).fit(X, validation=held_out, lr_schedule=rates,
+                              early_stopping=EarlyStopping(patience=1))
     assert [h["learning_rate"] for h in model.history_] == rates
     assert model.schedule_ == rates[:model.best_epoch_ + 1]
 
@@ -481,14 +487,48 @@ def test_bad_parameters():
     for kwargs, match in [({"gamma": 1.5}, "gamma"), ({"dropout": 1.0}, "dropout"),
                           ({"margin": 2.0}, "margin"), ({"sampling": "hard"}, "sampling"),
                           ({"optimizer": "sgd"}, "optimizer"), ({"negatives": 0}, "negatives"),
-                          ({"lr_decay": 0.0}, "lr_decay"), ({"max_history": 0}, "max_history"),
-                          ({"decay_patience": 0}, "decay_patience"),
-                          ({"lr_schedule": [0.1, -1.0]}, "lr_schedule"),
-                          ({"order": "random"}, "order"), ({"batch_size": 0}, "batch_size"),
+                          ({"max_history": 0}, "max_history"),
+                          ({"negative_sharing": 0}, "negative_sharing"),
+                          ({"batch_size": 0}, "batch_size"),
                           ({"aggregator": "max"}, "aggregator"),
                           ({"biases": "user"}, "biases")]:
         with pytest.raises(ValueError, match=match):
             SimpleX(**kwargs).fit(X)
+    for bad in ([0.1, -1.0], [0.1, float("nan")], "fast", 0.1):
+        with pytest.raises(ValueError, match="lr_schedule"):
+            SimpleX(epochs=1).fit(X, lr_schedule=bad)
+    for kwargs, match in [({"factor": 0.0}, "factor"), ({"patience": 0}, "patience"),
+                          ({"min_learning_rate": -1.0}, "min_learning_rate")]:
+        with pytest.raises(ValueError, match=match):
+            ReduceOnPlateau(**kwargs)
+
+
+@pytest.mark.parametrize("old, where", [("patience", "EarlyStopping"),
+                                        ("metric", "EarlyStopping"),
+                                        ("decay_patience", "ReduceOnPlateau"),
+                                        ("lr_schedule", "lr_schedule"), ("order", "shuffled")])
+def test_fit_time_parameters_moved_to_fit(old, where, tmp_path):
+    """The constructor refuses them, naming where they went; a model file that holds them
+    (written before the move) still loads, with a warning, and scores as it did."""
+    import json
+
+    from recsys.models import SimpleX
+
+    with pytest.raises(TypeError, match=f"{old}.*moved to.*{where}"):
+        SimpleX(**{old: 1})
+    X = planted()
+    model = SimpleX(factors=4, negatives=5, epochs=1, random_state=0, num_threads=1).fit(X)
+    path = model.save(tmp_path / "m")
+    with np.load(path, allow_pickle=False) as npz:  # the old file: the parameter in the meta
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(arrays["__meta__"].tobytes().decode())
+    meta["params"][old] = 2
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    with pytest.warns(FutureWarning, match=f"{old}.*moved"):
+        loaded = SimpleX.load(tmp_path / "old.npz")
+    np.testing.assert_array_equal(loaded.recommend(np.arange(5), X, k=3)[0],
+                                  model.recommend(np.arange(5), X, k=3)[0])
 
 
 def test_order_must_be_a_permutation():
@@ -498,11 +538,13 @@ def test_order_must_be_a_permutation():
     E = np.zeros((X.shape[0], 4), np.float32) + 0.1
     Q = np.zeros((X.shape[1], 4), np.float32) + 0.1
     W = np.eye(4, dtype=np.float32)
-    state = []
-    for table in (E, Q, W):
-        state += [np.zeros_like(table), np.zeros_like(table), np.zeros(len(table), np.int32)]
-    args = (X.indptr, X.indices, X.indptr, X.indices, E, Q, W, state, 5, 1.0, 0.5, 1.0, 0.0,
-            0.01, 0.0, 0, None, 1, False, 1, None, None, None)
+    tables = {"user_factors": E, "item_factors": Q, "W": W}
+    state = {name: (np.zeros_like(t), np.zeros_like(t), np.zeros(len(t) if t is not W else 1,
+                                                                  np.int32))
+             for name, t in tables.items()}
+    config = {"negatives": 5, "margin": 0.5, "negative_weight": 1.0, "gamma": 1.0,
+              "learning_rate": 0.01, "seed": 0}
+    args = (X.indptr, X.indices, X.indptr, X.indices, tables, state, config)
     repeated = np.zeros(X.nnz, np.int32)
     for bad in (repeated, np.arange(X.nnz - 1, dtype=np.int32), np.arange(X.nnz),
                 np.arange(X.nnz, dtype=np.int32) - 1):

@@ -95,6 +95,10 @@ class Recommender(ABC):
     #: working for one release, with a ``FutureWarning``: in the constructor, ``set_params``,
     #: model files and sweep records.
     _renamed_params: ClassVar[dict[str, str | tuple[str, Callable[[Any], Any]]]] = {}
+    #: Constructor parameters that moved elsewhere (to ``fit``): old name -> where it went.
+    #: Given to the constructor or ``set_params`` they raise a ``TypeError`` that says so; in
+    #: model files and sweep records (``stored``) they are dropped with a ``FutureWarning``.
+    _moved_params: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -119,10 +123,20 @@ class Recommender(ABC):
         return {name: getattr(self, name) for name in self._param_names()}
 
     @classmethod
-    def translate_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+    def translate_params(cls, params: dict[str, Any], stored: bool = False) -> dict[str, Any]:
         """``params`` with renamed parameters under their current names (a ``FutureWarning``
-        for each old name; giving both names is a ``TypeError``)."""
+        for each old name; giving both names is a ``TypeError``) and without the moved ones
+        (see ``_moved_params``: a ``TypeError``, or with ``stored``, for what a model file or
+        a sweep record holds, a ``FutureWarning``)."""
         out = dict(params)
+        for old, where in cls._moved_params.items():
+            if old not in out:
+                continue
+            message = f"{cls.__name__}: parameter {old!r} moved to {where}"
+            if not stored:
+                raise TypeError(message)
+            warnings.warn(f"{message}; the stored value {out.pop(old)!r} is not used",
+                          FutureWarning, stacklevel=3)
         for old, rule in cls._renamed_params.items():
             if old not in out:
                 continue
@@ -614,7 +628,7 @@ class Recommender(ABC):
         if cls is not Recommender and not issubclass(model_cls, cls):
             raise TypeError(f"{path} holds a {meta['class']}, not a {cls.__name__}")
         params = dict(meta["params"]) if isinstance(meta["params"], dict) else {}
-        params = model_cls.translate_params(params)  # a file written before a rename
+        params = model_cls.translate_params(params, stored=True)  # written before a rename
         defaults = model_cls().get_params()
         unknown = sorted(set(params) - set(defaults))
         if unknown:

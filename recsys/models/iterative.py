@@ -81,6 +81,46 @@ class EarlyStopping:
         return -metrics[self.metric] if self.rating else metrics[self.metric]
 
 
+@dataclass(frozen=True)
+class ReduceOnPlateau:
+    """Decay the learning rate when a validation metric stops improving (with early
+    stopping): after every ``patience`` evaluations in a row without improvement, go back to
+    the best epoch's state and multiply the learning rate by ``factor``, down to
+    ``min_learning_rate`` (torch's ``ReduceLROnPlateau`` with the best state restored, as the
+    SimpleX paper's trainer does).
+
+    Parameters
+    ----------
+    factor : float
+        Multiplier of the learning rate at each decay, in (0, 1].
+    patience : int
+        Evaluations without improvement before each decay (fewer than early stopping's
+        ``patience`` for a decay to happen before training stops).
+    min_learning_rate : float
+        Floor of the decayed learning rate.
+    """
+
+    factor: float = 0.1
+    patience: int = 1
+    min_learning_rate: float = 0.0
+
+    def __post_init__(self):
+        if not 0 < self.factor <= 1:
+            raise ValueError(f"factor must lie in (0, 1], got {self.factor}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.min_learning_rate < 0:
+            raise ValueError(f"min_learning_rate must be >= 0, got {self.min_learning_rate}")
+
+    def decays(self, training: Training) -> bool:
+        """Whether the epoch just ended calls for a decay."""
+        return bool(training.evaluates and training.waited and self.factor < 1
+                    and training.waited % self.patience == 0)
+
+    def decayed(self, rate: float) -> float:
+        return max(rate * self.factor, self.min_learning_rate)
+
+
 class StopTraining(Exception):  # noqa: N818 - a signal, not an error
     """Raised by a ``callback`` to end training after the current epoch (the model keeps the
     best evaluated epoch when early stopping keeps one, else the current state)."""
@@ -207,4 +247,4 @@ class IterativeModel(Recommender):
             setattr(self, name, copy.deepcopy(value))
 
 
-__all__ = ["EarlyStopping", "IterativeModel", "StopTraining", "Training"]
+__all__ = ["EarlyStopping", "IterativeModel", "ReduceOnPlateau", "StopTraining", "Training"]

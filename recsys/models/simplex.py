@@ -8,19 +8,20 @@ H_u)`` and the item embeddings ``q_i``; training minimises the CCL (eq. 3 of the
 with N uniformly (or popularity-) sampled negatives, in the Cython kernel ``ext/_simplex.pyx``
 (gradients derived there). Choices that follow the official RecZoo code: the target item is
 left out of its own history, dropout acts after normalisation, every epoch takes the positives
-in a fresh random order, each with its own N negatives, in mini-batches (``batch_size``)
-after which the item rows and W step (``order="shuffled"``; the threads share the
-mini-batches). Documented deviations: a user's row steps at each of its positives rather than
+in a fresh random order in mini-batches (``batch_size``) after which the item rows and W step
+(the threads share the mini-batches). Documented deviations: runs of ``negative_sharing``
+consecutive positives of a mini-batch share their N negatives (scored by one matrix product;
+officially each positive has its own), and their users' rows step after each run rather than
 once per mini-batch; lazy Adam, dense Adam emulated row by row (``optimizer="dense_adam"``) or
 Adagrad, with per-row state and l2 charged when a row steps (dense Adam charges it for every
 mini-batch since the row's last step, as the official full-table L2 would); initial
-embeddings N(0, init_std^2) instead of N(0, 1e-8). ``order="user"`` is the older
-user-by-user trainer (blocks of ``negative_sharing`` positives share their negatives).
+embeddings N(0, init_std^2) instead of N(0, 1e-8).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,32 +35,39 @@ from recsys._constraints import (
     Integer,
     Options,
     Real,
-    Satisfies,
 )
 from recsys._ext._simplex import train_epoch
 from recsys._sparse import column_counts, row_of_values, select_entries
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
-from recsys.evaluation import is_metric_key
 from recsys.models.base import grown
 from recsys.models.explain import Explanation
-from recsys.models.iterative import EarlyStopping, IterativeModel
+from recsys.models.iterative import EarlyStopping, IterativeModel, ReduceOnPlateau
 from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "dense_adam", "adagrad")
+NEGATIVE_SHARING = 16  # positives sharing their negatives (see benchmarks/README.md)
 AGGREGATORS = ("mean", "user_attention")
 
 
-def _is_schedule(rates) -> bool:
-    if isinstance(rates, str | bytes) or not hasattr(rates, "__len__"):
-        return False
-    try:
-        arr = np.asarray(rates, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return arr.ndim == 1 and bool(np.all(np.isfinite(arr)) and np.all(arr > 0))
+def _schedule(lr_schedule) -> tuple[list[float] | None, ReduceOnPlateau]:
+    """``fit``'s ``lr_schedule`` as (the replayed rates or None, the decay rule)."""
+    if lr_schedule is None:
+        return None, ReduceOnPlateau(min_learning_rate=1e-6)
+    if isinstance(lr_schedule, ReduceOnPlateau):
+        return None, lr_schedule
+    if not isinstance(lr_schedule, str | bytes) and hasattr(lr_schedule, "__len__"):
+        try:
+            rates = np.asarray(lr_schedule, dtype=np.float64)
+        except (TypeError, ValueError):
+            rates = None
+        if rates is not None and rates.ndim == 1 and np.all(np.isfinite(rates)) and np.all(
+                rates > 0):
+            return [float(r) for r in rates], ReduceOnPlateau(factor=1.0)
+    raise ValueError(f"lr_schedule must be a ReduceOnPlateau, a sequence of positive, finite "
+                     f"rates or None, got {lr_schedule!r}")
 
 
 class SimpleX(IterativeModel):
@@ -118,50 +126,23 @@ class SimpleX(IterativeModel):
         decays: the skipped steps are applied in closed form at the row's next touch, exact
         for one thread; users' blocks are spread evenly over the epoch's mini-batches, as
         shuffled positives would be) or Adagrad.
-    order : {"shuffled", "user"}
-        "shuffled": every epoch takes the positives in a fresh random order, each with its
-        own N negatives and a step of its user's row, in mini-batches after which
-        the item rows and W step (the official trainer's shuffled data loader: a mini-batch
-        spans many users, so an item's step follows all of them). "user": the threads take
-        users, each over its positives in blocks of ``negative_sharing`` (an item step then follows
-        the few users since the last one).
     batch_size : int
-        Positives per mini-batch: the item rows and W step once per mini-batch (of a thread,
-        with ``order="user"``). The official configurations use 1024 (ML-1M) and 256
-        (Gowalla).
+        Positives per mini-batch: the item rows and W step once per mini-batch. The official
+        configurations use 1024 (ML-1M) and 256 (Gowalla).
     negative_sharing : int
-        With ``order="user"``: positives of one user that share their N negatives and one
-        step of the user's row (of length ``learning_rate`` x positives; items and W step
-        every ``batch_size`` positives of a thread); 1: every positive has its own.
+        Consecutive positives of a mini-batch (of different users, mostly) that share their
+        N negatives: their scores are one matrix product against the gathered negatives
+        instead of N dot products each, which makes an epoch several times faster at the
+        same quality per epoch (benchmarks/README.md); 1: every positive has its own, as
+        officially.
     sampling : {"uniform", "popularity"}
         Negative distribution (with replacement; popularity: proportional to item counts).
     exclude_positives : bool
-        Redraw a negative that is one of the user's training positives (the official
-        ``ignore_pos_items``, used in its ML-1M setting).
+        Leave out of a positive's negatives the items its user has as training positives
+        (the official ``ignore_pos_items``, used in its ML-1M setting; redrawn when all the
+        positives sharing the negatives belong to one user).
     init_std : float
         Standard deviation of the initial embeddings.
-    eval_every, patience : int
-        With ``fit(..., validation=...)``: evaluate ``metric`` every ``eval_every`` epochs and
-        stop after ``patience`` evaluations in a row without improvement, keeping the best
-        epoch.
-    lr_decay : float
-        With validation: after every ``decay_patience`` evaluations in a row without
-        improvement, go back to the best epoch's embeddings and multiply the learning rate by
-        ``lr_decay`` (the official trainer's reduce-on-plateau, 0.1, to which its ML-1M
-        result owes its last 5%); 1 disables.
-    decay_patience : int
-        Evaluations without improvement before each decay (1, as officially: a single noisy
-        epoch then decays the rate, which can come too early at a high rate).
-    min_learning_rate : float
-        Floor of the decayed learning rate.
-    lr_schedule : sequence of float or None
-        Learning rate of every epoch, replayed without decays (``epochs`` and
-        ``learning_rate`` are then unused): a run early-stopped on validation records the
-        rates of the epochs behind its returned model in ``schedule_``, and
-        ``SimpleX(**params, lr_schedule=model.schedule_).fit(train_and_validation)`` refits
-        it on all the training data (the other models' refit before test).
-    metric : str
-        Validation metric (an ``evaluate`` key), e.g. ``"recall_at_20"``.
     random_state : int, Generator or None
     num_threads : int
         0 for all cores. One thread: bit-reproducible epochs; more: Hogwild item updates.
@@ -182,35 +163,56 @@ class SimpleX(IterativeModel):
     schedule_ : list of float
         The learning rates of the epochs that led to the returned model: up to the best
         epoch with validation, where epochs undone by a decay's return to the best embeddings
-        drop out; every epoch without.
+        drop out; every epoch without. ``fit(X_all, lr_schedule=model.schedule_)`` replays
+        them (the refit on all the training data before test).
     """
 
     uses_user_state = True
     _renamed_params = {"block_size": "negative_sharing"}
+    #: Parameters that moved from the constructor to :meth:`fit` (where they went).
+    _moved_params = {
+        "metric": "fit(..., early_stopping=EarlyStopping(metric=...))",
+        "patience": "fit(..., early_stopping=EarlyStopping(patience=...))",
+        "eval_every": "fit(..., early_stopping=EarlyStopping(eval_every=...))",
+        "lr_decay": "fit(..., lr_schedule=ReduceOnPlateau(factor=...))",
+        "decay_patience": "fit(..., lr_schedule=ReduceOnPlateau(patience=...))",
+        "min_learning_rate": "fit(..., lr_schedule=ReduceOnPlateau(min_learning_rate=...))",
+        "lr_schedule": "fit(..., lr_schedule=[...])",
+        "order": "nothing: the shuffled trainer is the only one"}
     #: The official configurations (the paper's RecZoo code and its trainer) of the two splits
     #: it reports, for :meth:`preset`: ``"ml-1m"`` (the LCFN split) and ``"gowalla"`` (the
-    #: LightGCN split, with the mean history in place of the official user attention). With
-    #: ``fit(X, validation=...)`` they early-stop as the official trainer does.
+    #: LightGCN split, with the mean history in place of the official user attention); the
+    #: official trainer's early stopping and decays are :attr:`TRAINING`.
     PRESETS: dict[str, dict[str, Any]] = {
         "ml-1m": {"factors": 128, "negatives": 1500, "margin": 0.9, "negative_weight": 10.0,
                   "gamma": 0.8, "dropout": 0.4, "biases": True, "exclude_positives": True,
                   "learning_rate": 1e-3, "init_std": 1e-4, "l2": 0.01,
-                  "optimizer": "dense_adam", "epochs": 60, "patience": 4,
-                  "decay_patience": 2, "min_learning_rate": 1e-4},
+                  "optimizer": "dense_adam", "epochs": 60},
         "gowalla": {"factors": 64, "negatives": 2000, "margin": 0.9, "negative_weight": 250.0,
                     "gamma": 0.8, "dropout": 0.1, "learning_rate": 1e-3, "init_std": 1e-4,
-                    "l2": 1e-4, "optimizer": "dense_adam", "metric": "ndcg_at_20",
-                    "epochs": 80, "patience": 4, "decay_patience": 3,
-                    "min_learning_rate": 1e-5},
+                    "l2": 1e-4, "optimizer": "dense_adam", "epochs": 80},
+    }
+    #: ``fit`` arguments of the official trainers, by preset: the metric it monitors, its
+    #: patience and its reduce-on-plateau decays (used with ``fit(X, validation=...)``).
+    TRAINING: dict[str, dict[str, Any]] = {
+        "ml-1m": {"early_stopping": EarlyStopping(metric="recall_at_20", patience=4),
+                  "lr_schedule": ReduceOnPlateau(factor=0.1, patience=2,
+                                                 min_learning_rate=1e-4)},
+        "gowalla": {"early_stopping": EarlyStopping(metric="ndcg_at_20", patience=4),
+                    "lr_schedule": ReduceOnPlateau(factor=0.1, patience=3,
+                                                   min_learning_rate=1e-5)},
     }
 
     @classmethod
     def preset(cls, name: str, **overrides) -> SimpleX:
         """A model with the official configuration ``name`` (see :attr:`PRESETS`), updated
-        by ``overrides`` (e.g. ``random_state``, ``num_threads``)."""
+        by ``overrides`` (e.g. ``random_state``, ``num_threads``); fit it with
+        ``model.fit(X, validation=V, **SimpleX.TRAINING[name])`` to train it as the official
+        trainer does."""
         if name not in cls.PRESETS:
             raise ValueError(f"unknown SimpleX preset {name!r}; known: {sorted(cls.PRESETS)}")
         return cls(**{**cls.PRESETS[name], **overrides})
+
     _parameter_constraints = {
         "factors": [Integer(1)], "negatives": [Integer(1)], "margin": [Real(-1, 1)],
         "negative_weight": [Real(0)], "gamma": [Real(0, 1)],
@@ -218,16 +220,9 @@ class SimpleX(IterativeModel):
         "biases": [Options(False, True, "item")], "l2": [Real(0)],
         "learning_rate": [Real(0, low_open=True)], "history_rate": [Real(0, low_open=True)],
         "epochs": [Integer(0)], "dropout": [Real(0, 1, high_open=True)],
-        "optimizer": [Options(*OPTIMIZERS)], "order": [Options("shuffled", "user")],
-        "batch_size": [Integer(1)], "negative_sharing": [Integer(1)],
-        "sampling": [Options("uniform", "popularity")], "exclude_positives": BOOLEAN,
-        "init_std": [Real(0, low_open=True)], "eval_every": [Integer(1)],
-        "patience": [Integer(1)], "lr_decay": [Real(0, 1, low_open=True)],
-        "decay_patience": [Integer(1)], "min_learning_rate": [Real(0)],
-        "lr_schedule": [None, Satisfies(_is_schedule, "a sequence of positive, finite rates",
-                                             (list, tuple, np.ndarray))],
-        "metric": [Satisfies(is_metric_key, "an evaluate() key such as 'recall_at_20'",
-                              str)],
+        "optimizer": [Options(*OPTIMIZERS)], "batch_size": [Integer(1)],
+        "negative_sharing": [Integer(1)], "sampling": [Options("uniform", "popularity")],
+        "exclude_positives": BOOLEAN, "init_std": [Real(0, low_open=True)],
         "random_state": RANDOM_STATE, "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
 
     _fitted = {
@@ -241,16 +236,12 @@ class SimpleX(IterativeModel):
     def __init__(self, *, factors: int = 64, negatives: int = 1000, margin: float = 0.9,
                  negative_weight: float = 150.0, gamma: float = 1.0, aggregator: str = "mean",
                  max_history: int | None = 500, biases: bool | str = False,
-                 l2: float = 1e-6,
-                 learning_rate: float = 0.01, history_rate: float = 1.0, epochs: int = 30,
-                 dropout: float = 0.1, optimizer: str = "adam", order: str = "shuffled",
-                 batch_size: int = 1024, negative_sharing: int = 16,
-                 sampling: str = "uniform",
-                 exclude_positives: bool = False, init_std: float = 0.1, eval_every: int = 1,
-                 patience: int = 3, lr_decay: float = 0.1, decay_patience: int = 1,
-                 min_learning_rate: float = 1e-6, lr_schedule=None,
-                 metric: str = "recall_at_20", random_state=None,
-                 num_threads: int = 0, show_progress: bool = False):
+                 l2: float = 1e-6, learning_rate: float = 0.01, history_rate: float = 1.0,
+                 epochs: int = 30, dropout: float = 0.1, optimizer: str = "adam",
+                 batch_size: int = 1024, negative_sharing: int = NEGATIVE_SHARING,
+                 sampling: str = "uniform", exclude_positives: bool = False,
+                 init_std: float = 0.1, random_state=None, num_threads: int = 0,
+                 show_progress: bool = False):
         self.factors = factors
         self.negatives = negatives
         self.margin = margin
@@ -265,145 +256,156 @@ class SimpleX(IterativeModel):
         self.epochs = epochs
         self.dropout = dropout
         self.optimizer = optimizer
-        self.order = order
         self.batch_size = batch_size
         self.negative_sharing = negative_sharing
         self.sampling = sampling
         self.exclude_positives = exclude_positives
         self.init_std = init_std
-        self.eval_every = eval_every
-        self.patience = patience
-        self.lr_decay = lr_decay
-        self.decay_patience = decay_patience
-        self.min_learning_rate = min_learning_rate
-        self.lr_schedule = lr_schedule
-        self.metric = metric
         self.random_state = random_state
         self.num_threads = num_threads
         self.show_progress = show_progress
 
     def fit(self, X, validation=None, *, early_stopping: EarlyStopping | None = None,
-            callback=None) -> SimpleX:
+            callback=None, lr_schedule: ReduceOnPlateau | Sequence[float] | None = None
+            ) -> SimpleX:
         """Fit on positives ``X`` (CSR users x items; every stored entry is a positive).
 
         The epoch contract of :class:`~recsys.models.iterative.IterativeModel`:
-        ``validation`` (held-out positives, same shape) for early stopping, by default on
-        ``metric`` every ``eval_every`` epochs with ``patience`` (the constructor's), with the
-        reduce-on-plateau decays above; ``callback(epoch, model)`` after every epoch
-        (``model.history_[-1]`` holds the epoch's loss, learning rate, elapsed time and
-        validation metrics).
+        ``validation`` (held-out positives, same shape) for early stopping (default
+        ``EarlyStopping()``: NDCG@20 every epoch, patience 3, the best epoch kept);
+        ``callback(epoch, model)`` after every epoch (``model.history_[-1]`` holds the
+        epoch's loss, learning rate, elapsed time and validation metrics).
+
+        Parameters
+        ----------
+        lr_schedule : ReduceOnPlateau, sequence of float or None
+            With ``validation``, how the learning rate decays (default
+            ``ReduceOnPlateau(factor=0.1, patience=1, min_learning_rate=1e-6)``: back to the
+            best epoch and x 0.1 after every evaluation without improvement, the official
+            trainer's rule); ``ReduceOnPlateau(factor=1)`` keeps it constant, as it is
+            without validation. A sequence gives the rate of every epoch, replayed without
+            decays or early stopping (``epochs`` and ``learning_rate`` unused), e.g. a
+            validation run's ``schedule_`` to refit on all the training data.
         """
         X = self._prepare_fit(X, nonnegative=True)
+        rates, plateau = _schedule(lr_schedule)
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
-        d = self.factors
         self._check_memory(X, threads)
-        E = _normal_float32(rng, X.shape[0], d, self.init_std)
-        Q = _normal_float32(rng, X.shape[1], d, self.init_std)
-        W = np.eye(d, dtype=np.float32)
-        bi = np.zeros(X.shape[1], dtype=np.float32)
-        bu = np.zeros(X.shape[0], dtype=np.float32)
-        b0 = np.zeros(1, dtype=np.float32)
-        A = np.zeros((d, d), dtype=np.float32)
-        ba = np.zeros(d, dtype=np.float32)
-        attention = None
-        if self.aggregator == "user_attention":
-            # the key map, torch's default Linear initialisation as officially (drawn only
-            # here, so that mean fits keep their random stream)
-            A[...] = rng.uniform(-d ** -0.5, d ** -0.5, (d, d))
-            ba[...] = rng.uniform(-d ** -0.5, d ** -0.5, d)
-            attention = (A, ba)
-        adam = self.optimizer != "adagrad"
-        clock = np.zeros(1, np.int32) if self.optimizer == "dense_adam" else None
-        state = []
-        tables = (E, Q, W, bi, A, ba, bu, b0)
-        for table in tables:
-            whole = table is W or table is A or table is ba  # one row, one step count
-            state += [np.zeros_like(table) if adam else None, np.zeros_like(table),
-                      np.zeros(1 if whole else max(len(table), 1), dtype=np.int32)]
-        cdf = None
-        if self.sampling == "popularity":
-            cdf = np.cumsum(column_counts(X).astype(np.float64))
+        tables, state, clock = self._start_tables(X, rng)
+        config = {name: getattr(self, name) for name in (
+            "negatives", "margin", "negative_weight", "gamma", "dropout", "l2",
+            "history_rate", "batch_size", "negative_sharing")}
+        config.update(exclude_positives=bool(self.exclude_positives), num_threads=threads)
+        cdf = (np.cumsum(column_counts(X).astype(np.float64))
+               if self.sampling == "popularity" else None)
         H = capped_history(X, self.max_history)
-        shifted = self.biases != "item" and bool(self.biases)  # user and global biases
-        replay = self.lr_schedule is not None
-        rates = [float(r) for r in self.lr_schedule] if replay else []
-        lr = rates[0] if replay and rates else self.learning_rate
+        lr = rates[0] if rates else self.learning_rate
         path = []  # the rates of the epochs behind the current embeddings
 
         def restore(kept):  # the best epoch's embeddings and the rates behind them
-            self._store(*kept[0])
+            self._store(kept[0])
             self.schedule_ = list(kept[1])
 
         training = self._start_training(X, validation, early_stopping, callback)
-        training.snapshot = lambda: ([t.copy() for t in tables], list(path))
+        training.snapshot = lambda: ({k: v.copy() for k, v in tables.items()}, list(path))
         training.restore = restore
-        self._store(*tables)
-        n_epochs = len(rates) if replay else self.epochs
-        identity = np.arange(X.nnz, dtype=np.int32) if self.order == "shuffled" else None
-        for epoch in tqdm(range(n_epochs), desc="SimpleX", disable=not self.show_progress):
-            if replay:
-                lr = rates[epoch]
+        self._store(tables)
+        trained = self._trained(tables)
+        identity = np.arange(X.nnz, dtype=np.int32)
+        for epoch in tqdm(range(len(rates) if rates is not None else self.epochs),
+                          desc="SimpleX", disable=not self.show_progress):
+            lr = rates[epoch] if rates is not None else lr
             # the same permutation as rng.permutation(nnz), drawn into int32 directly
-            order = rng.permutation(identity) if self.order == "shuffled" else None
+            order = rng.permutation(identity)
             with blas_limit(1):
-                loss = train_epoch(X.indptr, X.indices, H.indptr, H.indices, E, Q, W,
-                                   state[:9], self.negatives, self.gamma, self.margin,
-                                   self.negative_weight, self.dropout, lr, self.l2,
-                                   int(rng.integers(2**63)), cdf, self.negative_sharing,
-                                   bool(self.exclude_positives), threads,
-                                   bi if self.biases else None, state[9:12], clock, order,
-                                   self.batch_size, self.history_rate, attention,
-                                   state[12:18], (bu, b0) if shifted else None,
-                                   state[18:])
-            self._store(*tables)
+                loss = train_epoch(X.indptr, X.indices, H.indptr, H.indices, trained, state,
+                                   {**config, "learning_rate": lr,
+                                    "seed": int(rng.integers(2**63))}, order, cdf, clock)
+            self._store(tables)
             path.append(lr)
             training.end_epoch(epoch, loss=loss, learning_rate=lr)
-            entry = self.history_[-1]
-            logger.info("SimpleX epoch %d: loss %.5f%s (%.1fs)", epoch, loss,
-                        f", {training.early_stopping.metric} "
-                        f"{entry[training.early_stopping.metric]:.4f}"
-                        if training.evaluates and training.early_stopping.metric in entry
-                        else "", entry["elapsed"])
-            if training.stopped or (training.exhausted and not replay):
+            self._log_epoch(training)
+            if training.stopped or (training.exhausted and rates is None):
                 break
-            if (training.evaluates and training.waited and not replay and self.lr_decay < 1
-                    and training.waited % self.decay_patience == 0):  # reduce on plateau
-                for table, kept in zip(tables, training.best_state[0]):
-                    table[...] = kept
+            if rates is None and plateau.decays(training):  # back to the best, then decay
+                for name, kept in training.best_state[0].items():
+                    tables[name][...] = kept
                 path = list(training.best_state[1])
-                lr = max(lr * self.lr_decay, self.min_learning_rate)
+                lr = plateau.decayed(lr)
         self.schedule_ = path
         training.finish()
         return self
 
-    def _default_early_stopping(self) -> EarlyStopping:
-        return EarlyStopping(metric=self.metric, patience=self.patience,
-                             eval_every=self.eval_every)
+    def _start_tables(self, X: sp.csr_matrix, rng) -> tuple[dict, dict, np.ndarray | None]:
+        """The initial tables by name, their optimiser states ``(m, v, t)`` and the
+        dense-Adam clock (None for the other optimisers)."""
+        d = self.factors
+        tables = {"user_factors": _normal_float32(rng, X.shape[0], d, self.init_std),
+                  "item_factors": _normal_float32(rng, X.shape[1], d, self.init_std),
+                  "W": np.eye(d, dtype=np.float32),
+                  "item_bias": np.zeros(X.shape[1], dtype=np.float32),
+                  "attention": np.zeros((d, d), dtype=np.float32),
+                  "attention_bias": np.zeros(d, dtype=np.float32),
+                  "user_bias": np.zeros(X.shape[0], dtype=np.float32),
+                  "global_bias": np.zeros(1, dtype=np.float32)}
+        if self.aggregator == "user_attention":
+            # the key map, torch's default Linear initialisation as officially (drawn only
+            # here, so that mean fits keep their random stream)
+            tables["attention"][...] = rng.uniform(-d ** -0.5, d ** -0.5, (d, d))
+            tables["attention_bias"][...] = rng.uniform(-d ** -0.5, d ** -0.5, d)
+        adam = self.optimizer != "adagrad"
+        state = {}
+        for name, table in tables.items():
+            whole = name in ("W", "attention", "attention_bias")  # one row, one step count
+            state[name] = (np.zeros_like(table) if adam else None, np.zeros_like(table),
+                           np.zeros(1 if whole else max(len(table), 1), dtype=np.int32))
+        clock = np.zeros(1, np.int32) if self.optimizer == "dense_adam" else None
+        return tables, state, clock
+
+    def _trained(self, tables: dict) -> dict:
+        """The tables the kernel trains: the optional ones None when off."""
+        trained = dict(tables)
+        if not self.biases:
+            trained["item_bias"] = None
+        if self.biases is not True:  # the user and global biases
+            trained["user_bias"] = trained["global_bias"] = None
+        if self.aggregator != "user_attention" or self.gamma == 1:  # A and b stay
+            trained["attention"] = trained["attention_bias"] = None
+        return trained
+
+    def _log_epoch(self, training) -> None:
+        entry, watched = self.history_[-1], training.early_stopping
+        shown = (f", {watched.metric} {entry[watched.metric]:.4f}"
+                 if training.evaluates and watched.metric in entry else "")
+        logger.info("SimpleX epoch %d: loss %.5f%s (%.1fs)", entry["epoch"], entry["loss"],
+                    shown, entry["elapsed"])
 
     def _check_memory(self, X: sp.csr_matrix, threads: int) -> None:
         """``MemoryError`` before training when the tables and the kernel's per-thread scratch
         (negatives' rows and gradients, a block's scores, an item-gradient sink) cannot fit."""
         d, N, block = self.factors, self.negatives, self.negative_sharing
         n_users, n_items = X.shape
-        longest = int(np.diff(X.indptr).max(initial=0))
-        history = longest if self.max_history is None else min(longest, self.max_history)
-        sink = n_items * d * (4 if self.aggregator == "user_attention" else 1)
-        per_thread = 2 * N * d + block * (N + history + 10 * d) + longest * d + sink
+        history = 0
+        if self.aggregator == "user_attention":  # the attention weights of a block
+            longest = int(np.diff(X.indptr).max(initial=0))
+            history = longest if self.max_history is None else min(longest, self.max_history)
+        sink = n_items * d * (4 if self.aggregator == "user_attention" else 1) + 2 * n_items
+        per_thread = 2 * N * d + block * (N + history + 12 * d) + sink
         tables = 5 * (n_users + n_items) * d  # embeddings, Adam moments, kept copies
         check_memory(4.0 * (threads * per_thread + tables),
                      f"SimpleX(factors={d}, negatives={N}) on {n_users} x {n_items} with "
                      f"{threads} threads", "Lower negatives, factors or num_threads")
 
-    def _store(self, E, Q, W, bi, A, ba, bu, b0) -> None:
-        self.user_factors_ = E.copy()
-        self.item_factors_ = Q.copy()
-        self.W_ = W.copy()
-        self.item_bias_ = bi.copy()  # zeros without biases
-        self.attention_ = A.copy()
-        self.attention_bias_ = ba.copy()
-        self.user_bias_ = bu.copy()
-        self.global_bias_ = b0.copy()
+    def _store(self, tables: dict) -> None:
+        self.user_factors_ = tables["user_factors"].copy()
+        self.item_factors_ = tables["item_factors"].copy()
+        self.W_ = tables["W"].copy()
+        self.item_bias_ = tables["item_bias"].copy()  # zeros without biases
+        self.attention_ = tables["attention"].copy()
+        self.attention_bias_ = tables["attention_bias"].copy()
+        self.user_bias_ = tables["user_bias"].copy()
+        self.global_bias_ = tables["global_bias"].copy()
 
     def _history_vectors(self, rows: sp.csr_matrix, row_ids: np.ndarray,
                          embeddings: np.ndarray) -> np.ndarray:
