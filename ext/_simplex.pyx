@@ -191,7 +191,7 @@ cdef struct Scratch:
     float* GQn      # N x d: the negatives' gradients (before the normalisation's Jacobian)
     float* colw     # N: sum over positives of A_aj s_aj
     float* gbn      # N: the negatives' item-bias gradients
-    char* seen      # n_items: marks the user's positives while they are excluded
+    uint64_t* seen  # n_items: bit a marks the items of positive a's user (while excluded)
     float* AL       # chunk x hmax: attention weights over the history (user attention)
     int hmax
     float* p        # d
@@ -343,25 +343,41 @@ cdef inline int _sample(uint64_t* rng, int n_items, const double* cdf) noexcept 
     return lo
 
 
+cdef void _mark(Data* X, Scratch* s, bint on) noexcept nogil:
+    """Set bit a of ``seen`` on every item of positive a's user (the first 64; one user's
+    once when the block holds one user), or clear them."""
+    cdef int a, k, u
+    for a in range(1 if s.single else min(s.m, 64)):
+        u = s.users[a]
+        for k in range(X.indptr[u], X.indptr[u + 1]):
+            if on:
+                s.seen[X.indices[k]] |= (<uint64_t>1) << a
+            else:
+                s.seen[X.indices[k]] = 0
+
+
+cdef inline bint _excluded(Data* X, Scratch* s, int a, int t) noexcept nogil:
+    """Whether item t is one of positive a's user's items (``seen`` marked)."""
+    cdef int u
+    if a < 64:
+        return (s.seen[t] >> a) & 1
+    u = s.users[a]
+    return find(X.indices + X.indptr[u], X.indptr[u + 1] - X.indptr[u], t) >= 0
+
+
 cdef void _draw(Config* cfg, Data* X, Scratch* s, uint64_t* rng) noexcept nogil:
-    """The block's N negatives; with ``exclude_positives`` and one user, its positives are
-    redrawn."""
-    cdef int a, j, t, u = s.users[0]
+    """The block's N negatives; with ``exclude_positives`` (``seen`` marked) and one user,
+    its positives are redrawn."""
+    cdef int a, j, t
     cdef bint redraw = cfg.exclude_positives and s.single
-    if redraw:
-        for a in range(X.indptr[u], X.indptr[u + 1]):
-            s.seen[X.indices[a]] = 1
     for j in range(cfg.negatives):
         t = _sample(rng, cfg.n_items, cfg.cdf)
         if redraw:
             for a in range(MAX_REJECT):
-                if not s.seen[t]:
+                if not s.seen[t] & 1:
                     break
                 t = _sample(rng, cfg.n_items, cfg.cdf)
         s.neg[j] = t
-    if redraw:
-        for a in range(X.indptr[u], X.indptr[u + 1]):
-            s.seen[X.indices[a]] = 0
 
 
 cdef void _attend(Model* M, Data* X, Scratch* s, int a, int d) noexcept nogil:
@@ -461,24 +477,24 @@ cdef void _scores(Config* cfg, Model* M, Scratch* s) noexcept nogil:
 
 
 cdef double _negatives(Config* cfg, Model* M, Data* X, Scratch* s) noexcept nogil:
-    """The active pairs (s > m; usually few): the negative parts of G_z, G_z_a += (w / N) q^_j,
-    and the negatives' gradients, G_j += (w / N) z_a; returns their loss."""
-    cdef int a, j, t, u, n_act = 0, d = cfg.factors, N = cfg.negatives
+    """The active pairs (s > m): their loss (returned), the weights A_aj = w / N of the pairs
+    (in place of the scores), and from them the negative parts of G_z, G_z_a = sum_j A_aj q^_j,
+    and the negatives' gradients, G_j = sum_a A_aj z_a (``_pair_gradients``)."""
+    cdef int a, j, t, n_act = 0, pairs = 0, N = cfg.negatives
     cdef float coef = cfg.negative_weight / N, cs, sc
     cdef bint skip = cfg.exclude_positives and not s.single
     cdef double total = 0
-    memset(s.GZ, 0, s.m * d * sizeof(float))
     memset(s.active, 0, N * sizeof(char))
     for a in range(s.m):
-        u = s.users[a]
         s.gsh[a] = 0
         for j in range(N):
             cs = s.Sc[a * N + j]  # the cosine; the score adds the biases
+            s.Sc[a * N + j] = 0
             t = s.neg[j]
             sc = cs + (s.xb[a] * M.item_bias[t] if M.item_bias != NULL else 0) + s.shift[a]
             if sc <= cfg.margin:
                 continue
-            if skip and find(X.indices + X.indptr[u], X.indptr[u + 1] - X.indptr[u], t) >= 0:
+            if skip and _excluded(X, s, a, t):
                 continue
             total += coef * (sc - cfg.margin)
             s.gsh[a] += coef
@@ -488,13 +504,33 @@ cdef double _negatives(Config* cfg, Model* M, Data* X, Scratch* s) noexcept nogi
                 n_act += 1
                 s.colw[j] = 0
                 s.gbn[j] = 0
-                memset(s.GQn + j * d, 0, d * sizeof(float))
             s.colw[j] += coef * cs
             s.gbn[j] += coef * s.xb[a]
-            _axpy(d, coef, M.normalised + <Py_ssize_t>t * d, s.GZ + a * d)
-            _axpy(d, coef, s.Z + a * d, s.GQn + j * d)
+            s.Sc[a * N + j] = coef
+            pairs += 1
     s.n_act = n_act
+    _pair_gradients(cfg, M, s, pairs)
     return total
+
+
+cdef void _pair_gradients(Config* cfg, Model* M, Scratch* s, int pairs) noexcept nogil:
+    """G_Z = A Qn and G_Qn = A^T Z for the pair weights A (m x N, in s.Sc): two SGEMMs on the
+    gathered negatives when at least one pair in eight is active, else summed pair by pair."""
+    cdef int a, j, t, d = cfg.factors, N = cfg.negatives, m = s.m
+    if m > 1 and 8 * pairs >= m * N:
+        # row-major GZ (m x d) = A (m x N) Qn (N x d); GQn (N x d) = A^T Z
+        sgemm(&PLAIN, &PLAIN, &d, &m, &N, &ONE, s.Qn, &d, s.Sc, &N, &ZERO, s.GZ, &d)
+        sgemm(&PLAIN, &TRANS, &d, &N, &m, &ONE, s.Z, &d, s.Sc, &N, &ZERO, s.GQn, &d)
+        return
+    memset(s.GZ, 0, m * d * sizeof(float))
+    for a in range(s.n_act):
+        memset(s.GQn + s.act[a] * d, 0, d * sizeof(float))
+    for a in range(m):
+        for j in range(N):
+            if s.Sc[a * N + j] != 0:
+                t = s.neg[j]
+                _axpy(d, s.Sc[a * N + j], M.normalised + <Py_ssize_t>t * d, s.GZ + a * d)
+                _axpy(d, s.Sc[a * N + j], s.Z + a * d, s.GQn + j * d)
 
 
 cdef double _positives(Config* cfg, Model* M, Scratch* s, Sink* sink) noexcept nogil:
@@ -647,12 +683,16 @@ cdef double _block(Config* cfg, Model* M, Data* X, Scratch* s, Sink* sink, uint6
     for a in range(1, s.m):
         s.single = s.single and s.users[a] == s.users[0]
     s.S_user = -1
+    if cfg.exclude_positives:
+        _mark(X, s, True)
     _draw(cfg, X, s, rng)
     if cfg.gamma < 1:
         _history(cfg, M, X, s)
     _user_vectors(cfg, M, s, rng)
     _scores(cfg, M, s)
     total = _negatives(cfg, M, X, s)
+    if cfg.exclude_positives:
+        _mark(X, s, False)
     total += _positives(cfg, M, s, sink)
     if cfg.gamma < 1:
         _history_backward(cfg, M, X, s, sink)
@@ -735,7 +775,7 @@ cdef Scratch _alloc(int d, int N, int chunk, int n_items, int hmax) noexcept nog
     s.Qn = <float*>malloc(ND * sizeof(float))
     s.GQn = <float*>malloc(ND * sizeof(float))
     s.Sc = <float*>malloc(C * N * sizeof(float))
-    s.seen = <char*>calloc(n_items, sizeof(char))
+    s.seen = <uint64_t*>calloc(n_items, sizeof(uint64_t))
     s.AL = <float*>malloc(C * s.hmax * sizeof(float))
     return s
 

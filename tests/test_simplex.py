@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from recsys._ext._simplex import adam_step, user_gradients
 from recsys.models.iterative import EarlyStopping, ReduceOnPlateau
@@ -586,3 +587,29 @@ def test_official_configurations_are_named_presets():
         inside = in_space(SPACES["SimpleX"], preset)
         assert len(inside) == len(set(preset) & set(SPACES["SimpleX"])) and inside in \
             PRESETS["SimpleX"]
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_shared_negatives_skip_each_users_own_positives(exclude):
+    """A block of two users' positives shares its negatives; with ``exclude_positives`` a
+    negative counts only for the users who do not have it. Every cosine is 1 (equal rows,
+    a vanishing learning rate) and the margin is -1, so each counted pair adds 2 w / N: user 0
+    has items {0, 1}, user 1 item {2}, so every draw counts for exactly one of the two (2 w per
+    block of both); the block of user 0 alone redraws to item 2 (2 w)."""
+    from recsys._ext._simplex import train_epoch
+
+    X = sp.csr_matrix((np.ones(3, np.float32), ([0, 0, 1], [0, 1, 2])), shape=(2, 3))
+    tables = {"user_factors": np.ones((2, 4), np.float32),
+              "item_factors": np.ones((3, 4), np.float32), "W": np.eye(4, dtype=np.float32)}
+    state = {name: (np.zeros_like(t), np.zeros_like(t),
+                    np.zeros(len(t) if name != "W" else 1, np.int32))
+             for name, t in tables.items()}
+    w = 3.0
+    config = {"negatives": 50, "margin": -1.0, "negative_weight": w, "gamma": 1.0,
+              "learning_rate": 1e-30, "seed": 7, "negative_sharing": 2, "batch_size": 10,
+              "exclude_positives": exclude}
+    # positions 1 (user 0, item 1) and 2 (user 1, item 2) form the first block
+    loss = train_epoch(X.indptr, X.indices, X.indptr, X.indices, tables, state, config,
+                       np.array([1, 2, 0], np.int32))
+    assert loss == pytest.approx((2 * w + 2 * w) / 3 if exclude else (4 * w + 2 * w) / 3,
+                                 rel=1e-5)
