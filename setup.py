@@ -6,6 +6,7 @@ x86-64 (set RECSYS_MARCH_NATIVE=1 to opt in for a local build).
 """
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -57,16 +58,22 @@ compile_args = ["/O2"] if sys.platform == "win32" else ["-O3", "-fno-math-errno"
 if os.environ.get("RECSYS_MARCH_NATIVE") == "1":
     compile_args.append("-march=native")
 
+# ``<kernel>_avx2.pyx`` includes ``<kernel>.pyx`` to build it again with AVX2 and FMA, chosen
+# at run time by recsys._ext.kernel on CPUs that have them; skipped where the compiler does
+# not target x86-64 (or is MSVC), where the baseline build then serves alone.
+x86_gcc = sys.platform != "win32" and platform.machine().lower() in ("x86_64", "amd64")
 extensions = [
     Extension(
         f"recsys._ext.{path.stem}",
         [str(path.relative_to(HERE))],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=compile_args + omp_compile,
+        extra_compile_args=compile_args + omp_compile
+        + (["-mavx2", "-mfma"] if path.stem.endswith("_avx2") else []),
         extra_link_args=omp_link,
     )
     for path in sorted((HERE / "ext").glob("*.pyx"))
+    if x86_gcc or not path.stem.endswith("_avx2")
 ]
 
 setup(

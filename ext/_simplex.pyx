@@ -476,38 +476,53 @@ cdef void _scores(Config* cfg, Model* M, Scratch* s) noexcept nogil:
     sgemm(&TRANS, &PLAIN, &N, &m, &d, &ONE, s.Qn, &d, s.Z, &d, &ZERO, s.Sc, &N)
 
 
+cdef inline bint _any_above(const float* x, int n, float shift, float margin) noexcept nogil:
+    """Whether any x_j + shift > margin (a loop the compiler vectorises)."""
+    cdef int j
+    cdef bint hit = False
+    for j in range(n):
+        hit |= x[j] + shift > margin
+    return hit
+
+
 cdef double _negatives(Config* cfg, Model* M, Data* X, Scratch* s) noexcept nogil:
     """The active pairs (s > m): their loss (returned), the weights A_aj = w / N of the pairs
     (in place of the scores), and from them the negative parts of G_z, G_z_a = sum_j A_aj q^_j,
-    and the negatives' gradients, G_j = sum_a A_aj z_a (``_pair_gradients``)."""
-    cdef int a, j, t, n_act = 0, pairs = 0, N = cfg.negatives
+    and the negatives' gradients, G_j = sum_a A_aj z_a (``_pair_gradients``). Without item
+    biases, runs of 32 scores with none above the margin are skipped after one vector scan."""
+    cdef int a, j, j0, n, t, n_act = 0, pairs = 0, N = cfg.negatives
     cdef float coef = cfg.negative_weight / N, cs, sc
+    cdef float* row
     cdef bint skip = cfg.exclude_positives and not s.single
     cdef double total = 0
     memset(s.active, 0, N * sizeof(char))
     for a in range(s.m):
         s.gsh[a] = 0
-        for j in range(N):
-            cs = s.Sc[a * N + j]  # the cosine; the score adds the biases
-            s.Sc[a * N + j] = 0
-            t = s.neg[j]
-            sc = cs + (s.xb[a] * M.item_bias[t] if M.item_bias != NULL else 0) + s.shift[a]
-            if sc <= cfg.margin:
+        row = s.Sc + <Py_ssize_t>a * N
+        for j0 in range(0, N, 32):  # runs of 32 scores
+            n = min(32, N - j0)
+            if M.item_bias == NULL and not _any_above(row + j0, n, s.shift[a], cfg.margin):
+                memset(row + j0, 0, n * sizeof(float))
                 continue
-            if skip and _excluded(X, s, a, t):
-                continue
-            total += coef * (sc - cfg.margin)
-            s.gsh[a] += coef
-            if not s.active[j]:
-                s.active[j] = 1
-                s.act[n_act] = j
-                n_act += 1
-                s.colw[j] = 0
-                s.gbn[j] = 0
-            s.colw[j] += coef * cs
-            s.gbn[j] += coef * s.xb[a]
-            s.Sc[a * N + j] = coef
-            pairs += 1
+            for j in range(j0, j0 + n):
+                cs = row[j]  # the cosine; the score adds the biases
+                row[j] = 0
+                t = s.neg[j]
+                sc = cs + (s.xb[a] * M.item_bias[t] if M.item_bias != NULL else 0) + s.shift[a]
+                if sc <= cfg.margin or (skip and _excluded(X, s, a, t)):
+                    continue
+                total += coef * (sc - cfg.margin)
+                s.gsh[a] += coef
+                if not s.active[j]:
+                    s.active[j] = 1
+                    s.act[n_act] = j
+                    n_act += 1
+                    s.colw[j] = 0
+                    s.gbn[j] = 0
+                s.colw[j] += coef * cs
+                s.gbn[j] += coef * s.xb[a]
+                row[j] = coef
+                pairs += 1
     s.n_act = n_act
     _pair_gradients(cfg, M, s, pairs)
     return total
@@ -515,8 +530,9 @@ cdef double _negatives(Config* cfg, Model* M, Data* X, Scratch* s) noexcept nogi
 
 cdef void _pair_gradients(Config* cfg, Model* M, Scratch* s, int pairs) noexcept nogil:
     """G_Z = A Qn and G_Qn = A^T Z for the pair weights A (m x N, in s.Sc): two SGEMMs on the
-    gathered negatives when at least one pair in eight is active, else summed pair by pair."""
-    cdef int a, j, t, d = cfg.factors, N = cfg.negatives, m = s.m
+    gathered negatives when at least one pair in eight is active, else summed pair by pair
+    over the active columns."""
+    cdef int a, j, k, t, d = cfg.factors, N = cfg.negatives, m = s.m
     if m > 1 and 8 * pairs >= m * N:
         # row-major GZ (m x d) = A (m x N) Qn (N x d); GQn (N x d) = A^T Z
         sgemm(&PLAIN, &PLAIN, &d, &m, &N, &ONE, s.Qn, &d, s.Sc, &N, &ZERO, s.GZ, &d)
@@ -526,7 +542,8 @@ cdef void _pair_gradients(Config* cfg, Model* M, Scratch* s, int pairs) noexcept
     for a in range(s.n_act):
         memset(s.GQn + s.act[a] * d, 0, d * sizeof(float))
     for a in range(m):
-        for j in range(N):
+        for k in range(s.n_act):
+            j = s.act[k]
             if s.Sc[a * N + j] != 0:
                 t = s.neg[j]
                 _axpy(d, s.Sc[a * N + j], M.normalised + <Py_ssize_t>t * d, s.GZ + a * d)

@@ -613,3 +613,44 @@ def test_shared_negatives_skip_each_users_own_positives(exclude):
                        np.array([1, 2, 0], np.int32))
     assert loss == pytest.approx((2 * w + 2 * w) / 3 if exclude else (4 * w + 2 * w) / 3,
                                  rel=1e-5)
+
+
+def test_kernel_build_follows_the_cpu(monkeypatch):
+    """recsys._ext.kernel picks the AVX2 build where the CPU has AVX2 and FMA (and it was
+    built: x86-64 with GCC or clang), the baseline build otherwise or under
+    RECSYS_SIMD=baseline."""
+    import platform
+
+    from recsys._ext import _cpu, _simplex, kernel
+
+    monkeypatch.delenv("RECSYS_SIMD", raising=False)
+    wide = _cpu.avx2_fma() and platform.machine().lower() in ("x86_64", "amd64")
+    assert kernel("_simplex").__name__ == ("recsys._ext._simplex_avx2" if wide else
+                                           "recsys._ext._simplex")
+    monkeypatch.setenv("RECSYS_SIMD", "baseline")
+    assert kernel("_simplex") is _simplex
+
+
+def test_avx2_build_trains_as_the_baseline(monkeypatch):
+    """The two builds of the kernel differ only in rounding (FMA contractions, wider sums):
+    one fit of each from the same seed ends at the same factors within one float32 rounding
+    of the factors' magnitude per step taken."""
+    from recsys._ext import _cpu
+    from recsys.models import SimpleX
+
+    if not _cpu.avx2_fma():
+        pytest.skip("this CPU has no AVX2/FMA: only the baseline build runs here")
+    monkeypatch.delenv("RECSYS_SIMD", raising=False)
+    X = planted()
+    params = dict(factors=8, negatives=20, margin=0.3, negative_weight=5, gamma=0.5,
+                  learning_rate=0.01, epochs=3, batch_size=16, negative_sharing=4,
+                  random_state=0, num_threads=1)
+    wide = SimpleX(**params).fit(X)
+    monkeypatch.setenv("RECSYS_SIMD", "baseline")
+    base = SimpleX(**params).fit(X)
+    steps = params["epochs"] * -(-X.nnz // params["batch_size"])
+    for name in ("user_factors_", "item_factors_", "W_"):
+        a, b = getattr(wide, name), getattr(base, name)
+        assert not np.array_equal(a, np.zeros_like(a))
+        eps = np.finfo(np.float32).eps
+        np.testing.assert_allclose(a, b, rtol=0, atol=steps * eps * np.abs(b).max())

@@ -36,7 +36,7 @@ from recsys._constraints import (
     Options,
     Real,
 )
-from recsys._ext._simplex import train_epoch
+from recsys._ext import kernel
 from recsys._sparse import column_counts, row_of_values, select_entries
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
@@ -313,6 +313,7 @@ class SimpleX(IterativeModel):
         self._store(tables)
         trained = self._trained(tables)
         identity = np.arange(X.nnz, dtype=np.int32)
+        train_epoch = kernel("_simplex").train_epoch  # the build for this CPU
         for epoch in tqdm(range(len(rates) if rates is not None else self.epochs),
                           desc="SimpleX", disable=not self.show_progress):
             lr = rates[epoch] if rates is not None else lr
