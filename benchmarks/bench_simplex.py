@@ -19,7 +19,8 @@ Against an older build of our own kernel (``--reference DIR``: a checkout of tha
 its compiled kernels, e.g. ``git worktree add ../ref 38ff94e`` then ``make install`` there):
 one-epoch fits of both at 2 threads, ours at ``negative_sharing`` 1 (every positive its own
 negatives, as the reference does), the default and 64, each in a fresh process
-(``peers/recsys_reference.py``); with ``--quality-epochs K`` also K epochs of the official
+(``peers/recsys_reference.py``), and the default sharing again on the baseline build
+(``RECSYS_SIMD=baseline``: no AVX2/FMA); with ``--quality-epochs K`` also K epochs of the official
 Gowalla configuration (``SimpleX.PRESETS["gowalla"]``, constant rate) on the validation part
 carved from the training split, validation NDCG@20 after each epoch for the reference and the
 default sharing: the same quality per epoch is the condition of the speed-up.
@@ -93,9 +94,10 @@ def speed_table(X, negatives: int, dim: int, gamma: float, repeats: int,
     return rows
 
 
-def _runner(build: Path | None, *args: str) -> dict:
-    """``peers/recsys_reference.py`` with ``build`` (None: this tree) first on the path."""
-    env = dict(os.environ)
+def _runner(build: Path | None, *args: str, simd: str = "") -> dict:
+    """``peers/recsys_reference.py`` with ``build`` (None: this tree) first on the path
+    (``simd="baseline"``: this tree's baseline build, not the one for this CPU)."""
+    env = {**os.environ, "RECSYS_SIMD": simd}
     if build is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(build), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, str(RUNNER), *args], capture_output=True,
@@ -127,12 +129,14 @@ def reference_table(X, reference: Path, negatives: int, dim: int, gamma: float, 
         rows.append({"kernel": f"reference ({_commit(reference)})", "negative_sharing": 1,
                      "threads": threads, "epoch_s": ref_s, "min_s": min(ref["epoch_s"]),
                      "ratio": 1.0})
-        for sharing in sorted({1, NEGATIVE_SHARING, 64}):
+        runs = [("this tree", sharing, "") for sharing in sorted({1, NEGATIVE_SHARING, 64})]
+        runs.insert(1, ("this tree, baseline build", NEGATIVE_SHARING, "baseline"))
+        for label, sharing, simd in runs:
             run = _runner(None, path, "--params",
                           json.dumps({**base, "negative_sharing": sharing}), "--repeats",
-                          str(repeats))
+                          str(repeats), simd=simd)
             median = sorted(run["epoch_s"])[len(run["epoch_s"]) // 2]
-            rows.append({"kernel": "this tree", "negative_sharing": sharing,
+            rows.append({"kernel": label, "negative_sharing": sharing,
                          "threads": threads, "epoch_s": median, "min_s": min(run["epoch_s"]),
                          "ratio": ref_s / median})
     return rows

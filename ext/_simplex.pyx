@@ -191,6 +191,7 @@ cdef struct Scratch:
     float* GQn      # N x d: the negatives' gradients (before the normalisation's Jacobian)
     float* colw     # N: sum over positives of A_aj s_aj
     float* gbn      # N: the negatives' item-bias gradients
+    float* runmax   # N / 32 + 1: the largest item bias of each run of 32 negatives
     uint64_t* seen  # n_items: bit a marks the items of positive a's user (while excluded)
     float* AL       # chunk x hmax: attention weights over the history (user attention)
     int hmax
@@ -485,23 +486,37 @@ cdef inline bint _any_above(const float* x, int n, float shift, float margin) no
     return hit
 
 
+cdef void _run_bias(Model* M, Scratch* s, int N) noexcept nogil:
+    """The largest item bias of each run of 32 negatives (xb >= 0 scales it, so xb b_t stays
+    below xb times it)."""
+    cdef int j
+    for j in range(N):
+        if j % 32 == 0 or M.item_bias[s.neg[j]] > s.runmax[j // 32]:
+            s.runmax[j // 32] = M.item_bias[s.neg[j]]
+
+
 cdef double _negatives(Config* cfg, Model* M, Data* X, Scratch* s) noexcept nogil:
     """The active pairs (s > m): their loss (returned), the weights A_aj = w / N of the pairs
     (in place of the scores), and from them the negative parts of G_z, G_z_a = sum_j A_aj q^_j,
-    and the negatives' gradients, G_j = sum_a A_aj z_a (``_pair_gradients``). Without item
-    biases, runs of 32 scores with none above the margin are skipped after one vector scan."""
+    and the negatives' gradients, G_j = sum_a A_aj z_a (``_pair_gradients``). A run of 32
+    scores is skipped after one vector scan when even its largest item bias (``_run_bias``)
+    lifts none above the margin (less a slack for the sums' rounding)."""
     cdef int a, j, j0, n, t, n_act = 0, pairs = 0, N = cfg.negatives
-    cdef float coef = cfg.negative_weight / N, cs, sc
+    cdef float coef = cfg.negative_weight / N, cs, sc, lift
+    cdef float bar = cfg.margin - (1e-5 if M.item_bias != NULL else 0)
     cdef float* row
     cdef bint skip = cfg.exclude_positives and not s.single
     cdef double total = 0
     memset(s.active, 0, N * sizeof(char))
+    if M.item_bias != NULL:
+        _run_bias(M, s, N)
     for a in range(s.m):
         s.gsh[a] = 0
         row = s.Sc + <Py_ssize_t>a * N
         for j0 in range(0, N, 32):  # runs of 32 scores
             n = min(32, N - j0)
-            if M.item_bias == NULL and not _any_above(row + j0, n, s.shift[a], cfg.margin):
+            lift = s.shift[a] + (s.xb[a] * s.runmax[j0 // 32] if M.item_bias != NULL else 0)
+            if not _any_above(row + j0, n, lift, bar):
                 memset(row + j0, 0, n * sizeof(float))
                 continue
             for j in range(j0, j0 + n):
@@ -789,6 +804,7 @@ cdef Scratch _alloc(int d, int N, int chunk, int n_items, int hmax) noexcept nog
     s.active = <char*>malloc(N * sizeof(char))
     s.colw = <float*>malloc(N * sizeof(float))
     s.gbn = <float*>malloc(N * sizeof(float))
+    s.runmax = <float*>malloc((N // 32 + 1) * sizeof(float))
     s.Qn = <float*>malloc(ND * sizeof(float))
     s.GQn = <float*>malloc(ND * sizeof(float))
     s.Sc = <float*>malloc(C * N * sizeof(float))
@@ -804,7 +820,7 @@ cdef bint _alloc_ok(Scratch* s) noexcept nogil:
                 or s.WH == NULL or s.P == NULL or s.Xi == NULL or s.Z == NULL
                 or s.GZ == NULL or s.GP == NULL or s.GE == NULL or s.GH == NULL
                 or s.neg == NULL or s.act == NULL or s.active == NULL or s.colw == NULL
-                or s.gbn == NULL or s.Qn == NULL or s.GQn == NULL or s.Sc == NULL
+                or s.gbn == NULL or s.runmax == NULL or s.Qn == NULL or s.GQn == NULL or s.Sc == NULL
                 or s.seen == NULL or s.AL == NULL)
 
 
@@ -813,7 +829,7 @@ cdef void _free(Scratch* s) noexcept nogil:
     free(s.shift); free(s.gsh); free(s.S); free(s.p); free(s.gt); free(s.gk); free(s.H)
     free(s.WH); free(s.P); free(s.Xi); free(s.Z); free(s.GZ); free(s.GP); free(s.GE)
     free(s.GH); free(s.neg); free(s.act); free(s.active); free(s.colw); free(s.gbn)
-    free(s.Qn); free(s.GQn); free(s.Sc); free(s.seen); free(s.AL)
+    free(s.runmax); free(s.Qn); free(s.GQn); free(s.Sc); free(s.seen); free(s.AL)
 
 
 # ---- epochs -----------------------------------------------------------------------------

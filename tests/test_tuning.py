@@ -101,6 +101,40 @@ def test_iterative_models_log_per_epoch_metrics(tmp_path, data_home):
         assert "ndcg_at_10" in run.data.metrics
 
 
+def test_simplex_trials_early_stop_and_the_refit_replays_their_rates(tmp_path, data_home):
+    """SimpleX's trials early-stop on the validation sample every epoch (each evaluation
+    logged and reported to the pruner), keep their best epoch, record the learning rate of
+    each kept epoch, and the refit on the whole training data trains exactly those."""
+    import mlflow
+
+    from recsys.models import SimpleX
+    from recsys.tuning import sweep
+
+    uri = f"sqlite:///{tmp_path}/X.db"
+    result = sweep("simplex", "ml-100k", n_trials=2, storage=str(tmp_path / "j.log"),
+                   tracking_uri=uri, data_home=data_home, show_progress=False,
+                   fixed={"factors": 16, "negatives": 50, "epochs": 12},
+                   model_dir=tmp_path / "models", log_model="none")
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("ml-100k-simplex").experiment_id
+    trials = [t for t in result.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 2
+    for trial in trials:
+        rates = trial.user_attrs["lr_schedule"]
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        steps = [m.step for m in client.get_metric_history(run.info.run_id,
+                                                          "epoch_ndcg_at_10")]
+        # every epoch evaluated up to the stop; the kept epochs end at the best one
+        assert steps == list(range(len(steps))) and 1 <= len(rates) <= len(steps) <= 12
+        assert len(steps) == 12 or len(steps) - len(rates) == 3  # ceiling or patience
+        assert float(run.data.params["epochs"]) == 12
+    assert experiment is not None
+    best = result.study.best_trial
+    model = SimpleX.load(result.model_path)
+    assert model.schedule_ == pytest.approx(best.user_attrs["lr_schedule"])
+    assert len(model.history_) == len(best.user_attrs["lr_schedule"])
+
+
 def test_intermediate_reports_use_a_seeded_sample_of_validation_users(data_home):
     from recsys.experiment import load_experiment
     from recsys.tuning.sweep import validation_sample

@@ -6,9 +6,12 @@ then seeded multivariate TPE whose random start scales with the budget; median p
 trial fits the model on the tuning part of the data (a validation split carved from the
 training data, never the test part) with the ``fixed`` parameters, logs its parameters, seed,
 fit time, metrics at every k and, for iterative models, the validation metric every
-``eval_every`` epochs on a sample of validation users (which also feeds the pruner). When the
-worker's trials are done, the best parameters are refitted on the whole training data and
-evaluated on the test part; the parent run gets the best parameters (and the ones at an edge
+``eval_every`` epochs on a sample of validation users (which also feeds the pruner); the
+models in :data:`~recsys.tuning.spaces.EARLY_STOPPING` (SimpleX) instead early-stop on that
+sample every epoch with a reduce-on-plateau learning rate, their ``epochs`` a ceiling. When
+the worker's trials are done, the best parameters are refitted on the whole training data
+(an early-stopped trial's learning rate per kept epoch replayed) and evaluated on the test
+part; the parent run gets the best parameters (and the ones at an edge
 of their range, tagged), the test metrics, the saved model (unless ``log_model="none"``) and
 a plot of the optimisation history.
 
@@ -34,13 +37,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from recsys.data.spec import DataSpec
 from recsys.evaluation import evaluate, parse_metric
 from recsys.experiment import Experiment, load_experiment
 from recsys.models.base import Recommender, json_params
 from recsys.models.registry import make_model, model_class
-from recsys.tuning.spaces import FIXED, PRESETS, SPACES, in_space, on_edge, suggest
+from recsys.tuning.spaces import (
+    EARLY_STOPPING,
+    FIXED,
+    PRESETS,
+    SPACES,
+    in_space,
+    on_edge,
+    suggest,
+)
 from recsys.tuning.tracking import (
     BEST_PARAMS_TAG,
     end_trial_run,
@@ -287,6 +299,9 @@ def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
     if not isinstance(estimator, IterativeModel):
         estimator.fit(train)
         return
+    if type(estimator).__name__ in EARLY_STOPPING:
+        _early_stopped_fit(estimator, train, tune, trial, metric, sample)
+        return
     name, at = parse_metric(metric)
     epochs = _epochs(estimator) or 1
     every = eval_every or max(1, round(epochs / 4))
@@ -302,6 +317,40 @@ def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
             raise optuna.TrialPruned()
 
     estimator.fit(train, callback=callback)
+
+
+def _early_stopped_fit(estimator, train, tune: Experiment, trial, metric: str,
+                       sample=None) -> None:
+    """Fit as :data:`~recsys.tuning.spaces.EARLY_STOPPING` says: early stopping on the
+    validation part (its ``sample`` users, or all) by ``metric``, each evaluation reported to
+    the pruner; the learning rate of each kept epoch (``schedule_``) is recorded in the trial
+    for the refit."""
+    import optuna
+
+    from recsys.models.iterative import EarlyStopping
+
+    rule = dict(EARLY_STOPPING[type(estimator).__name__])
+    stop = EarlyStopping(metric=metric, patience=rule.pop("patience"))
+    prune_from = rule.pop("prune_from")
+    validation = tune.test.matrix
+    if sample is not None:
+        kept = np.zeros(validation.shape[0], dtype=validation.dtype)
+        kept[sample] = 1
+        validation = (sp.diags(kept) @ validation).tocsr()
+        validation.eliminate_zeros()
+
+    def callback(epoch, fitted):
+        value = fitted.history_[-1].get(metric)
+        if value is None:
+            return
+        log_epoch(metric, value, epoch)
+        trial.report(value, epoch)
+        if epoch + 1 >= prune_from and trial.should_prune():
+            raise optuna.TrialPruned()
+
+    estimator.fit(train, validation=validation, early_stopping=stop, callback=callback, **rule)
+    if getattr(estimator, "schedule_", None) is not None:
+        trial.set_user_attr("lr_schedule", [float(rate) for rate in estimator.schedule_])
 
 
 class _SweepBar:
@@ -385,7 +434,9 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
     params = {**fixed, **best.params}
     model = trial_model(cls, params, seed_t)
     full = exp.full()
-    full.fit(model)
+    # an early-stopped trial's learning rate per kept epoch, replayed on all the training data
+    schedule = best.user_attrs.get("lr_schedule")
+    full.fit(model, **({"lr_schedule": schedule} if schedule else {}))
     test_metrics, test_per_user = evaluate(model, full.history, full.test, k=ks,
                                            per_user=True)
     finished = _finished(study)
