@@ -10,15 +10,22 @@ contention.
    reports (every ``eval_every`` epochs, on 2,000 sampled validation users), against a plain
    fit of the same configuration (the model's preset); the final evaluation, which both need,
    is shown apart. Target <= 1.5x.
-3. **Contention**: EASE's dense fit (Gram in OpenMP, Cholesky inverse in LAPACK) at 1 and 2
+3. **SimpleX on every shared data set** (``--parts simplex``): a 20-trial sweep (seed 0) and a
+   second one (seed 1, on its own validation carve; its choice refitted and scored on seed
+   0's), each trial early-stopped on validation, against the best known validation NDCG@20:
+   the best of the official configurations with their trainers and of both sweeps, all on
+   seed 0's validation part. Ratio = run / best known (target >= 0.97).
+4. **Contention**: EASE's dense fit (Gram in OpenMP, Cholesky inverse in LAPACK) at 1 and 2
    threads and at the default (``num_threads=0``: BLAS on the cores idle at the start), alone
    and beside a competing CPU-bound process; ratio = time / time on 1 thread in the same
    condition (target for the default <= 1.3x).
 
-    python benchmarks/bench_sweep.py [--quick] [--parts quality overhead contention]
+    python benchmarks/bench_sweep.py [--quick] [--parts quality overhead contention simplex]
+        [--datasets ml-100k lastfm-hetrec]
 
 ``--quick``: ML-100K u1 (ratings >= 4), 3 trials, small grids (CI smoke run).
-Writes benchmarks/results/sweep_quality.csv, sweep_overhead.csv, contention.csv (``_quick``).
+Writes benchmarks/results/sweep_quality.csv, sweep_overhead.csv, contention.csv,
+sweep_simplex.csv (``_quick``).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from _common import machine, print_table, write_csv
 QUALITY = {"ml-1m-lcfn": ["ALS", "ItemKNN", "EASE"], "gowalla-lightgcn": ["ALS", "ItemKNN"],
            "quick": ["ALS", "ItemKNN", "EASE"]}
 ITERATIVE = ["ALS", "BPR", "AltMin", "MaskedNMF", "NBMF", "SimpleX"]
+SIMPLEX_DATA = ["ml-100k", "lastfm-hetrec", "ml-1m-lcfn", "gowalla-lightgcn"]
 
 
 def _experiment(data: str):
@@ -83,6 +91,62 @@ def quality(data: str, models: list[str], trials: int) -> list[dict]:
         print(f"{data} {name}: grid {best_grid:.4f} ({grid_s:.0f} s), sweep "
               f"{result.best_value:.4f} ({sweep_s:.0f} s)", flush=True)
     return rows
+
+
+def _trained(params: dict, tune, fit_args: dict, seed: int = 0):
+    """SimpleX with ``params`` fitted on ``tune``'s training part, early-stopped on its
+    validation part as ``fit_args`` say; its validation NDCG@20 at the kept epoch."""
+    from recsys.evaluation import evaluate
+    from recsys.models import SimpleX
+
+    model = SimpleX(**params, random_state=seed)
+    model.fit(tune.training(model), validation=tune.test.matrix, **fit_args)
+    return evaluate(model, tune.history, tune.test, k=20, metrics=("ndcg",))["ndcg_at_20"]
+
+
+def simplex_sweeps(data: str, trials: int) -> list[dict]:
+    """SimpleX: a ``trials``-trial sweep (seed 0) and another (seed 1, its own validation
+    carve; its choice refitted and scored on seed 0's validation part) against the best known
+    validation NDCG@20: the best of the official configurations (``SimpleX.PRESETS`` with
+    their trainers) and of both sweeps, all on the validation part of seed 0."""
+    from bench_accuracy import official, simplex_fit
+
+    from recsys.models import SimpleX
+    from recsys.models.iterative import EarlyStopping
+    from recsys.tuning import sweep
+    from recsys.tuning.spaces import EARLY_STOPPING, FIXED
+
+    tune = _experiment(data)
+    scores, seconds = {}, {}
+    for name in SimpleX.PRESETS:
+        start = time.perf_counter()
+        built, fit_args = simplex_fit(official(name))
+        scores[f"preset {name}"] = _trained(built, tune, fit_args)
+        seconds[f"preset {name}"] = time.perf_counter() - start
+    rule = dict(EARLY_STOPPING["SimpleX"])
+    trainer = {"early_stopping": EarlyStopping(metric="ndcg_at_20",
+                                               patience=rule["patience"]),
+               "lr_schedule": rule["lr_schedule"]}
+    chosen = {}
+    for seed in (0, 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            result = sweep("SimpleX", _experiment_full(data), n_trials=trials,
+                           metric="ndcg_at_20", seed=seed,
+                           storage=str(Path(tmp) / "journal.log"),
+                           tracking_uri=f"sqlite:///{tmp}/mlflow.db", log_model="none",
+                           show_progress=False)
+            seconds[f"sweep seed {seed}"] = time.perf_counter() - start
+        chosen[seed] = result.best_params
+        scores[f"sweep seed {seed}"] = (result.best_value if seed == 0 else _trained(
+            {**FIXED["SimpleX"], **result.best_params}, tune, trainer))
+        print(f"{data} SimpleX sweep seed {seed}: {scores[f'sweep seed {seed}']:.4f} "
+              f"({seconds[f'sweep seed {seed}']:.0f} s) {result.best_params}", flush=True)
+    best = max(scores.values())
+    return [{"data": data, "run": run, "trials": trials if run.startswith("sweep") else 1,
+             "ndcg_at_20": value, "vs_best_known": value / best, "seconds": seconds[run],
+             "params": str(chosen[int(run[-1])]) if run.startswith("sweep") else "-"}
+            for run, value in scores.items()]
 
 
 def _experiment_full(data: str):
@@ -189,6 +253,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--parts", nargs="+", default=["quality", "overhead", "contention"])
     parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument("--datasets", nargs="+", default=None,
+                        help="data sets of the simplex part (default: every shared one)")
     args = parser.parse_args()
     suffix = "_quick" if args.quick else ""
     datasets = ["quick"] if args.quick else ["ml-1m-lcfn", "gowalla-lightgcn"]
@@ -200,6 +266,12 @@ def main() -> None:
         print_table(rows, ["data", "model", "grid_size", "grid_best", "trials", "sweep_best",
                            "ratio", "grid_s", "sweep_s", "edges"])
         write_csv(f"sweep_quality{suffix}", rows)
+    if "simplex" in args.parts:
+        rows = []
+        for data in (["quick"] if args.quick else args.datasets or SIMPLEX_DATA):
+            rows += simplex_sweeps(data, args.trials or (2 if args.quick else 20))
+        print_table(rows, ["data", "run", "trials", "ndcg_at_20", "vs_best_known", "seconds"])
+        write_csv(f"sweep_simplex{suffix}", rows)
     if "overhead" in args.parts:
         rows = overhead(datasets[0], ["ALS", "MaskedNMF"] if args.quick else ITERATIVE)
         print_table(rows, ["data", "model", "plain_fit_s", "trial_fit_s", "overhead",

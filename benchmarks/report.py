@@ -394,6 +394,15 @@ def sweep_quality(quick: bool, out: Path) -> str:
                   for r in rows])
 
 
+def sweep_simplex(quick: bool, out: Path) -> str:
+    rows = _read("sweep_simplex", quick)
+    return table(["data", "run", "trials", "validation NDCG@20", "vs best known", "time",
+                  "chosen"],
+                 [[r["data"], r["run"], r["trials"], num(_num(r["ndcg_at_20"])),
+                   num(_num(r["vs_best_known"]), 3), sec(_num(r["seconds"])),
+                   f"`{r['params']}`" if r["params"] != "-" else "-"] for r in rows])
+
+
 def sweep_overhead(quick: bool, out: Path) -> str:
     rows = _read("sweep_overhead", quick)
     return table(["data", "model", "configuration", "plain fit", "trial fit (with reports)",
@@ -623,7 +632,7 @@ RENDERERS: dict[str, Callable[[bool, Path], str]] = {
     "nmf_anneal": nmf_anneal, "simplex": simplex, "simplex_reference": simplex_reference,
     "updates_foldin": updates_foldin,
     "updates_partial": updates_partial, "sweep_quality": sweep_quality,
-    "sweep_overhead": sweep_overhead, "contention": contention,
+    "sweep_overhead": sweep_overhead, "sweep_simplex": sweep_simplex, "contention": contention,
 }
 
 

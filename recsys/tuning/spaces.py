@@ -34,13 +34,17 @@ SPACES: dict[str, dict[str, tuple]] = {
                   "frequency_scaling": ("float", 0.0, 1.0)},
     "NBMF": {"factors": ("int", 4, 48), "l2": ("float", 0.01, 10.0, "log"),
              "frequency_scaling": ("float", 0.0, 1.0)},
-    # margin: a sweep on new data chose 0.31 against the old bound 0.3
-    "SimpleX": {"negatives": ("int", 100, 2000, "log"), "margin": ("float", 0.0, 0.95),
+    # margin: a sweep on new data chose 0.31 against the old bound 0.3; factors, optimizer
+    # and init_std take in the official configurations (128 / 64, dense Adam from 1e-4)
+    "SimpleX": {"factors": ("int", 16, 256, "log"), "negatives": ("int", 100, 2000, "log"),
+                "margin": ("float", 0.0, 0.95),
                 "negative_weight": ("float", 1.0, 300.0, "log"),
                 "gamma": ("float", 0.5, 1.0), "learning_rate": ("float", 0.001, 0.1, "log"),
                 "l2": ("float", 1e-8, 0.1, "log"), "dropout": ("float", 0.0, 0.5),
                 "biases": ("categorical", [False, True]),
-                "exclude_positives": ("categorical", [False, True])},
+                "exclude_positives": ("categorical", [False, True]),
+                "optimizer": ("categorical", ["adam", "dense_adam"]),
+                "init_std": ("float", 1e-4, 0.1, "log")},
 }
 
 #: Known-good configurations, tried first by every sweep after the model's defaults: the
