@@ -26,7 +26,11 @@ carved from the training split, validation NDCG@20 after each epoch for the refe
 default sharing: the same quality per epoch is the condition of the speed-up.
 
     python benchmarks/bench_simplex.py [--quick] [--dataset gowalla-lightgcn]
-        [--reference DIR [--quality-epochs 10]]
+        [--reference DIR [--quality-epochs 10]] [--time-to-quality [--seeds 0 1 2]]
+
+``--time-to-quality``: on ml-1m-lcfn, ``SimpleX.preset("ml-1m-fast")`` fitted as
+``SimpleX.TRAINING`` says (early stopping on the shipped validation part), once per seed:
+fit seconds and test Recall@20 / NDCG@20 against 97% of the paper's (simplex_time_to_quality).
 
 Full run: gowalla-lightgcn training part (29,858 x 40,981, 810,128 positives), 1000 negatives,
 d = 64. ``--quick`` (CI smoke run): ML-100K u1 positives, 100 negatives.
@@ -40,6 +44,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import scipy.sparse as sp
@@ -169,6 +174,37 @@ def quality_table(data: str, reference: Path, epochs: int, threads: int = 2) -> 
     return rows
 
 
+#: Published Recall@20 / NDCG@20 and the bar of issue 23 (97% of the paper's on ml-1m-lcfn:
+#: 0.2745 / 0.2615) for the time-to-quality rows
+BARS = {"ml-1m-lcfn": (0.2745, 0.2615)}
+
+
+def time_to_quality(data: str, preset: str, seeds: list[int], threads: int = 2) -> list[dict]:
+    """``SimpleX.preset(preset)`` trained as ``SimpleX.TRAINING[preset]`` says on ``data``'s
+    training part, early-stopped on its validation part (which ml-1m-lcfn ships, so the model
+    is tested as it is), once per seed: fit seconds (the evaluations included) and test
+    Recall@20 / NDCG@20 against the bar."""
+    from recsys.evaluation import evaluate
+
+    exp = load_experiment(data)
+    tune = exp.tuning()
+    rows = []
+    for seed in seeds:
+        model = SimpleX.preset(preset, random_state=seed, num_threads=threads)
+        start = time.perf_counter()
+        model.fit(tune.history.matrix, validation=tune.test.matrix, **SimpleX.TRAINING[preset])
+        fit_s = time.perf_counter() - start
+        test = evaluate(model, exp.history, exp.test, k=20, metrics=("recall", "ndcg"))
+        bar = BARS[data]
+        rows.append({"data": data, "preset": preset, "seed": seed,
+                     "epochs_run": len(model.history_), "best_epoch": model.best_epoch_,
+                     "fit_s": fit_s, "recall_at_20": test["recall_at_20"],
+                     "ndcg_at_20": test["ndcg_at_20"], "bar_recall": bar[0], "bar_ndcg": bar[1],
+                     "met": bool(test["recall_at_20"] >= bar[0] and test["ndcg_at_20"] >= bar[1])})
+        print(f"{data} {preset} seed {seed}: {rows[-1]}", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -181,8 +217,16 @@ def main() -> None:
                         help="a checkout of an older build: time its kernel beside ours")
     parser.add_argument("--quality-epochs", type=int, default=0,
                         help="with --reference: validation NDCG@20 per epoch of both")
+    parser.add_argument("--time-to-quality", action="store_true",
+                        help="ml-1m-lcfn: SimpleX.preset('ml-1m-fast') once per --seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     print(f"# {machine()}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
+    if args.time_to_quality:
+        rows = time_to_quality("ml-1m-lcfn", "ml-1m-fast", args.seeds)
+        print_table(rows, list(rows[0]))
+        write_csv("simplex_time_to_quality", rows)
+        return
     if args.quick:
         split = load("ml-100k", split="u1")
         X = split.train.binarize(4).matrix

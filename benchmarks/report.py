@@ -403,6 +403,17 @@ def sweep_simplex(quick: bool, out: Path) -> str:
                    f"`{r['params']}`" if r["params"] != "-" else "-"] for r in rows])
 
 
+def simplex_time_to_quality(quick: bool, out: Path) -> str:
+    rows = _read("simplex_time_to_quality", quick)
+    return table(["data", "preset", "seed", "epochs (best)", "fit", "test Recall@20",
+                  "test NDCG@20", "bar (97% of the paper)", "met"],
+                 [[r["data"], f"`{r['preset']}`", r["seed"],
+                   f"{r['epochs_run']} ({r['best_epoch']})", sec(_num(r["fit_s"])),
+                   num(_num(r["recall_at_20"])), num(_num(r["ndcg_at_20"])),
+                   f"{r['bar_recall']} / {r['bar_ndcg']}", "yes" if r["met"] == "True" else "no"]
+                  for r in rows])
+
+
 def sweep_overhead(quick: bool, out: Path) -> str:
     rows = _read("sweep_overhead", quick)
     return table(["data", "model", "configuration", "plain fit", "trial fit (with reports)",
@@ -632,7 +643,8 @@ RENDERERS: dict[str, Callable[[bool, Path], str]] = {
     "nmf_anneal": nmf_anneal, "simplex": simplex, "simplex_reference": simplex_reference,
     "updates_foldin": updates_foldin,
     "updates_partial": updates_partial, "sweep_quality": sweep_quality,
-    "sweep_overhead": sweep_overhead, "sweep_simplex": sweep_simplex, "contention": contention,
+    "sweep_overhead": sweep_overhead, "sweep_simplex": sweep_simplex,
+    "simplex_time_to_quality": simplex_time_to_quality, "contention": contention,
 }
 
 

@@ -580,7 +580,7 @@ def test_official_configurations_are_named_presets():
     assert params["factors"] == 128 and params["negatives"] == 1500 and params["biases"] is True
     assert params["optimizer"] == "dense_adam" and params["random_state"] == 3
     assert SimpleX.preset("gowalla", epochs=2).get_params()["epochs"] == 2
-    with pytest.raises(ValueError, match="known: \\['gowalla', 'ml-1m'\\]"):
+    with pytest.raises(ValueError, match="known: \\['gowalla', 'ml-1m', 'ml-1m-fast'\\]"):
         SimpleX.preset("netflix")
     # the sweep tries them first: each preset's tuned parameters lie inside the search space
     for preset in SimpleX.PRESETS.values():
