@@ -109,24 +109,19 @@ def simplex_sweeps(data: str, trials: int) -> list[dict]:
     carve; its choice refitted and scored on seed 0's validation part) against the best known
     validation NDCG@20: the best of the official configurations (``SimpleX.PRESETS`` with
     their trainers) and of both sweeps, all on the validation part of seed 0."""
-    from bench_accuracy import official, simplex_fit
-
     from recsys.models import SimpleX
-    from recsys.models.iterative import EarlyStopping
     from recsys.tuning import sweep
-    from recsys.tuning.spaces import EARLY_STOPPING, FIXED
+    from recsys.tuning.spaces import FIXED
+    from recsys.tuning.sweep import early_stopped_training
 
     tune = _experiment(data)
     scores, seconds = {}, {}
     for name in SimpleX.PRESETS:
         start = time.perf_counter()
-        built, fit_args = simplex_fit(official(name))
-        scores[f"preset {name}"] = _trained(built, tune, fit_args)
+        scores[f"preset {name}"] = _trained(SimpleX.PRESETS[name], tune,
+                                            SimpleX.TRAINING[name])
         seconds[f"preset {name}"] = time.perf_counter() - start
-    rule = dict(EARLY_STOPPING["SimpleX"])
-    trainer = {"early_stopping": EarlyStopping(metric="ndcg_at_20",
-                                               patience=rule["patience"]),
-               "lr_schedule": rule["lr_schedule"]}
+    trainer = early_stopped_training("SimpleX", "ndcg_at_20")[0]  # as a trial trains
     chosen = {}
     for seed in (0, 1):
         with tempfile.TemporaryDirectory() as tmp:

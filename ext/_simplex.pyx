@@ -820,7 +820,8 @@ cdef bint _alloc_ok(Scratch* s) noexcept nogil:
                 or s.WH == NULL or s.P == NULL or s.Xi == NULL or s.Z == NULL
                 or s.GZ == NULL or s.GP == NULL or s.GE == NULL or s.GH == NULL
                 or s.neg == NULL or s.act == NULL or s.active == NULL or s.colw == NULL
-                or s.gbn == NULL or s.runmax == NULL or s.Qn == NULL or s.GQn == NULL or s.Sc == NULL
+                or s.gbn == NULL or s.runmax == NULL or s.Qn == NULL or s.GQn == NULL
+                or s.Sc == NULL
                 or s.seen == NULL or s.AL == NULL)
 
 

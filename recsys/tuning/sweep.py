@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
+from recsys._sparse import row_of_values, select_entries
 from recsys.data.spec import DataSpec
 from recsys.evaluation import evaluate, parse_metric
 from recsys.experiment import Experiment, load_experiment
@@ -319,6 +319,18 @@ def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
     estimator.fit(train, callback=callback)
 
 
+def early_stopped_training(model: str, metric: str) -> tuple[dict[str, Any], int]:
+    """How a trial of ``model`` (a key of :data:`~recsys.tuning.spaces.EARLY_STOPPING`) trains:
+    its ``fit`` arguments (early stopping on ``metric``, the learning-rate schedule) and the
+    epoch from which the pruner may stop it."""
+    from recsys.models.iterative import EarlyStopping
+
+    rule = dict(EARLY_STOPPING[model])
+    stop = EarlyStopping(metric=metric, patience=rule.pop("patience"))
+    prune_from = rule.pop("prune_from")
+    return {"early_stopping": stop, **rule}, prune_from
+
+
 def _early_stopped_fit(estimator, train, tune: Experiment, trial, metric: str,
                        sample=None) -> None:
     """Fit as :data:`~recsys.tuning.spaces.EARLY_STOPPING` says: early stopping on the
@@ -327,17 +339,12 @@ def _early_stopped_fit(estimator, train, tune: Experiment, trial, metric: str,
     for the refit."""
     import optuna
 
-    from recsys.models.iterative import EarlyStopping
-
-    rule = dict(EARLY_STOPPING[type(estimator).__name__])
-    stop = EarlyStopping(metric=metric, patience=rule.pop("patience"))
-    prune_from = rule.pop("prune_from")
+    fit_args, prune_from = early_stopped_training(type(estimator).__name__, metric)
     validation = tune.test.matrix
-    if sample is not None:
-        kept = np.zeros(validation.shape[0], dtype=validation.dtype)
-        kept[sample] = 1
-        validation = (sp.diags(kept) @ validation).tocsr()
-        validation.eliminate_zeros()
+    if sample is not None:  # the sampled users' rows only
+        kept = np.zeros(validation.shape[0], dtype=bool)
+        kept[sample] = True
+        validation = select_entries(validation, kept[row_of_values(validation)])
 
     def callback(epoch, fitted):
         value = fitted.history_[-1].get(metric)
@@ -348,7 +355,7 @@ def _early_stopped_fit(estimator, train, tune: Experiment, trial, metric: str,
         if epoch + 1 >= prune_from and trial.should_prune():
             raise optuna.TrialPruned()
 
-    estimator.fit(train, validation=validation, early_stopping=stop, callback=callback, **rule)
+    estimator.fit(train, validation=validation, callback=callback, **fit_args)
     if getattr(estimator, "schedule_", None) is not None:
         trial.set_user_attr("lr_schedule", [float(rate) for rate in estimator.schedule_])
 
@@ -469,5 +476,5 @@ def _summarise(study, cls, exp: Experiment, seed: int, ks, client, parent_id: st
                        saved, edges, logged, test_per_user)
 
 
-__all__ = ["BEST_PARAMS_TAG", "SweepResult", "latest_best_params", "open_storage", "sweep",
-           "trial_fit", "trial_model", "trial_seed", "validation_sample"]
+__all__ = ["BEST_PARAMS_TAG", "SweepResult", "early_stopped_training", "latest_best_params",
+           "open_storage", "sweep", "trial_fit", "trial_model", "trial_seed", "validation_sample"]
