@@ -49,8 +49,12 @@ def _imports(path: Path):
 
 
 def _sources(*folders: str):
+    """The project's Python files under ``folders``; hidden folders (the peers' virtualenvs,
+    benchmarks/.peers*, which `make bench-peers` creates) are not the project's."""
     for folder in folders:
-        yield from sorted((ROOT / folder).rglob("*.py"))
+        yield from sorted(path for path in (ROOT / folder).rglob("*.py")
+                          if not any(part.startswith(".")
+                                     for part in path.relative_to(ROOT).parts))
 
 
 def test_kernels_import_only_the_private_root_helpers():
