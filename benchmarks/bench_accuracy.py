@@ -10,7 +10,8 @@ hits / |test items|, NDCG with binary gains, as in the papers):
    validation part into the history would also take its items out of the test rankings,
    which lifts EASE's test Recall@20 from 0.276 to 0.313: not the published protocol).
    SimpleX is the exception: each of its configurations early-stops on the validation part
-   (reduce-on-plateau, best epoch kept) and the best validation score picks one. On
+   (reduce-on-plateau, best epoch kept) and the best validation NDCG@20 at the kept epoch
+   picks one (whichever metric the configuration monitors). On
    ml-1m-lcfn that model is tested (its training part is the whole training split); where
    the validation part was carved out of the training split (gowalla-lightgcn) it is refitted
    on the whole training split with the learning rates of its epochs (``schedule_``); its
@@ -57,11 +58,14 @@ import scipy.sparse as sp
 from _common import RESULTS, machine, peak_memory, print_table, write_csv
 
 from recsys._threads import resolve_num_threads
+from recsys.data import with_sampled_negatives
 from recsys.evaluation import ALL_METRICS, evaluate
 from recsys.experiment import load_experiment
 from recsys.models import SimpleX, make_model
 from recsys.models.iterative import EarlyStopping, ReduceOnPlateau
 from recsys.significance import bootstrap_means, compare
+from recsys.tuning import EARLY_STOPPING
+from recsys.tuning.spaces import FIXED
 
 # Published Recall@20 / NDCG@20 on these splits (../shared/datasets/README.md: the SimpleX
 # paper's tables and BARS); the papers chose their hyperparameters on test.
@@ -71,11 +75,12 @@ PUBLISHED = {
     ("gowalla-lightgcn", "EASE"): (0.1765, 0.1467),
     ("gowalla-lightgcn", "BPR"): (0.1627, 0.1378),
 }
-NEGATIVE_VALUE = 1e-6
 #: Beyond-accuracy columns of accuracy.csv (at 20)
 BEYOND = ("coverage", "epc", "miuf", "ild", "arp", "aplt", "gini", "entropy")
 #: Per-user test arrays of each row, ``<data>__<model>.npz`` (quick runs: ``..._quick``)
 PER_USER_DIR = {False: RESULTS / "accuracy_per_user", True: RESULTS / "accuracy_per_user_quick"}
+#: The shared data sets, in the page's order
+DATASETS = ["ml-1m-lcfn", "gowalla-lightgcn", "ml-100k", "lastfm-hetrec"]
 #: Bookkeeping that a SimpleX row records beside its parameters (not constructor arguments)
 RUN_KEYS = ("best_epoch", "epochs_run", "refit_epochs")
 
@@ -112,7 +117,34 @@ def simplex_fit(params: dict) -> tuple[dict, dict]:
     return params, {"early_stopping": stop, "lr_schedule": plateau}
 
 
+def as_trial(params: dict) -> dict:
+    """A swept SimpleX configuration trained as a sweep trial trains (``recsys.tuning``'s
+    ``FIXED`` epochs and ``EARLY_STOPPING``, NDCG@20 monitored), flat."""
+    stop = EARLY_STOPPING["SimpleX"]
+    plateau = stop["lr_schedule"]
+    return {**params, **FIXED["SimpleX"], "metric": "ndcg_at_20", "patience": stop["patience"],
+            "decay_patience": plateau.patience, "min_learning_rate": plateau.min_learning_rate}
+
+
+# the best configuration of each seed-0 SimpleX sweep on record (bench_sweep.py --parts
+# simplex, results/sweep_simplex.csv), for the data sets that have no official one
+SWEPT = {
+    "ml-100k": {"factors": 111, "negatives": 955, "margin": 0.6916620480159705,
+                "negative_weight": 9.595358417645839, "gamma": 0.8154908224564485,
+                "learning_rate": 0.0014343934079604037, "l2": 0.002665812548047733,
+                "dropout": 0.31079187178355694, "biases": True, "exclude_positives": True,
+                "optimizer": "dense_adam", "init_std": 0.000377736864528473},
+    "lastfm-hetrec": {"factors": 144, "negatives": 325, "margin": 0.648354195461028,
+                      "negative_weight": 35.808351737787866, "gamma": 0.8950738886947509,
+                      "learning_rate": 0.004342712480092967, "l2": 0.0003793126428448146,
+                      "dropout": 0.21037368285633068, "biases": True,
+                      "exclude_positives": True, "optimizer": "dense_adam",
+                      "init_std": 0.0007239971996644136},
+}
+
 SIMPLEX = {
+    **{data: [official(name) for name in SimpleX.PRESETS] + [as_trial(params)]
+       for data, params in SWEPT.items()},
     "ml-1m-lcfn": grid(**{k: [v] for k, v in official("ml-1m").items()}),
     "gowalla-lightgcn": grid(**{**{k: [v] for k, v in official("gowalla").items()},
                                 "decay_patience": [2, 3]}),
@@ -122,7 +154,8 @@ MODELS = {
     "MostPopular": ("MostPopular", {}, {"*": [{}]}, False),
     "ItemKNN": ("ItemKNN", {}, {"*": grid(neighbors=[10, 25, 50, 100, 200]),
                               "quick": grid(neighbors=[50])}, False),
-    "EASE": ("EASE", {}, {"ml-1m-lcfn": grid(l2=[300.0, 1000.0, 3000.0]),
+    "EASE": ("EASE", {}, {"*": grid(l2=[100.0, 300.0, 1000.0, 3000.0]),
+                        "ml-1m-lcfn": grid(l2=[300.0, 1000.0, 3000.0]),
                         # 80: the EASE paper's and BARS' value (exact fit ~4 min here)
                         "gowalla-lightgcn": grid(l2=[80.0]),
                         "quick": grid(l2=[500.0])}, False),
@@ -145,22 +178,6 @@ MODELS = {
 }
 
 
-def with_sampled_negatives(X: sp.csr_matrix, per_positive: int, seed: int) -> sp.csr_matrix:
-    """Positives (value 1) plus ``per_positive`` uniform unobserved items per positive, stored
-    with value ``NEGATIVE_VALUE`` (duplicates and draws that hit a positive are dropped)."""
-    rng = np.random.default_rng(seed)
-    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr) * per_positive)
-    cols = rng.integers(0, X.shape[1], rows.size)
-    N = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=X.shape)
-    N.data[:] = 1.0  # sum_duplicates added repeats up
-    P = X.copy()
-    P.data[:] = 1.0
-    N = (N - N.multiply(P)).tocsr()
-    N.eliminate_zeros()
-    N.data[:] = NEGATIVE_VALUE
-    return (P + N).tocsr()
-
-
 def _make(name: str, params: dict, threads: int):
     model, fixed, _, _ = MODELS[name]
     return make_model(model, {**fixed, **params}, seed=0, num_threads=threads)
@@ -169,7 +186,7 @@ def _make(name: str, params: dict, threads: int):
 def training_matrix(name: str, X: sp.csr_matrix) -> sp.csr_matrix:
     """What ``name`` is fitted on: the positives, plus sampled zeros for the models that fit
     observed entries only."""
-    return with_sampled_negatives(X, 4, seed=0) if MODELS[name][3] else X
+    return with_sampled_negatives(X, 4, random_state=0) if MODELS[name][3] else X
 
 
 def _fit(name: str, params: dict, X: sp.csr_matrix, threads: int, validation=None,
@@ -216,6 +233,13 @@ def test_columns(model, exp, threads: int, seed: int = 0) -> tuple[dict, dict]:
     return out, kept
 
 
+def kept_score(model, metric: str) -> float:
+    """Validation NDCG@20 at the epoch that early stopping (on ``metric``) kept: every
+    configuration is compared on the same measure, whatever it monitored."""
+    kept = max(model.history_, key=lambda entry: entry.get(metric, -np.inf))
+    return kept.get("ndcg_at_20", -np.inf)
+
+
 def run_model(name: str, exp, tune, key: str, threads: int, reuse: bool = False) -> dict:
     """Grid on ``tune`` (``exp.tuning()``), refit on ``exp``'s training part, test once."""
     configs = MODELS[name][2]
@@ -233,10 +257,10 @@ def run_model(name: str, exp, tune, key: str, threads: int, reuse: bool = False)
             metric = fit_args["early_stopping"].metric
             model, memory = peak_memory(_fit, name, built, tune.history.matrix, threads,
                                         validation=tune.test.matrix, **fit_args)
-            score = max(entry.get(metric, -np.inf) for entry in model.history_)
+            score = kept_score(model, metric)
             runs.append((score, time.perf_counter() - start, memory, params, model))
             if len(configs) > 1 or reuse:
-                print(f"  SimpleX {params}: validation {metric} {score:.4f} (best epoch "
+                print(f"  SimpleX {params}: validation NDCG@20 {score:.4f} (best epoch "
                       f"{getattr(model, 'best_epoch_', None)})", flush=True)
                 search.append((score, params))
         score, elapsed, memory, params, model = max(runs, key=lambda run: run[0])
@@ -305,7 +329,7 @@ def merge_rows(name: str, rows: list[dict]) -> list[dict]:
         with open(path, newline="") as fh:
             kept = [r for r in csv.DictReader(fh) if (r["data"], r["model"]) not in fresh]
         rows = kept + rows
-    datasets, models = ["ml-1m-lcfn", "gowalla-lightgcn"], list(MODELS)
+    datasets, models = DATASETS, list(MODELS)
     rows.sort(key=lambda r: (datasets.index(r["data"]) if r["data"] in datasets else 9,
                              r["data"], models.index(r["model"])))
     return rows

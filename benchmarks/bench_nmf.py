@@ -17,7 +17,7 @@
 Peers run in their own virtualenv (``make bench-peers``); a peer that cannot run is listed with
 its error. Writes benchmarks/results/nmf_folds.csv, nmf_rmse.csv and nmf_anneal.csv.
 
-    python benchmarks/bench_nmf.py [--quick]
+    python benchmarks/bench_nmf.py [--quick] [--parts rmse folds anneal]
 """
 
 from __future__ import annotations
@@ -83,8 +83,7 @@ def five_fold_table(folds, surprise: list[str]) -> list[dict]:
     models = {"MaskedNMF": lambda: MaskedNMF(random_state=0),
               "NBMF (masked)": lambda: NBMF(random_state=0),
               "NBMF (unmasked)": lambda: NBMF(masked=False, random_state=0),
-              "AltMin": lambda: AltMin(factors=8, l2=1.0, frequency_scaling=0.5,
-                                       epochs=20, random_state=0)}
+              "AltMin": lambda: AltMin(random_state=0)}
     scores = {name: [] for name in models}
     threads = {name: resolve_num_threads(0) for name in models}
     for fold in folds:
@@ -178,24 +177,35 @@ def anneal_table(a, B, reads: int, sweeps: int, grid, repeats: int) -> tuple[lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--parts", nargs="+", default=["rmse", "folds", "anneal"],
+                        choices=["rmse", "folds", "anneal"])
     args = parser.parse_args()
     print(f"# {machine()}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     split = load("ml-100k", split="u1")
     repeats = 1 if args.quick else 3
-    rows = rating_table(split, default_data_home() / "ml-100k", repeats)
-    print("\nRating prediction, ML-100K u1 (fit seconds, test RMSE / MAE)")
-    print_table(rows, [c for c in rows[0] if c in rows[-1]])
-    write_csv("nmf_rmse_quick" if args.quick else "nmf_rmse", rows)
+    if "rmse" in args.parts:
+        rows = rating_table(split, default_data_home() / "ml-100k", repeats)
+        print("\nRating prediction, ML-100K u1 (fit seconds, test RMSE / MAE)")
+        print_table(rows, [c for c in rows[0] if c in rows[-1]])
+        write_csv("nmf_rmse_quick" if args.quick else "nmf_rmse", rows)
+    if "folds" in args.parts:
+        folds_table(args.quick)
+    if "anneal" in args.parts:
+        anneal_part(split, args.quick, repeats)
 
-    folds = ("u1",) if args.quick else ("u1", "u2", "u3", "u4", "u5")
-    surprise = ["NMF", "NMF-biased", "SVD"] + ([] if args.quick else ["SVD++"])
+
+def folds_table(quick: bool) -> None:
+    folds = ("u1",) if quick else ("u1", "u2", "u3", "u4", "u5")
+    surprise = ["NMF", "NMF-biased", "SVD"] + ([] if quick else ["SVD++"])
     rows = five_fold_table(folds, surprise)
     print(f"\nML-100K official folds {', '.join(folds)}: mean RMSE / MAE, NDCG@10 on test "
           "ratings >= 4")
     print_table(rows, list(rows[0]))
-    write_csv("nmf_folds_quick" if args.quick else "nmf_folds", rows)
+    write_csv("nmf_folds_quick" if quick else "nmf_folds", rows)
 
-    a, B = h_step_qubos(split, 16, 200 if args.quick else None)
+
+def anneal_part(split, quick: bool, repeats: int) -> None:
+    a, B = h_step_qubos(split, 16, 200 if quick else None)
     reads, sweeps = 10, 100
     settings = [(1, s) for s in range(50, 301, 25)] + [(2, 100), (3, 100), (10, 100)]
     grid = [(r, s, t) for t in (1, 2) for r, s in settings]
@@ -203,7 +213,7 @@ def main() -> None:
     print(f"\nNBMF H-step QUBOs, ML-100K u1: {a.shape[0]} items, k = {a.shape[1]}, random "
           f"starts; dwave-samplers at {reads} reads x {sweeps} sweeps, its default schedule")
     print_table(rows, list(rows[0]))
-    write_csv("nmf_anneal_quick" if args.quick else "nmf_anneal", rows)
+    write_csv("nmf_anneal_quick" if quick else "nmf_anneal", rows)
     print("\nTime to the peer's mean energy (peer seconds / fastest recsys setting that reaches "
           "a mean energy <= the peer's):")
     for name, (ratio, n_reads, n_sweeps) in summary.items():

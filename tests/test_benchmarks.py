@@ -1,4 +1,4 @@
-"""The benchmark suite's own logic: sampled negatives, memory and growth measurements, the page.
+"""The benchmark suite's own logic: memory and growth measurements, the page.
 
 (The benchmarks themselves run in CI as a smoke run, ``python -m benchmarks run --quick``.)
 """
@@ -15,29 +15,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import their helpers
 sys.path.insert(0, str(ROOT))
 
 from _common import peak_memory, power_law_matrix  # noqa: E402
-from bench_accuracy import NEGATIVE_VALUE, with_sampled_negatives  # noqa: E402
 from bench_scaling import exponent  # noqa: E402
 
 from benchmarks import report  # noqa: E402
-from recsys._validation import as_csr  # noqa: E402
-
-
-def test_sampled_negatives_never_hit_positives():
-    X = power_law_matrix(300, 200, 20, np.random.default_rng(0))
-    Y = with_sampled_negatives(X, 4, seed=0)
-    dense_x, dense_y = X.toarray(), Y.toarray()
-    positives = dense_x > 0
-    assert np.all(dense_y[positives] == 1.0)
-    negatives = (dense_y > 0) & ~positives
-    assert np.allclose(dense_y[negatives], NEGATIVE_VALUE)
-    # 4 draws per positive, minus repeats and hits on positives: most survive at this density
-    per_user = negatives.sum(1)
-    assert np.all(per_user <= 4 * positives.sum(1))
-    assert per_user.sum() > 0.6 * 4 * positives.sum()
-    # the models' input check keeps them (only exact zeros are dropped)
-    assert as_csr(Y).nnz == Y.nnz
-    # same seed, same draw
-    assert (with_sampled_negatives(X, 4, seed=0) != Y).nnz == 0
 
 
 def test_power_law_matrix_has_a_long_tail():

@@ -88,7 +88,7 @@ def _als_reference(model, rows: sp.csr_matrix) -> np.ndarray:
     out = []
     for u in range(rows.shape[0]):
         c = np.zeros(len(Y))
-        c[rows[u].indices] = model.alpha * rows[u].data
+        c[rows[u].indices] = model.alpha_ * rows[u].data
         A = Y.T @ (Y * np.maximum(c, 1.0)[:, None]) + model.l2 * np.eye(Y.shape[1])
         b = Y.T @ c
         out.append(np.linalg.solve(A, b))

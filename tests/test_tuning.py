@@ -8,6 +8,7 @@ import time
 import numpy as np
 import optuna
 import pytest
+import scipy.sparse as sp
 
 from recsys.evaluation import evaluate
 from recsys.experiment import load_experiment
@@ -344,6 +345,22 @@ def test_presets_and_defaults_lie_inside_their_spaces():
         {"l2": 500.0}, {"l2": 1000.0}, {"l2": 80.0}]
     assert first_trials(model_class("ease"), SPACES["EASE"], 2) == [{"l2": 500.0},
                                                                    {"l2": 1000.0}]
+
+
+def test_the_defaults_trial_takes_the_auto_values_fit_would_use():
+    # without the training matrix "auto" is no point of the space and is left to the
+    # sampler; with it, the first trial is the default model as fit would build it there
+    from recsys.models.auto import confidence_slope, ridge
+    from recsys.models.nmf import L2_PER_UNIT
+    from recsys.tuning.sweep import first_trials
+
+    X = sp.random(50, 80, density=0.05, random_state=0, format="csr", dtype=np.float32)
+    X.data[:] = 1.0
+    als, nmf = model_class("als"), model_class("maskednmf")
+    assert "alpha" not in first_trials(als, SPACES["ALS"], 10)[0]
+    assert first_trials(als, SPACES["ALS"], 10, X)[0]["alpha"] == confidence_slope("auto", X)
+    assert first_trials(nmf, SPACES["MaskedNMF"], 10, X, {"biases": False})[0]["l2"] == \
+        pytest.approx(ridge("auto", X, L2_PER_UNIT, centred=False))
 
 
 def test_on_edge_flags_values_at_either_end_of_a_range():

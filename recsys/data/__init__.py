@@ -3,6 +3,7 @@
 from recsys.data.describe import describe, describe_frame
 from recsys.data.idmap import IdMap
 from recsys.data.interactions import Interactions
+from recsys.data.negatives import NEGATIVE_VALUE, with_sampled_negatives
 from recsys.data.splits import (
     Split,
     leave_k_out,
@@ -13,6 +14,7 @@ from recsys.data.splits import (
 )
 
 __all__ = [
+    "NEGATIVE_VALUE",
     "IdMap",
     "Interactions",
     "Split",
@@ -23,4 +25,5 @@ __all__ = [
     "strong_generalization",
     "temporal_split",
     "validation_split",
+    "with_sampled_negatives",
 ]

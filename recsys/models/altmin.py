@@ -27,6 +27,7 @@ from recsys._sparse import select_entries, transpose_csr
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
 from recsys.distributed import open_shards, update_row_blocks
+from recsys.models.auto import AUTO, AUTO_OPTION, in_use, ridge, row_ridge, warn_if_constant
 from recsys.models.base import biased_factors, grown
 from recsys.models.explain import Explanation, ridge_contributions
 from recsys.models.iterative import EarlyStopping, IterativeModel, Training
@@ -35,6 +36,8 @@ from recsys.models.schema import Array, Scalar
 logger = logging.getLogger(__name__)
 
 _SOLVERS = {"cholesky": 0, "cg": 1, "sketch": 2}
+#: ``l2="auto"``: this many standard deviations of the stored values
+L2_PER_UNIT = 0.9
 
 
 class AltMin(IterativeModel):
@@ -44,8 +47,11 @@ class AltMin(IterativeModel):
     ----------
     factors : int
         Rank k.
-    l2 : float
+    l2 : float or "auto"
         Regularisation lambda (>= 0; rows with fewer than k + 1 observations need > 0).
+        ``"auto"``: 0.9 times the standard deviation of the stored values (their root mean
+        square without ``biases``; :mod:`recsys.models.auto`): 1.01 on ML-100K's ratings,
+        about 0.36 on implicit feedback with sampled zeros. The value used is ``l2_``.
     epochs : int
         Passes over the data: alternating sweeps (users, then items).
     solver : {"cholesky", "cg", "sketch"}
@@ -83,7 +89,7 @@ class AltMin(IterativeModel):
 
     _renamed_params = {"iterations": "epochs"}
     _parameter_constraints = {
-        "factors": [Integer(1)], "l2": [Real(0)], "epochs": [Integer(0)],
+        "factors": [Integer(1)], "l2": [Real(0), AUTO_OPTION], "epochs": [Integer(0)],
         "solver": [Options(*_SOLVERS)], "cg_steps": [Integer(1)], "biases": BOOLEAN,
         "frequency_scaling": [Real(0)], "init": [Options("svd", "random")],
         "incoherence": [Real(0, low_open=True)], "sample_splitting": BOOLEAN,
@@ -93,11 +99,11 @@ class AltMin(IterativeModel):
     _fitted = {"user_factors_": Array("f", ("n_users_", "k")),
                "item_factors_": Array("f", ("n_items_", "k")),
                "user_bias_": Array("f", ("n_users_",)), "item_bias_": Array("f", ("n_items_",)),
-               "global_mean_": Scalar(float)}
+               "global_mean_": Scalar(float), "l2_": Scalar(float, optional=True)}
 
     _default_metric = "rmse"  # early stopping on the validation RMSE
 
-    def __init__(self, *, factors: int = 8, l2: float = 1.0, epochs: int = 20,
+    def __init__(self, *, factors: int = 8, l2: float | str = AUTO, epochs: int = 20,
                  solver: str = "cholesky", cg_steps: int = 3, biases: bool = True,
                  frequency_scaling: float = 0.5, init: str = "svd", incoherence: float = 4.0,
                  sample_splitting: bool = False, random_state=None,
@@ -130,9 +136,14 @@ class AltMin(IterativeModel):
         single-process fit's.
         """
         X = self._prepare_fit(X)
+        warn_if_constant("AltMin", X)
+        self.l2_ = self._resolved_params(X)["l2"]
         training = self._start_training(X, validation, early_stopping, callback)
         with open_shards(cluster, n_shards) as shards:
             return self._fit(X, training, shards)
+
+    def _resolved_params(self, X: sp.csr_matrix) -> dict[str, float]:
+        return {"l2": ridge(self.l2, X, L2_PER_UNIT, centred=self.biases)}
 
     def _fit(self, X, training: Training, shards) -> AltMin:
         dtype = np.dtype(self.dtype)
@@ -211,8 +222,7 @@ class AltMin(IterativeModel):
         return users, items
 
     def _row_reg(self, X, dtype) -> np.ndarray:
-        counts = np.diff(X.indptr).astype(np.float64)
-        return (self.l2 * np.power(counts, self.frequency_scaling)).astype(dtype)
+        return row_ridge(self, X.indptr).astype(dtype)
 
     def _half_step(self, X, rows, other, reg, threads, seed, solver=None,
                    shards=None) -> None:
@@ -277,7 +287,7 @@ class AltMin(IterativeModel):
             V[:, k] = other_bias
         U = np.zeros((rows.shape[0], d), dtype=dtype)
         reg = self._row_reg(rows, dtype)
-        if self.l2 == 0:
+        if in_use(self, "l2") == 0:
             reg = np.maximum(reg, np.finfo(dtype).eps)
         with blas_limit(1):
             self._half_step(rows, U, V, reg, resolve_num_threads(self.num_threads), 0,
@@ -316,7 +326,7 @@ class AltMin(IterativeModel):
         if self.biases:
             targets -= self.item_bias_[row.indices]
         reg = self._row_reg(row, np.float64)[0]
-        if self.l2 == 0:
+        if in_use(self, "l2") == 0:
             reg = max(reg, np.finfo(np.float64).eps)
         Zh = Z[row.indices]
         A = Zh.T @ Zh + reg * np.eye(Z.shape[1])

@@ -171,6 +171,16 @@ class Recommender(ABC):
     def fit(self, X) -> Recommender:
         """Learn from ``X`` (CSR users x items, or an ``Interactions``); returns ``self``."""
 
+    def resolved_params(self, X) -> dict[str, float]:
+        """The value each data-aware parameter takes when the model is fitted on ``X``: a
+        parameter left at ``"auto"`` read off the matrix (see :mod:`recsys.models.auto`), a
+        number as it is. ``fit`` records them as ``<name>_``; a sweep starts from them. Empty
+        for a model without data-aware parameters."""
+        return self._resolved_params(as_csr(X, "X"))
+
+    def _resolved_params(self, X: sp.csr_matrix) -> dict[str, float]:
+        return {}
+
     def _validate_params(self) -> None:
         """Check every hyperparameter against ``_parameter_constraints`` (named errors)."""
         validate_params(type(self).__name__, self.get_params(), self._parameter_constraints)

@@ -37,6 +37,7 @@ from recsys._sparse import transpose_csr
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_random_state
 from recsys.distributed import open_shards, update_row_blocks
+from recsys.models.auto import row_ridge, warn_if_constant
 from recsys.models.base import grown
 from recsys.models.iterative import EarlyStopping, IterativeModel, Training
 from recsys.models.schema import Array
@@ -55,9 +56,12 @@ class NBMF(IterativeModel):
     ----------
     factors : int
         Bits per item code, k (1 .. 64; the exact solver needs k <= 24).
-    l2 : float
+    l2 : float or "auto"
         Ridge penalty on W (alpha; > 0 keeps every W step strictly convex), scaled per user
-        by ``|Omega_u|^frequency_scaling``.
+        by ``|Omega_u|^frequency_scaling``. With binary codes the fit does not depend on the
+        unit of the values at a fixed ``l2`` (W carries the scale), so no rule of
+        :mod:`recsys.models.auto` applies; the default suits ratings, and implicit feedback
+        with sampled zeros does better near 0.03 to 0.2.
     epochs : int
         Passes over the data: alternations (W step, then H step).
     solver : {"anneal", "exact"} or sampler
@@ -161,6 +165,8 @@ class NBMF(IterativeModel):
         """
         X = self._prepare_fit(X, nonnegative=True)
         self._check_params()
+        if self.masked:
+            warn_if_constant("NBMF", X)
         training = self._start_training(X, validation, early_stopping, callback)
         with open_shards(cluster, n_shards) as shards:
             return self._fit(X, training, shards)
@@ -177,7 +183,7 @@ class NBMF(IterativeModel):
         bits = rng.integers(0, 2, (X.shape[1], k), dtype=np.uint64)
         codes = (bits << np.arange(k, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
         W = np.zeros((X.shape[0], k))
-        alpha = self.l2 * np.power(np.diff(X.indptr), self.frequency_scaling, dtype=float)
+        alpha = row_ridge(self, X.indptr)
         used = np.zeros(X.shape[0], dtype=np.int32)
         energies = np.zeros(X.shape[1])
         losses = []
@@ -302,7 +308,7 @@ class NBMF(IterativeModel):
         X_new = as_csr(X_new, "X_new", allow_empty=True, nonnegative=True,
                        n_items=self.n_items_)
         W = np.zeros((X_new.shape[0], self.user_factors_.shape[1]))
-        alpha = self.l2 * np.power(np.diff(X_new.indptr), self.frequency_scaling, dtype=float)
+        alpha = row_ridge(self, X_new.indptr)
         used = np.zeros(X_new.shape[0], dtype=np.int32)
         with blas_limit(1):
             nnls_rows(X_new.indptr, X_new.indices, X_new.data,

@@ -199,7 +199,8 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
         sampler=sampler, pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
     _fail_orphaned_trials(study, store)
     if informed and not study.trials:
-        for params in first_trials(cls, space, n_trials):
+        train = tune.training(trial_model(cls, fixed, seed))
+        for params in first_trials(cls, space, n_trials, train, fixed):
             study.enqueue_trial(params, skip_if_exists=True)
 
     client, experiment_id = open_experiment(tracking_uri, experiment_name or study_name)
@@ -264,9 +265,18 @@ def startup_trials(n_trials: int) -> int:
     return int(min(10, max(3, n_trials // 4)))
 
 
-def first_trials(cls, space: dict[str, tuple], n_trials: int) -> list[dict[str, Any]]:
-    """The model's defaults and presets inside ``space`` (distinct, at most ``n_trials``)."""
-    candidates = [in_space(space, {**cls().get_params(), **FIXED.get(cls.__name__, {})}),
+def first_trials(cls, space: dict[str, tuple], n_trials: int, train=None,
+                 fixed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The model's defaults and presets inside ``space`` (distinct, at most ``n_trials``).
+    With the training matrix ``train``, the defaults left at ``"auto"`` take the values
+    ``fit`` would give them there (:meth:`~recsys.models.base.Recommender.resolved_params`;
+    ``fixed``: the parameters the sweep pins, which the rules may read); without it they
+    are left to the sampler."""
+    defaults = cls(**{**FIXED.get(cls.__name__, {}), **(fixed or {})})
+    params = defaults.get_params()
+    if train is not None:
+        params.update(defaults.resolved_params(train))
+    candidates = [in_space(space, params),
                   *(in_space(space, p) for p in PRESETS.get(cls.__name__, []))]
     out: list[dict[str, Any]] = []
     for params in candidates:

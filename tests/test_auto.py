@@ -1,0 +1,95 @@
+"""Data-aware defaults (recsys.models.auto): the rules against their formulas, scale
+invariance, and what a fitted model records and a model file keeps."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys.models import ALS, NBMF, AltMin, MaskedNMF
+from recsys.models.auto import ALPHA_SCALE, confidence_slope, ridge
+from recsys.models.base import Recommender
+
+
+def ratings(scale: float = 1.0, seed: int = 0) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    X = sp.random(60, 40, density=0.3, random_state=seed, format="csr", dtype=np.float32)
+    X.data = (scale * rng.integers(1, 6, X.nnz)).astype(np.float32)
+    return X
+
+
+def test_ridge_follows_the_spread_or_the_size_of_the_values():
+    X = ratings()
+    v = X.data.astype(np.float64)
+    assert ridge("auto", X, 0.7) == pytest.approx(0.7 * v.std())
+    assert ridge("auto", X, 0.7, centred=False) == pytest.approx(0.7 * np.sqrt((v ** 2).mean()))
+    assert ridge(0.25, X, 0.7) == 0.25  # an explicit value is kept
+    ones = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    assert ridge("auto", ones, 0.7) == 0.7  # no spread: the unit itself
+
+
+def test_confidence_slope_follows_the_density_and_the_unit():
+    X = ratings()
+    density = X.nnz / (60 * 40)
+    expected = ALPHA_SCALE / (np.sqrt(density) * X.data.astype(np.float64).mean())
+    assert confidence_slope("auto", X) == pytest.approx(max(expected, 1.0))
+    sparse = sp.csr_matrix(([1.0] * 4, ([0, 1, 2, 3], [0, 1, 2, 3])), shape=(100, 1000))
+    assert confidence_slope("auto", sparse) == pytest.approx(ALPHA_SCALE / np.sqrt(4e-5))
+    X10 = X.copy()
+    X10.data *= 10
+    assert confidence_slope("auto", X10) == pytest.approx(max(expected / 10, 1.0))
+    assert confidence_slope(3.0, X) == 3.0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MaskedNMF(factors=4, epochs=15, biases=False, random_state=0, num_threads=1),
+    lambda: AltMin(factors=4, epochs=15, biases=False, random_state=0, num_threads=1),
+])
+def test_auto_l2_makes_a_factor_fit_indifferent_to_the_unit(make):
+    # values x 10: with l2 scaled alike every step of the fit is the same up to that factor
+    # (W and H scale by sqrt(10)), so the predictions are 10 times as large
+    # (within the fits' own rounding)
+    X = ratings()
+    base, tenfold = make().fit(X), make().fit(ratings(10.0))
+    assert tenfold.l2_ == pytest.approx(10 * base.l2_)
+    users = np.arange(X.shape[0])
+    a, b = base.score(users, X), tenfold.score(users, X)
+    np.testing.assert_allclose(b, 10 * a, rtol=1e-4, atol=1e-4 * np.abs(10 * a).max())
+
+
+def test_fitted_values_are_recorded_and_saved(tmp_path):
+    X = ratings()
+    for model in (MaskedNMF(factors=3, epochs=2, random_state=0),
+                  AltMin(factors=3, epochs=2, random_state=0),
+                  ALS(factors=3, epochs=2, random_state=0, num_threads=1)):
+        model.fit(X)
+        name = "alpha_" if isinstance(model, ALS) else "l2_"
+        path = tmp_path / f"{type(model).__name__}.npz"
+        model.save(path)
+        loaded = Recommender.load(path)
+        assert getattr(loaded, name) == getattr(model, name)
+        assert loaded.get_params()[name[:-1]] == "auto"
+        # what fit records is what resolved_params reads off the same matrix (in a sweep,
+        # the defaults' first trial)
+        assert model.resolved_params(X) == {name[:-1]: getattr(model, name)}
+        np.testing.assert_array_equal(loaded.score([0, 1], X), model.score([0, 1], X))
+
+
+def test_an_explicit_value_is_used_as_given():
+    X = ratings()
+    assert MaskedNMF(l2=0.3, factors=2, epochs=1, random_state=0).fit(X).l2_ == 0.3
+    assert MaskedNMF(l2=0.3).resolved_params(X) == {"l2": 0.3}
+    assert NBMF().resolved_params(X) == {}  # no data-aware parameter
+    assert ALS(alpha=7.0, factors=2, epochs=1, random_state=0).fit(X).alpha_ == 7.0
+    with pytest.raises(ValueError, match="alpha"):
+        ALS(alpha="often").fit(X)
+
+
+def test_nbmf_is_indifferent_to_the_unit_at_a_fixed_l2():
+    # binary codes: W carries the scale, so the same l2 gives the same codes and W x 10
+    # (why NBMF has no "auto" ridge)
+    X = ratings()
+    make = lambda: NBMF(factors=4, epochs=5, solver="exact", random_state=0, num_threads=1)  # noqa: E731
+    base, tenfold = make().fit(X), make().fit(ratings(10.0))
+    np.testing.assert_array_equal(base.item_codes_, tenfold.item_codes_)
+    np.testing.assert_allclose(tenfold.user_factors_, 10 * base.user_factors_, rtol=1e-5,
+                               atol=1e-5 * 10 * np.abs(base.user_factors_).max())
