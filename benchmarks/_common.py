@@ -118,6 +118,18 @@ def write_csv(name: str, rows: list[dict]) -> Path:
     return path
 
 
+def merged_rows(name: str, rows: list[dict], key: tuple[str, ...] = ("data",)) -> list[dict]:
+    """The rows of results/<name>.csv whose ``key`` no row of ``rows`` has, then ``rows``:
+    a partial run (some data sets, some models) replaces only what it ran."""
+    path = RESULTS / f"{name}.csv"
+    if not path.exists():
+        return list(rows)
+    fresh = {tuple(str(r[k]) for k in key) for r in rows}
+    with open(path, newline="") as fh:
+        kept = [r for r in csv.DictReader(fh) if tuple(r[k] for k in key) not in fresh]
+    return kept + list(rows)
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"

@@ -55,7 +55,7 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-from _common import RESULTS, machine, peak_memory, print_table, write_csv
+from _common import RESULTS, machine, merged_rows, peak_memory, print_table, write_csv
 
 from recsys._threads import resolve_num_threads
 from recsys.data import with_sampled_negatives
@@ -160,7 +160,7 @@ MODELS = {
                         "gowalla-lightgcn": grid(l2=[80.0]),
                         "quick": grid(l2=[500.0])}, False),
     "ALS": ("ALS", {"factors": 128, "epochs": 15},
-            {"*": grid(l2=[0.1, 10.0], alpha=[2.0, 5.0, 15.0, 40.0]),
+            {"*": grid(l2=[1.0, 10.0, 30.0, 60.0], alpha=[2.0, 5.0, 15.0, 40.0]),
              "quick": grid(l2=[0.1], alpha=[1.0])}, False),
     "BPR": ("BPR", {"factors": 128, "epochs": 300},
             {"*": grid(learning_rate=[0.005, 0.01], l2=[0.001, 0.01]),
@@ -323,12 +323,7 @@ def run_defaults(name: str, exp, threads: int) -> dict:
 def merge_rows(name: str, rows: list[dict]) -> list[dict]:
     """``rows`` replacing their (data, model) rows of results/NAME.csv, the others kept, in
     the page's order."""
-    path = RESULTS / f"{name}.csv"
-    if path.exists():
-        fresh = {(r["data"], r["model"]) for r in rows}
-        with open(path, newline="") as fh:
-            kept = [r for r in csv.DictReader(fh) if (r["data"], r["model"]) not in fresh]
-        rows = kept + rows
+    rows = merged_rows(name, rows, ("data", "model"))
     datasets, models = DATASETS, list(MODELS)
     rows.sort(key=lambda r: (datasets.index(r["data"]) if r["data"] in datasets else 9,
                              r["data"], models.index(r["model"])))

@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine, print_table, write_csv
+from _common import machine, merged_rows, print_table, write_csv
 
 QUALITY = {"ml-1m-lcfn": ["ALS", "ItemKNN", "EASE"], "gowalla-lightgcn": ["ALS", "ItemKNN"],
            "quick": ["ALS", "ItemKNN", "EASE"]}
@@ -266,7 +266,8 @@ def main() -> None:
         for data in (["quick"] if args.quick else args.datasets or SIMPLEX_DATA):
             rows += simplex_sweeps(data, args.trials or (2 if args.quick else 20))
         print_table(rows, ["data", "run", "trials", "ndcg_at_20", "vs_best_known", "seconds"])
-        write_csv(f"sweep_simplex{suffix}", rows)
+        # a run on some data sets keeps the others' rows
+        write_csv(f"sweep_simplex{suffix}", merged_rows(f"sweep_simplex{suffix}", rows))
     if "overhead" in args.parts:
         rows = overhead(datasets[0], ["ALS", "MaskedNMF"] if args.quick else ITERATIVE)
         print_table(rows, ["data", "model", "plain_fit_s", "trial_fit_s", "overhead",

@@ -121,7 +121,9 @@ class ALS(_ImplicitFactors):
     ----------
     factors : int
     l2 : float
-        Ridge strength (implicit's ``regularization``).
+        Ridge strength (implicit's ``regularization``, whose default is 0.01). It thresholds
+        the factorisation like a singular-value shrinkage: too small keeps noise, too large
+        (here from about 60 on the shared data sets) collapses the factors to zero.
     alpha : float or "auto"
         Confidence slope. ``"auto"``: ``0.6 / (sqrt(density) mean(r))``, at least 1
         (:mod:`recsys.models.auto`: about 2.9 on ML-1M, 25 on Gowalla); the value used is
@@ -147,7 +149,7 @@ class ALS(_ImplicitFactors):
 
     _fitted = {**_ImplicitFactors._fitted, "alpha_": Scalar(float, optional=True)}
 
-    def __init__(self, *, factors: int = 64, l2: float = 0.01, alpha: float | str = AUTO,
+    def __init__(self, *, factors: int = 64, l2: float = 20.0, alpha: float | str = AUTO,
                  epochs: int = 15, solver: str = "cg", random_state=None,
                  num_threads: int = 0, show_progress: bool = False):
         self.factors = factors
