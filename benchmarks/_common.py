@@ -14,6 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 
 RESULTS = Path(__file__).parent / "results"
+#: The shared data sets of the accuracy tables, in the page's order (the papers' splits first)
+DATASETS = ["ml-1m-lcfn", "gowalla-lightgcn", "ml-100k", "lastfm-hetrec"]
 
 
 def timed(repeats: int, fn: Callable, *args, **kwargs) -> dict[str, float]:

@@ -55,7 +55,7 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-from _common import RESULTS, machine, merged_rows, peak_memory, print_table, write_csv
+from _common import DATASETS, RESULTS, machine, merged_rows, peak_memory, print_table, write_csv
 
 from recsys._threads import resolve_num_threads
 from recsys.data import with_sampled_negatives
@@ -79,8 +79,6 @@ PUBLISHED = {
 BEYOND = ("coverage", "epc", "miuf", "ild", "arp", "aplt", "gini", "entropy")
 #: Per-user test arrays of each row, ``<data>__<model>.npz`` (quick runs: ``..._quick``)
 PER_USER_DIR = {False: RESULTS / "accuracy_per_user", True: RESULTS / "accuracy_per_user_quick"}
-#: The shared data sets, in the page's order
-DATASETS = ["ml-1m-lcfn", "gowalla-lightgcn", "ml-100k", "lastfm-hetrec"]
 #: Bookkeeping that a SimpleX row records beside its parameters (not constructor arguments)
 RUN_KEYS = ("best_epoch", "epochs_run", "refit_epochs")
 

@@ -16,12 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import SECTIONS
+from benchmarks._common import DATASETS
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 TEMPLATE = HERE / "README.template.md"
-#: The accuracy tables' data sets, in bench_accuracy.py's order (the papers' splits first)
-DATA_ORDER = ["ml-1m-lcfn", "gowalla-lightgcn", "ml-100k", "lastfm-hetrec"]
 MODEL_ORDER = ["EASE", "SimpleX", "MaskedNMF", "NBMF", "AltMin", "ALS", "BPR", "ItemKNN",
                "MostPopular"]
 
@@ -129,7 +128,7 @@ def accuracy_defaults(quick: bool, out: Path) -> str:
 
 def accuracy(quick: bool, out: Path) -> str:
     rows = _read("accuracy", quick)
-    rows.sort(key=lambda r: (DATA_ORDER.index(r["data"]) if r["data"] in DATA_ORDER else 9,
+    rows.sort(key=lambda r: (DATASETS.index(r["data"]) if r["data"] in DATASETS else 9,
                              r["data"], MODEL_ORDER.index(r["model"])
                              if r["model"] in MODEL_ORDER else 99))
     marks = _significance(quick)

@@ -137,7 +137,6 @@ class AltMin(IterativeModel):
         """
         X = self._prepare_fit(X)
         warn_if_constant("AltMin", X)
-        self.l2_ = self._resolved_params(X)["l2"]
         training = self._start_training(X, validation, early_stopping, callback)
         with open_shards(cluster, n_shards) as shards:
             return self._fit(X, training, shards)

@@ -186,10 +186,13 @@ class Recommender(ABC):
         validate_params(type(self).__name__, self.get_params(), self._parameter_constraints)
 
     def _prepare_fit(self, X, nonnegative: bool = False) -> sp.csr_matrix:
-        """Validate the hyperparameters and ``X`` (canonical CSR) and record the shape."""
+        """Validate the hyperparameters and ``X`` (canonical CSR), record the shape and the
+        values of the data-aware parameters (:meth:`resolved_params`, as ``<name>_``)."""
         self._validate_params()
         X = as_csr(X, "X", nonnegative=nonnegative)
         self.n_users_, self.n_items_ = (int(n) for n in X.shape)
+        for name, value in self._resolved_params(X).items():
+            setattr(self, f"{name}_", value)
         return X
 
     def _check_fitted(self) -> None:

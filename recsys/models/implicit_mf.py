@@ -173,7 +173,6 @@ class ALS(_ImplicitFactors):
         broadcast once per half-step, from implicit's initialisation: the single-process fit.
         """
         X = self._prepare_fit(X, nonnegative=True)
-        self.alpha_ = self._resolved_params(X)["alpha"]
         training = self._start_training(X, validation, early_stopping, callback)
         if cluster is None:
             return self._fit_here(X, training)

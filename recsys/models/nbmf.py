@@ -56,7 +56,7 @@ class NBMF(IterativeModel):
     ----------
     factors : int
         Bits per item code, k (1 .. 64; the exact solver needs k <= 24).
-    l2 : float or "auto"
+    l2 : float
         Ridge penalty on W (alpha; > 0 keeps every W step strictly convex), scaled per user
         by ``|Omega_u|^frequency_scaling``. With binary codes the fit does not depend on the
         unit of the values at a fixed ``l2`` (W carries the scale), so no rule of

@@ -122,7 +122,6 @@ class MaskedNMF(IterativeModel):
         """
         X = self._prepare_fit(X, nonnegative=not self.biases)
         warn_if_constant("MaskedNMF", X)
-        self.l2_ = self._resolved_params(X)["l2"]
         training = self._start_training(X, validation, early_stopping, callback)
         with open_shards(cluster, n_shards) as shards:
             return self._fit(X, training, shards)

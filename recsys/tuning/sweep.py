@@ -272,7 +272,7 @@ def first_trials(cls, space: dict[str, tuple], n_trials: int, train=None,
     ``fit`` would give them there (:meth:`~recsys.models.base.Recommender.resolved_params`;
     ``fixed``: the parameters the sweep pins, which the rules may read); without it they
     are left to the sampler."""
-    defaults = cls(**{**FIXED.get(cls.__name__, {}), **(fixed or {})})
+    defaults = trial_model(cls, fixed or {}, seed=0)
     params = defaults.get_params()
     if train is not None:
         params.update(defaults.resolved_params(train))
