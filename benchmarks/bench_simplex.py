@@ -32,6 +32,10 @@ default sharing: the same quality per epoch is the condition of the speed-up.
 ``SimpleX.TRAINING`` says (early stopping on the shipped validation part), once per seed:
 fit seconds and test Recall@20 / NDCG@20 against 97% of the paper's (simplex_time_to_quality).
 
+``--defaults-curve [CANDIDATE ...] [--datasets ...] [--epochs 40]``: validation NDCG@20 after
+every epoch of candidate defaults (``CANDIDATES``, constant rate, one thread) on each shared
+data set's validation part (simplex_defaults_curve; each fit's rows are stored as it ends).
+
 Full run: gowalla-lightgcn training part (29,858 x 40,981, 810,128 positives), 1000 negatives,
 d = 64. ``--quick`` (CI smoke run): ML-100K u1 positives, 100 negatives.
 """
@@ -48,7 +52,15 @@ import time
 from pathlib import Path
 
 import scipy.sparse as sp
-from _common import TORCH_PEERS, machine, print_table, run_peer, timed, write_csv
+from _common import (
+    TORCH_PEERS,
+    machine,
+    merged_rows,
+    print_table,
+    run_peer,
+    timed,
+    write_csv,
+)
 
 from recsys.datasets import load
 from recsys.experiment import load_experiment
@@ -205,6 +217,55 @@ def time_to_quality(data: str, preset: str, seeds: list[int], threads: int = 2) 
     return rows
 
 
+#: Candidate defaults of ``--defaults-curve``: the constructor defaults before 2026-12-04, and
+#: the region where the sweeps of results/sweep_simplex.csv ended on ml-100k, lastfm-hetrec
+#: and ml-1m-lcfn (dense Adam at a few 1e-3, biases, positives excluded from the negatives,
+#: margin ~0.7, negative weight ~10) at two learning rates; "swept 1e-3" became the defaults.
+CANDIDATES = {
+    "defaults": {"factors": 64, "negatives": 1000, "margin": 0.9, "negative_weight": 150.0,
+                 "gamma": 1.0, "dropout": 0.1, "biases": False, "exclude_positives": False,
+                 "learning_rate": 0.01, "l2": 1e-6, "optimizer": "adam", "init_std": 0.1},
+    "swept 3e-3": {"factors": 128, "negatives": 500, "margin": 0.7, "negative_weight": 10.0,
+                   "gamma": 0.85, "dropout": 0.3, "biases": True, "exclude_positives": True,
+                   "learning_rate": 3e-3, "l2": 2e-3, "optimizer": "dense_adam",
+                   "init_std": 1e-3},
+    "swept 1e-3": {"factors": 128, "negatives": 500, "margin": 0.7, "negative_weight": 10.0,
+                   "gamma": 0.85, "dropout": 0.3, "biases": True, "exclude_positives": True,
+                   "learning_rate": 1e-3, "l2": 2e-3, "optimizer": "dense_adam",
+                   "init_std": 1e-3},
+}
+
+
+def defaults_curve(datasets: list[str], candidates: list[str], epochs: int,
+                   threads: int = 1) -> list[dict]:
+    """Validation NDCG@20 after every epoch (constant rate, no early stopping) of each
+    candidate default (:data:`CANDIDATES`) on each data set's validation part
+    (``Experiment.tuning``, seed 0): the curve a fixed epoch count is chosen from."""
+    from recsys.models.iterative import EarlyStopping
+
+    rows = []
+    for data in datasets:
+        tune = load_experiment(data).tuning(random_state=0)
+        for name in candidates:
+            model = SimpleX(**{**CANDIDATES[name], "epochs": epochs}, random_state=0,
+                            num_threads=threads)
+            model.fit(tune.training(model), validation=tune.test.matrix,
+                      early_stopping=EarlyStopping(patience=epochs))
+            for entry in model.history_:
+                rows.append({"data": data, "candidate": name, "epoch": entry["epoch"] + 1,
+                             "elapsed_s": entry["elapsed"],
+                             "ndcg_at_20": entry["ndcg_at_20"]})
+            # stored as each fit ends (a stopped run keeps its curves), the other rows kept
+            write_csv("simplex_defaults_curve", merged_rows("simplex_defaults_curve", rows,
+                                                            ("data", "candidate")))
+            best = max(rows[-epochs:], key=lambda r: r["ndcg_at_20"])
+            print(f"{data} {name}: best epoch {best['epoch']} {best['ndcg_at_20']:.4f}, "
+                  "epochs 10/20/30/40: " + " ".join(
+                      f"{r['ndcg_at_20']:.4f}" for r in rows[-epochs:]
+                      if r["epoch"] % 10 == 0), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -220,8 +281,19 @@ def main() -> None:
     parser.add_argument("--time-to-quality", action="store_true",
                         help="ml-1m-lcfn: SimpleX.preset('ml-1m-fast') once per --seeds")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--defaults-curve", nargs="*", metavar="CANDIDATE",
+                        help="validation NDCG@20 per epoch of candidate defaults on "
+                             "--datasets (default: every CANDIDATES entry)")
+    parser.add_argument("--datasets", nargs="+",
+                        default=["ml-100k", "lastfm-hetrec", "ml-1m-lcfn", "gowalla-lightgcn"])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     print(f"# {machine()}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
+    if args.defaults_curve is not None:
+        defaults_curve(args.datasets, args.defaults_curve or list(CANDIDATES), args.epochs,
+                       args.threads)
+        return
     if args.time_to_quality:
         rows = time_to_quality("ml-1m-lcfn", "ml-1m-fast", args.seeds)
         print_table(rows, list(rows[0]))

@@ -104,44 +104,69 @@ def _trained(params: dict, tune, fit_args: dict, seed: int = 0):
     return evaluate(model, tune.history, tune.test, k=20, metrics=("ndcg",))["ndcg_at_20"]
 
 
-def simplex_sweeps(data: str, trials: int) -> list[dict]:
+#: The runs of the simplex part, in the order they run: the official configuration of the
+#: split first, then the sweeps, then the other presets (each run's row is stored as it ends).
+SIMPLEX_RUNS = {"gowalla-lightgcn": ["preset gowalla", "sweep seed 0", "sweep seed 1",
+                                     "preset ml-1m-fast", "preset ml-1m"]}
+
+
+def simplex_sweeps(data: str, trials: int, runs: list[str] | None = None, store=None
+                   ) -> list[dict]:
     """SimpleX: a ``trials``-trial sweep (seed 0) and another (seed 1, its own validation
-    carve; its choice refitted and scored on seed 0's validation part) against the best known
-    validation NDCG@20: the best of the official configurations (``SimpleX.PRESETS`` with
-    their trainers) and of both sweeps, all on the validation part of seed 0."""
+    carve; its choice refitted and scored on seed 0's validation part), and the official
+    configurations (``SimpleX.PRESETS`` with their trainers), all scored by validation NDCG@20
+    on the validation part of seed 0. ``runs`` picks and orders them (default: the presets,
+    then the sweeps); ``store(row)`` is called as each run ends."""
     from recsys.models import SimpleX
     from recsys.tuning import sweep
     from recsys.tuning.spaces import FIXED
     from recsys.tuning.sweep import early_stopped_training
 
     tune = _experiment(data)
-    scores, seconds = {}, {}
-    for name in SimpleX.PRESETS:
-        start = time.perf_counter()
-        scores[f"preset {name}"] = _trained(SimpleX.PRESETS[name], tune,
-                                            SimpleX.TRAINING[name])
-        seconds[f"preset {name}"] = time.perf_counter() - start
     trainer = early_stopped_training("SimpleX", "ndcg_at_20")[0]  # as a trial trains
-    chosen = {}
-    for seed in (0, 1):
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            result = sweep("SimpleX", _experiment_full(data), n_trials=trials,
-                           metric="ndcg_at_20", seed=seed,
-                           storage=str(Path(tmp) / "journal.log"),
-                           tracking_uri=f"sqlite:///{tmp}/mlflow.db", log_model="none",
-                           show_progress=False)
-            seconds[f"sweep seed {seed}"] = time.perf_counter() - start
-        chosen[seed] = result.best_params
-        scores[f"sweep seed {seed}"] = (result.best_value if seed == 0 else _trained(
-            {**FIXED["SimpleX"], **result.best_params}, tune, trainer))
-        print(f"{data} SimpleX sweep seed {seed}: {scores[f'sweep seed {seed}']:.4f} "
-              f"({seconds[f'sweep seed {seed}']:.0f} s) {result.best_params}", flush=True)
-    best = max(scores.values())
-    return [{"data": data, "run": run, "trials": trials if run.startswith("sweep") else 1,
-             "ndcg_at_20": value, "vs_best_known": value / best, "seconds": seconds[run],
-             "params": str(chosen[int(run[-1])]) if run.startswith("sweep") else "-"}
-            for run, value in scores.items()]
+    runs = runs or [f"preset {name}" for name in SimpleX.PRESETS] + [
+        "sweep seed 0", "sweep seed 1"]
+    rows = []
+    for run in runs:
+        start = time.perf_counter()
+        params = "-"
+        if run.startswith("preset "):
+            name = run.removeprefix("preset ")
+            value = _trained(SimpleX.PRESETS[name], tune, SimpleX.TRAINING[name])
+        else:
+            seed = int(run.removeprefix("sweep seed "))
+            with tempfile.TemporaryDirectory() as tmp:
+                result = sweep("SimpleX", _experiment_full(data), n_trials=trials,
+                               metric="ndcg_at_20", seed=seed,
+                               storage=str(Path(tmp) / "journal.log"),
+                               tracking_uri=f"sqlite:///{tmp}/mlflow.db", log_model="none",
+                               show_progress=False)
+                seconds = time.perf_counter() - start
+            params = str(result.best_params)
+            value = result.best_value if seed == 0 else _trained(
+                {**FIXED["SimpleX"], **result.best_params}, tune, trainer)
+        row = {"data": data, "run": run, "trials": trials if run.startswith("sweep") else 1,
+               "ndcg_at_20": value, "seconds": seconds if run.startswith("sweep")
+               else time.perf_counter() - start, "params": params}
+        print(f"{data} SimpleX {run}: {value:.4f} ({row['seconds']:.0f} s) {params}",
+              flush=True)
+        rows.append(row)
+        if store is not None:
+            store(row)
+    return rows
+
+
+def store_simplex(name: str, rows: list[dict]) -> list[dict]:
+    """Merge ``rows`` into results/<name>.csv by (data, run) and set every row's
+    ``vs_best_known``: its NDCG@20 over the best one stored for its data set."""
+    merged = merged_rows(name, rows, key=("data", "run"))
+    best: dict[str, float] = {}
+    for row in merged:
+        best[row["data"]] = max(best.get(row["data"], 0.0), float(row["ndcg_at_20"]))
+    for row in merged:
+        row["vs_best_known"] = float(row["ndcg_at_20"]) / best[row["data"]]
+    write_csv(name, merged)
+    return merged
 
 
 def _experiment_full(data: str):
@@ -250,6 +275,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--datasets", nargs="+", default=None,
                         help="data sets of the simplex part (default: every shared one)")
+    parser.add_argument("--runs", nargs="+", default=None,
+                        help='runs of the simplex part, e.g. "preset gowalla" "sweep seed 1" '
+                             "(default: SIMPLEX_RUNS, else the presets then both sweeps)")
     args = parser.parse_args()
     suffix = "_quick" if args.quick else ""
     datasets = ["quick"] if args.quick else ["ml-1m-lcfn", "gowalla-lightgcn"]
@@ -262,12 +290,16 @@ def main() -> None:
                            "ratio", "grid_s", "sweep_s", "edges"])
         write_csv(f"sweep_quality{suffix}", rows)
     if "simplex" in args.parts:
-        rows = []
+        rows, name = [], f"sweep_simplex{suffix}"
         for data in (["quick"] if args.quick else args.datasets or SIMPLEX_DATA):
-            rows += simplex_sweeps(data, args.trials or (2 if args.quick else 20))
+            # each run's row is stored as it ends; a partial run keeps the other rows
+            rows += simplex_sweeps(data, args.trials or (2 if args.quick else 20),
+                                   args.runs or SIMPLEX_RUNS.get(data),
+                                   lambda row: store_simplex(name, [row]))
+        done = {(r["data"], r["run"]) for r in rows}
+        rows = [{**r, **{k: float(r[k]) for k in ("ndcg_at_20", "vs_best_known", "seconds")}}
+                for r in store_simplex(name, []) if (r["data"], r["run"]) in done]
         print_table(rows, ["data", "run", "trials", "ndcg_at_20", "vs_best_known", "seconds"])
-        # a run on some data sets keeps the others' rows
-        write_csv(f"sweep_simplex{suffix}", merged_rows(f"sweep_simplex{suffix}", rows))
     if "overhead" in args.parts:
         rows = overhead(datasets[0], ["ALS", "MaskedNMF"] if args.quick else ITERATIVE)
         print_table(rows, ["data", "model", "plain_fit_s", "trial_fit_s", "overhead",

@@ -183,13 +183,16 @@ def test_simplex_fold_in_lowers_the_users_loss():
     rows = X[50:]
     Qn = model.item_factors_ / np.linalg.norm(model.item_factors_, axis=1, keepdims=True)
 
-    def loss(E):
+    assert model.biases is True and model.exclude_positives  # the defaults
+    shift = model.item_bias_ + model.global_bias_[0]  # scores as in training
+
+    def loss(E):  # the documented L_u: negatives over each user's non-positives
         branch = model._history_vectors(rows, 50 + np.arange(10), np.zeros((10, 8)))
         P = model.gamma * E + (1 - model.gamma) * branch
-        cos = (P / np.linalg.norm(P, axis=1, keepdims=True)) @ Qn.T
+        s = (P / np.linalg.norm(P, axis=1, keepdims=True)) @ Qn.T + shift
         pos = rows.toarray() > 0
-        neg = np.maximum(cos - model.margin, 0).mean(axis=1) * model.negative_weight
-        return ((1 - cos) * pos).sum() + (pos.sum(axis=1) * neg).sum()
+        neg = np.ma.masked_array(np.maximum(s - model.margin, 0), pos).mean(axis=1)
+        return ((1 - s) * pos).sum() + (pos.sum(axis=1) * neg * model.negative_weight).sum()
 
     start = model.fold_in(rows, steps=0)
     assert loss(model.fold_in(rows)) < loss(start)
