@@ -225,15 +225,12 @@ CANDIDATES = {
     "defaults": {"factors": 64, "negatives": 1000, "margin": 0.9, "negative_weight": 150.0,
                  "gamma": 1.0, "dropout": 0.1, "biases": False, "exclude_positives": False,
                  "learning_rate": 0.01, "l2": 1e-6, "optimizer": "adam", "init_std": 0.1},
-    "swept 3e-3": {"factors": 128, "negatives": 500, "margin": 0.7, "negative_weight": 10.0,
-                   "gamma": 0.85, "dropout": 0.3, "biases": True, "exclude_positives": True,
-                   "learning_rate": 3e-3, "l2": 2e-3, "optimizer": "dense_adam",
-                   "init_std": 1e-3},
     "swept 1e-3": {"factors": 128, "negatives": 500, "margin": 0.7, "negative_weight": 10.0,
                    "gamma": 0.85, "dropout": 0.3, "biases": True, "exclude_positives": True,
                    "learning_rate": 1e-3, "l2": 2e-3, "optimizer": "dense_adam",
                    "init_std": 1e-3},
 }
+CANDIDATES["swept 3e-3"] = {**CANDIDATES["swept 1e-3"], "learning_rate": 3e-3}
 
 
 def defaults_curve(datasets: list[str], candidates: list[str], epochs: int,
@@ -251,18 +248,18 @@ def defaults_curve(datasets: list[str], candidates: list[str], epochs: int,
                             num_threads=threads)
             model.fit(tune.training(model), validation=tune.test.matrix,
                       early_stopping=EarlyStopping(patience=epochs))
-            for entry in model.history_:
-                rows.append({"data": data, "candidate": name, "epoch": entry["epoch"] + 1,
-                             "elapsed_s": entry["elapsed"],
-                             "ndcg_at_20": entry["ndcg_at_20"]})
+            curve = [{"data": data, "candidate": name, "epoch": entry["epoch"] + 1,
+                      "elapsed_s": entry["elapsed"], "ndcg_at_20": entry["ndcg_at_20"]}
+                     for entry in model.history_]
+            rows += curve
             # stored as each fit ends (a stopped run keeps its curves), the other rows kept
             write_csv("simplex_defaults_curve", merged_rows("simplex_defaults_curve", rows,
                                                             ("data", "candidate")))
-            best = max(rows[-epochs:], key=lambda r: r["ndcg_at_20"])
-            print(f"{data} {name}: best epoch {best['epoch']} {best['ndcg_at_20']:.4f}, "
-                  "epochs 10/20/30/40: " + " ".join(
-                      f"{r['ndcg_at_20']:.4f}" for r in rows[-epochs:]
-                      if r["epoch"] % 10 == 0), flush=True)
+            best = max(curve, key=lambda r: r["ndcg_at_20"])
+            tens = [r for r in curve if r["epoch"] % 10 == 0]
+            print(f"{data} {name}: best epoch {best['epoch']} {best['ndcg_at_20']:.4f}, epochs "
+                  + "/".join(str(r["epoch"]) for r in tens) + ": "
+                  + " ".join(f"{r['ndcg_at_20']:.4f}" for r in tens), flush=True)
     return rows
 
 

@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import product_tolerance
 from test_own_data import ML100K_TOML, ml100k_csv, run_cli, synthetic_log
 
 from recsys.pipeline import run_job
@@ -47,15 +48,6 @@ def same_rows(a: pd.DataFrame, b: pd.DataFrame, atol: float = 0.0) -> None:
     np.testing.assert_allclose(a["score"].to_numpy(np.float32),
                                b["score"].to_numpy(np.float32), rtol=0, atol=atol)
     assert (a["source"].astype(str) == b["source"].astype(str)).all()
-
-
-def gemm_tolerance(model) -> float:
-    """Bound on the float32 rounding of a score ``u . v`` summed in another order (a GEMM of
-    another batch shape or thread count): ``d eps sum_k |u_k v_k| <= d eps max|u| max|v|``."""
-    U, V = model.user_factors_.astype(np.float64), model.item_factors_.astype(np.float64)
-    d = U.shape[1]
-    return 2 * d * float(np.finfo(np.float32).eps) * float(
-        np.linalg.norm(U, axis=1).max() * np.linalg.norm(V, axis=1).max())
 
 
 def test_nightly_pipeline_twice_on_a_growing_log(tmp_path, data_home):
@@ -138,7 +130,10 @@ def test_pipeline_on_a_synthetic_log_sharded_and_serving_new_users(tmp_path):
     # a user unseen at fit, with a history in the request: folded in by the served model
     mlflow.set_tracking_uri(config["mlflow"]["tracking_uri"])
     served = mlflow.pyfunc.load_model("models:/synth/1")
-    atol = gemm_tolerance(served.unwrap_python_model().model)  # batch job vs served scores
+    # batch job vs served scores: the same products summed in another order (batch shape,
+    # thread count) differ within the rounding bound
+    fitted = served.unwrap_python_model().model
+    atol = float(product_tolerance(fitted.user_factors_, fitted.item_factors_).max())
     same_rows(pyfunc_output(config["mlflow"]["tracking_uri"], "models:/synth/1",
                             recs["user"].unique(), k=5), recs, atol)
     request = pd.DataFrame({"user": ["newcomer", "newcomer", "user-000"],
