@@ -136,6 +136,37 @@ def test_simplex_trials_early_stop_and_the_refit_replays_their_rates(tmp_path, d
     assert len(model.history_) == len(best.user_attrs["lr_schedule"])
 
 
+class _AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("model, fixed", [
+    ("als", {"factors": 8}),  # stopped half-way by reports every few epochs
+    ("simplex", {"factors": 16, "negatives": 50, "epochs": 6}),  # early-stopped trials
+])
+def test_the_pruner_never_stops_the_enqueued_defaults_and_presets(tmp_path, data_home,
+                                                                 monkeypatch, model, fixed):
+    """A pruner that stops every trial it may: the defaults and presets still complete (their
+    reports recorded), every sampled trial after them is pruned."""
+    from recsys.tuning import EARLY_STOPPING, PRESETS, sweep
+    from recsys.tuning.sweep import KNOWN_GOOD
+
+    monkeypatch.setattr(optuna.pruners, "MedianPruner", lambda **kwargs: _AlwaysPrune())
+    # from the first report on (a sampled trial may early-stop before the usual epoch 5)
+    monkeypatch.setitem(EARLY_STOPPING["SimpleX"], "prune_from", 1)
+    args = dict(storage=str(tmp_path / "j.log"), tracking_uri=f"sqlite:///{tmp_path}/X.db",
+                data_home=data_home, show_progress=False, fixed=fixed, log_model="none",
+                eval_every=1)
+    budget = 1 + len(PRESETS[model_class(model).__name__]) + 2  # the defaults, presets, 2 more
+    trials = sweep(model, "ml-100k", n_trials=budget, **args).study.trials
+    known = [t for t in trials if t.user_attrs.get(KNOWN_GOOD)]
+    assert len(trials) == budget and len(known) >= 2 and trials[:len(known)] == known
+    assert all(t.state == optuna.trial.TrialState.COMPLETE and t.intermediate_values
+               for t in known)
+    assert {t.state for t in trials[len(known):]} == {optuna.trial.TrialState.PRUNED}
+
+
 def test_intermediate_reports_use_a_seeded_sample_of_validation_users(data_home):
     from recsys.experiment import load_experiment
     from recsys.tuning.sweep import validation_sample

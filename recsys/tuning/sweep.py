@@ -2,7 +2,9 @@
 
 One study = one Optuna study + one MLflow parent run. A new study first runs the model's
 defaults and its presets (known-good configurations, :data:`~recsys.tuning.spaces.PRESETS`),
-then seeded multivariate TPE whose random start scales with the budget; median pruning. Each
+then seeded multivariate TPE whose random start scales with the budget; median pruning, which
+never stops those first known-good trials (they report, so they set the median, but a slow
+starter such as SimpleX's Gowalla configuration, which peaks at epoch 50, runs to its end). Each
 trial fits the model on the tuning part of the data (a validation split carved from the
 training data, never the test part) with the ``fixed`` parameters, logs its parameters, seed,
 fit time, metrics at every k and, for iterative models, the validation metric every
@@ -164,8 +166,8 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
         validation users (None: all); the trial's final score always uses every one.
     informed : bool
         Enqueue the model's defaults and its :data:`~recsys.tuning.spaces.PRESETS` as the first
-        trials of a new study, then multivariate TPE (random start scaled to ``n_trials``).
-        False: TPE from its own random start.
+        trials of a new study (never pruned), then multivariate TPE (random start scaled to
+        ``n_trials``). False: TPE from its own random start.
     verbose : bool
         Show the models' own progress bars inside trials (the sweep's bar shows otherwise).
     """
@@ -201,7 +203,7 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
     if informed and not study.trials:
         train = tune.training(trial_model(cls, fixed, seed))
         for params in first_trials(cls, space, n_trials, train, fixed):
-            study.enqueue_trial(params, skip_if_exists=True)
+            study.enqueue_trial(params, user_attrs={KNOWN_GOOD: True}, skip_if_exists=True)
 
     client, experiment_id = open_experiment(tracking_uri, experiment_name or study_name)
     parent_id = parent_run(client, experiment_id, study_name, exp, cls, seed, fixed)
@@ -220,7 +222,7 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
             start = time.perf_counter()
             try:
                 trial_fit(estimator, tune.training(estimator), tune, trial, metric,
-                          eval_every, sample)
+                          eval_every, sample, prunable=not trial.user_attrs.get(KNOWN_GOOD))
             except optuna.TrialPruned:
                 end_trial_run(time.perf_counter() - start, None)
                 pruned = True
@@ -257,6 +259,9 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
 
 #: ``sweep(log_model=...)`` choices.
 LOG_MODEL = ("best", "none")
+
+#: User attribute of the enqueued defaults and presets: the pruner never stops them.
+KNOWN_GOOD = "known_good"
 
 
 def startup_trials(n_trials: int) -> int:
@@ -299,9 +304,10 @@ def _epochs(estimator) -> int | None:
 
 
 def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
-              eval_every: int | None = None, sample=None) -> None:
+              eval_every: int | None = None, sample=None, prunable: bool = True) -> None:
     """Fit; iterative models report the validation metric every ``eval_every`` epochs (on the
-    ``sample`` of validation users) to the pruner, which may stop them from half-way on."""
+    ``sample`` of validation users) to the pruner, which may stop them from half-way on
+    (never when not ``prunable``: the reports still feed the median)."""
     import optuna
 
     from recsys.models.iterative import IterativeModel
@@ -310,7 +316,7 @@ def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
         estimator.fit(train)
         return
     if type(estimator).__name__ in EARLY_STOPPING:
-        _early_stopped_fit(estimator, train, tune, trial, metric, sample)
+        _early_stopped_fit(estimator, train, tune, trial, metric, sample, prunable)
         return
     name, at = parse_metric(metric)
     epochs = _epochs(estimator) or 1
@@ -323,7 +329,7 @@ def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
                          users=sample)[metric]
         log_epoch(metric, value, epoch)
         trial.report(value, epoch)
-        if epoch + 1 >= epochs / 2 and trial.should_prune():
+        if prunable and epoch + 1 >= epochs / 2 and trial.should_prune():
             raise optuna.TrialPruned()
 
     estimator.fit(train, callback=callback)
@@ -342,7 +348,7 @@ def early_stopped_training(model: str, metric: str) -> tuple[dict[str, Any], int
 
 
 def _early_stopped_fit(estimator, train, tune: Experiment, trial, metric: str,
-                       sample=None) -> None:
+                       sample=None, prunable: bool = True) -> None:
     """Fit as :data:`~recsys.tuning.spaces.EARLY_STOPPING` says: early stopping on the
     validation part (its ``sample`` users, or all) by ``metric``, each evaluation reported to
     the pruner; the learning rate of each kept epoch (``schedule_``) is recorded in the trial
@@ -362,7 +368,7 @@ def _early_stopped_fit(estimator, train, tune: Experiment, trial, metric: str,
             return
         log_epoch(metric, value, epoch)
         trial.report(value, epoch)
-        if epoch + 1 >= prune_from and trial.should_prune():
+        if prunable and epoch + 1 >= prune_from and trial.should_prune():
             raise optuna.TrialPruned()
 
     estimator.fit(train, validation=validation, callback=callback, **fit_args)
