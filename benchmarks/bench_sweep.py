@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import machine, merged_rows, print_table, write_csv
+from _common import RESULTS, machine, merged_rows, print_table, write_csv
 
 QUALITY = {"ml-1m-lcfn": ["ALS", "ItemKNN", "EASE"], "gowalla-lightgcn": ["ALS", "ItemKNN"],
            "quick": ["ALS", "ItemKNN", "EASE"]}
@@ -136,13 +137,17 @@ def simplex_sweeps(data: str, trials: int, runs: list[str] | None = None, store=
             seconds = time.perf_counter() - start
         else:
             seed = int(run.removeprefix("sweep seed "))
-            with tempfile.TemporaryDirectory() as tmp:
-                result = sweep("SimpleX", _experiment_full(data), n_trials=trials,
-                               metric="ndcg_at_20", seed=seed,
-                               storage=str(Path(tmp) / "journal.log"),
-                               tracking_uri=f"sqlite:///{tmp}/mlflow.db", log_model="none",
-                               show_progress=False)
-                seconds = time.perf_counter() - start  # the sweep's, not seed 1's refit
+            # kept until the row is stored: a stopped sweep continues where it was, its
+            # finished trials' time counted
+            study_dir = RESULTS / "studies" / f"{data}-simplex-seed{seed}"
+            study_dir.mkdir(parents=True, exist_ok=True)
+            journal = str(study_dir / "journal.log")
+            start -= _finished_seconds(journal)
+            result = sweep("SimpleX", _experiment_full(data), n_trials=trials,
+                           metric="ndcg_at_20", seed=seed, storage=journal,
+                           tracking_uri=f"sqlite:///{study_dir}/mlflow.db", log_model="none",
+                           show_progress=False)
+            seconds = time.perf_counter() - start  # the sweep's, not seed 1's refit
             params = str(result.best_params)
             value = result.best_value if seed == 0 else _trained(
                 {**FIXED["SimpleX"], **result.best_params}, tune, trainer)
@@ -153,7 +158,20 @@ def simplex_sweeps(data: str, trials: int, runs: list[str] | None = None, store=
         rows.append(row)
         if store is not None:
             store(row)
+        if run.startswith("sweep"):
+            shutil.rmtree(study_dir)
     return rows
+
+
+def _finished_seconds(journal: str) -> float:
+    """Seconds spent on the finished trials of the study in ``journal`` (0 if none)."""
+    import optuna
+
+    if not Path(journal).exists():
+        return 0.0
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
+    return sum(t.duration.total_seconds() for study in storage.get_all_studies()
+               for t in storage.get_all_trials(study._study_id) if t.duration is not None)
 
 
 def store_simplex(name: str, rows: list[dict]) -> list[dict]:
