@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recsys.data.negatives import NEGATIVE_VALUE
 from recsys.models import ALS, NBMF, AltMin, MaskedNMF
-from recsys.models.auto import ALPHA_SCALE, confidence_slope, ridge
+from recsys.models.auto import ALPHA_SCALE, confidence_slope, level_ridge, ridge
 from recsys.models.base import Recommender
 
 
@@ -25,6 +26,22 @@ def test_ridge_follows_the_spread_or_the_size_of_the_values():
     assert ridge(0.25, X, 0.7) == 0.25  # an explicit value is kept
     ones = sp.csr_matrix(np.eye(3, dtype=np.float32))
     assert ridge("auto", ones, 0.7) == 0.7  # no spread: the unit itself
+
+
+def test_nbmf_ridge_follows_the_level_of_the_values_over_their_spread():
+    X = ratings()
+    v = X.data.astype(np.float64)
+    assert level_ridge("auto", X, 0.16) == pytest.approx(0.16 * v.mean() / v.std())
+    assert level_ridge("auto", ratings(10.0), 0.16) == pytest.approx(
+        level_ridge("auto", X, 0.16))  # unit-free, as NBMF's fit is
+    assert level_ridge(0.25, X, 0.16) == 0.25
+    ones = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    assert level_ridge("auto", ones, 0.16) == 0.16  # no spread: the constant itself
+    # 0/1 values with four sampled zeros per positive: mean / std = 0.2 / 0.4
+    implicit = sp.csr_matrix((np.tile(np.float32([1] + [NEGATIVE_VALUE] * 4), 4),
+                              np.tile(np.arange(5), 4), np.arange(0, 21, 5)), shape=(4, 5))
+    assert NBMF(factors=2, epochs=1, random_state=0).fit(implicit).l2_ == pytest.approx(
+        0.16 * 0.5, rel=1e-4)
 
 
 def test_confidence_slope_follows_the_density_and_the_unit():
@@ -60,6 +77,7 @@ def test_fitted_values_are_recorded_and_saved(tmp_path):
     X = ratings()
     for model in (MaskedNMF(factors=3, epochs=2, random_state=0),
                   AltMin(factors=3, epochs=2, random_state=0),
+                  NBMF(factors=3, epochs=2, random_state=0, num_threads=1),
                   ALS(factors=3, epochs=2, random_state=0, num_threads=1)):
         model.fit(X)
         name = "alpha_" if isinstance(model, ALS) else "l2_"
@@ -78,17 +96,19 @@ def test_an_explicit_value_is_used_as_given():
     X = ratings()
     assert MaskedNMF(l2=0.3, factors=2, epochs=1, random_state=0).fit(X).l2_ == 0.3
     assert MaskedNMF(l2=0.3).resolved_params(X) == {"l2": 0.3}
-    assert NBMF().resolved_params(X) == {}  # no data-aware parameter
+    assert NBMF(l2=0.5).resolved_params(X) == {"l2": 0.5}
     assert ALS(alpha=7.0, factors=2, epochs=1, random_state=0).fit(X).alpha_ == 7.0
     with pytest.raises(ValueError, match="alpha"):
         ALS(alpha="often").fit(X)
 
 
-def test_nbmf_is_indifferent_to_the_unit_at_a_fixed_l2():
+@pytest.mark.parametrize("l2", [0.5, "auto"])
+def test_nbmf_is_indifferent_to_the_unit(l2):
     # binary codes: W carries the scale, so the same l2 gives the same codes and W x 10
-    # (why NBMF has no "auto" ridge)
+    # (why NBMF's "auto" rule is unit-free: the same l2 at any unit)
     X = ratings()
-    make = lambda: NBMF(factors=4, epochs=5, solver="exact", random_state=0, num_threads=1)  # noqa: E731
+    make = lambda: NBMF(factors=4, epochs=5, l2=l2, solver="exact", random_state=0,  # noqa: E731
+                        num_threads=1)
     base, tenfold = make().fit(X), make().fit(ratings(10.0))
     np.testing.assert_array_equal(base.item_codes_, tenfold.item_codes_)
     np.testing.assert_allclose(tenfold.user_factors_, 10 * base.user_factors_, rtol=1e-5,

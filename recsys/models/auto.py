@@ -16,6 +16,17 @@ with sampled zeros (values 1 and ~0, standard deviation about 0.4 and root mean 
 0.45 at four zeros per positive) gets a penalty about 3 (with biases) or 8 (without) times
 smaller.
 
+Ridge strength of NBMF (binary item codes)::
+
+    l2_ = NBMF_L2_PER_LEVEL * mean(v) / std(v)
+
+With binary codes the fit is the same at any unit of the values for a fixed ``l2`` (W carries
+the scale), so the rule above does not apply; what moves NBMF's best penalty is how far the
+values sit from 0 against their spread. Ratings (ML-100K: mean / std 3.1) want 0.5;
+implicit feedback with four sampled zeros per positive (mean / std about 0.5 to 0.6) wants
+0.03 to 0.18 on the shared data sets, and the rule gives 0.08 to 0.09 there. An empirical
+rule, calibrated on those five data sets (``benchmarks/README.md``), unit-free like the fit.
+
 Confidence slope of implicit ALS (Hu, Koren, Volinsky 2008: ``c_ui = 1 + alpha r_ui``)::
 
     alpha_ = ALPHA_SCALE / (sqrt(density) * mean(v)),    density = nnz / (n_users n_items)
@@ -41,6 +52,8 @@ AUTO = "auto"
 AUTO_OPTION = Options(AUTO)
 #: ``alpha_ = ALPHA_SCALE / (sqrt(density) * mean value)``
 ALPHA_SCALE = 0.6
+#: NBMF's ``l2_ = NBMF_L2_PER_LEVEL * mean(v) / std(v)``: 0.5 on ML-100K's ratings
+NBMF_L2_PER_LEVEL = 0.16
 
 
 def ridge(l2: float | str, X: sp.csr_matrix, per_unit: float, centred: bool = True) -> float:
@@ -54,6 +67,17 @@ def ridge(l2: float | str, X: sp.csr_matrix, per_unit: float, centred: bool = Tr
         return per_unit
     scale = float(values.std() if centred else np.sqrt(np.mean(values * values)))
     return per_unit * (scale if scale > 0 else 1.0)
+
+
+def level_ridge(l2: float | str, X: sp.csr_matrix, per_level: float) -> float:
+    """``l2`` itself, or for ``"auto"`` ``per_level`` times the mean of the stored values of
+    ``X`` over their standard deviation; ``per_level`` when the values are all equal (or
+    there are none)."""
+    if l2 != AUTO:
+        return float(l2)
+    values = X.data.astype(np.float64)
+    std = float(values.std()) if values.size else 0.0
+    return per_level * (abs(float(values.mean())) / std if std > 0 else 1.0)
 
 
 def confidence_slope(alpha: float | str, X: sp.csr_matrix) -> float:
@@ -92,5 +116,5 @@ def warn_if_constant(owner: str, X: sp.csr_matrix) -> None:
             "implicit-feedback model (ALS, EASE, SimpleX)", UserWarning, stacklevel=4)
 
 
-__all__ = ["ALPHA_SCALE", "AUTO", "AUTO_OPTION", "confidence_slope", "in_use", "ridge",
-           "row_ridge", "warn_if_constant"]
+__all__ = ["ALPHA_SCALE", "AUTO", "AUTO_OPTION", "NBMF_L2_PER_LEVEL", "confidence_slope",
+           "in_use", "level_ridge", "ridge", "row_ridge", "warn_if_constant"]
