@@ -167,11 +167,14 @@ def _finished_seconds(journal: str) -> float:
     """Seconds spent on the finished trials of the study in ``journal`` (0 if none)."""
     import optuna
 
+    from recsys.tuning.sweep import open_storage
+
     if not Path(journal).exists():
         return 0.0
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
-    return sum(t.duration.total_seconds() for study in storage.get_all_studies()
-               for t in storage.get_all_trials(study._study_id) if t.duration is not None)
+    storage = open_storage(journal)
+    return sum(t.duration.total_seconds() for summary in optuna.get_all_study_summaries(storage)
+               for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials
+               if t.duration is not None)
 
 
 def store_simplex(name: str, rows: list[dict]) -> list[dict]:
