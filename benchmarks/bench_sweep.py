@@ -121,10 +121,9 @@ def simplex_sweeps(data: str, trials: int, runs: list[str] | None = None, store=
     from recsys.models import SimpleX
     from recsys.tuning import sweep
     from recsys.tuning.spaces import FIXED
-    from recsys.tuning.sweep import early_stopped_training
+    from recsys.tuning.sweep import TRAINER, early_stopped_training
 
     tune = _experiment(data)
-    trainer = early_stopped_training("SimpleX", "ndcg_at_20")[0]  # as a trial trains
     runs = runs or [f"preset {name}" for name in SimpleX.PRESETS] + [
         "sweep seed 0", "sweep seed 1"]
     rows = []
@@ -149,6 +148,9 @@ def simplex_sweeps(data: str, trials: int, runs: list[str] | None = None, store=
                            show_progress=False)
             seconds = time.perf_counter() - start  # the sweep's, not seed 1's refit
             params = str(result.best_params)
+            # trained as the chosen trial was (an enqueued preset with its own trainer)
+            trainer = early_stopped_training("SimpleX", "ndcg_at_20",
+                                             result.study.best_trial.user_attrs.get(TRAINER))[0]
             value = result.best_value if seed == 0 else _trained(
                 {**FIXED["SimpleX"], **result.best_params}, tune, trainer)
         row = {"data": data, "run": run, "trials": trials if run.startswith("sweep") else 1,

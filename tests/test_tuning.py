@@ -167,6 +167,46 @@ def test_the_pruner_never_stops_the_enqueued_defaults_and_presets(tmp_path, data
     assert {t.state for t in trials[len(known):]} == {optuna.trial.TrialState.PRUNED}
 
 
+def test_enqueued_official_configurations_train_with_their_own_trainers(tmp_path, data_home,
+                                                                       monkeypatch):
+    """Each enqueued SimpleX preset trains with its trainer's patience and decays
+    (SimpleX.TRAINING), on the sweep's metric; the defaults and sampled trials with the
+    sweep's rule (EARLY_STOPPING)."""
+    from recsys.models import SimpleX
+    from recsys.tuning import EARLY_STOPPING, sweep
+    from recsys.tuning.sweep import TRAINER
+
+    calls = []
+    fit = SimpleX.fit
+
+    def spy(self, X, **kwargs):
+        calls.append(kwargs)
+        return fit(self, X, **kwargs)
+
+    monkeypatch.setattr(SimpleX, "fit", spy)
+    # negatives fixed: ml-1m and ml-1m-fast are one point of the space, the first one kept
+    fixed = {"factors": 16, "negatives": 50, "epochs": 3}
+    trials = sweep("simplex", "ml-100k", n_trials=4, metric="recall_at_10", fixed=fixed,
+                   storage=str(tmp_path / "j.log"), tracking_uri=f"sqlite:///{tmp_path}/X.db",
+                   data_home=data_home, show_progress=False, log_model="none").study.trials
+    assert [t.user_attrs.get(TRAINER) for t in trials] == [None, "ml-1m", "gowalla", None]
+    rule = EARLY_STOPPING["SimpleX"]
+    for trial, kwargs in zip(trials, calls):
+        name = trial.user_attrs.get(TRAINER)
+        stop = kwargs["early_stopping"]
+        assert stop.metric == "recall_at_10" and kwargs["validation"] is not None
+        if name is None:
+            assert stop.patience == rule["patience"]
+            assert kwargs["lr_schedule"] == rule["lr_schedule"]
+        else:
+            official = SimpleX.TRAINING[name]
+            assert stop.patience == official["early_stopping"].patience
+            assert kwargs["lr_schedule"] == official["lr_schedule"]
+    # the Gowalla trainer's decays differ from the sweep's, so the checks above can fail
+    assert SimpleX.TRAINING["gowalla"]["lr_schedule"] != rule["lr_schedule"]
+    assert len(calls) == len(trials) + 1 and "early_stopping" not in calls[-1]  # the refit
+
+
 def test_intermediate_reports_use_a_seeded_sample_of_validation_users(data_home):
     from recsys.experiment import load_experiment
     from recsys.tuning.sweep import validation_sample

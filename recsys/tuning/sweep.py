@@ -10,7 +10,8 @@ training data, never the test part) with the ``fixed`` parameters, logs its para
 fit time, metrics at every k and, for iterative models, the validation metric every
 ``eval_every`` epochs on a sample of validation users (which also feeds the pruner); the
 models in :data:`~recsys.tuning.spaces.EARLY_STOPPING` (SimpleX) instead early-stop on that
-sample every epoch with a reduce-on-plateau learning rate, their ``epochs`` a ceiling. When
+sample every epoch with a reduce-on-plateau learning rate, their ``epochs`` a ceiling (an
+enqueued official configuration with its own trainer's patience and decays). When
 the worker's trials are done, the best parameters are refitted on the whole training data
 (an early-stopped trial's learning rate per kept epoch replayed) and evaluated on the test
 part; the parent run gets the best parameters (and the ones at an edge
@@ -203,7 +204,10 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
     if informed and not study.trials:
         train = tune.training(trial_model(cls, fixed, seed))
         for params in first_trials(cls, space, n_trials, train, fixed):
-            study.enqueue_trial(params, user_attrs={KNOWN_GOOD: True}, skip_if_exists=True)
+            attrs = {KNOWN_GOOD: True}
+            if (name := preset_trainer(cls, space, params)) is not None:
+                attrs[TRAINER] = name
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
 
     client, experiment_id = open_experiment(tracking_uri, experiment_name or study_name)
     parent_id = parent_run(client, experiment_id, study_name, exp, cls, seed, fixed)
@@ -222,7 +226,8 @@ def sweep(model: str | type, data: str | DataSpec | Experiment = "ml-100k", n_tr
             start = time.perf_counter()
             try:
                 trial_fit(estimator, tune.training(estimator), tune, trial, metric,
-                          eval_every, sample, prunable=not trial.user_attrs.get(KNOWN_GOOD))
+                          eval_every, sample, prunable=not trial.user_attrs.get(KNOWN_GOOD),
+                          trainer=trial.user_attrs.get(TRAINER))
             except optuna.TrialPruned:
                 end_trial_run(time.perf_counter() - start, None)
                 pruned = True
@@ -262,6 +267,9 @@ LOG_MODEL = ("best", "none")
 
 #: User attribute of the enqueued defaults and presets: the pruner never stops them.
 KNOWN_GOOD = "known_good"
+#: User attribute of an enqueued official configuration: the name of its trainer (a key of
+#: the model's ``TRAINING``), with which the trial trains instead of the sweep's rule.
+TRAINER = "trainer"
 
 
 def startup_trials(n_trials: int) -> int:
@@ -290,6 +298,15 @@ def first_trials(cls, space: dict[str, tuple], n_trials: int, train=None,
     return out[:max(n_trials, 0)]
 
 
+def preset_trainer(cls, space: dict[str, tuple], params: dict[str, Any]) -> str | None:
+    """The name of the model's preset (``cls.PRESETS``) with a trainer of its own
+    (``cls.TRAINING``) that ``params`` is, restricted to ``space`` (None if none)."""
+    for name in getattr(cls, "TRAINING", {}):
+        if in_space(space, cls.PRESETS[name]) == params:
+            return name
+    return None
+
+
 def validation_sample(tune: Experiment, eval_users: int | None, seed: int):
     """Seeded validation users for intermediate reports (None: all of them)."""
     users = np.flatnonzero(np.diff(tune.test.matrix.indptr) > 0)
@@ -304,10 +321,13 @@ def _epochs(estimator) -> int | None:
 
 
 def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
-              eval_every: int | None = None, sample=None, prunable: bool = True) -> None:
+              eval_every: int | None = None, sample=None, prunable: bool = True,
+              trainer: str | None = None) -> None:
     """Fit; iterative models report the validation metric every ``eval_every`` epochs (on the
     ``sample`` of validation users) to the pruner, which may stop them from half-way on
-    (never when not ``prunable``: the reports still feed the median)."""
+    (never when not ``prunable``: the reports still feed the median). ``trainer``: the
+    preset whose official trainer an early-stopped model uses (see
+    :func:`early_stopped_training`)."""
     import optuna
 
     from recsys.models.iterative import IterativeModel
@@ -316,7 +336,7 @@ def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
         estimator.fit(train)
         return
     if type(estimator).__name__ in EARLY_STOPPING:
-        _early_stopped_fit(estimator, train, tune, trial, metric, sample, prunable)
+        _early_stopped_fit(estimator, train, tune, trial, metric, sample, prunable, trainer)
         return
     name, at = parse_metric(metric)
     epochs = _epochs(estimator) or 1
@@ -335,27 +355,37 @@ def trial_fit(estimator, train, tune: Experiment, trial, metric: str,
     estimator.fit(train, callback=callback)
 
 
-def early_stopped_training(model: str, metric: str) -> tuple[dict[str, Any], int]:
+def early_stopped_training(model: str, metric: str, trainer: str | None = None
+                           ) -> tuple[dict[str, Any], int]:
     """How a trial of ``model`` (a key of :data:`~recsys.tuning.spaces.EARLY_STOPPING`) trains:
     its ``fit`` arguments (early stopping on ``metric``, the learning-rate schedule) and the
-    epoch from which the pruner may stop it."""
+    epoch from which the pruner may stop it. With ``trainer`` (a preset of the model), the
+    patience and schedule are that preset's official trainer's (``Model.TRAINING[trainer]``),
+    the metric still the sweep's: a slow starter such as SimpleX's Gowalla configuration
+    otherwise has its rate cut by the sweep's shorter decay patience after its first plateau."""
+    from dataclasses import replace
+
     from recsys.models.iterative import EarlyStopping
 
     rule = dict(EARLY_STOPPING[model])
-    stop = EarlyStopping(metric=metric, patience=rule.pop("patience"))
     prune_from = rule.pop("prune_from")
+    if trainer is not None:
+        official = dict(model_class(model).TRAINING[trainer])
+        stop = replace(official.pop("early_stopping"), metric=metric)
+        return {"early_stopping": stop, **official}, prune_from
+    stop = EarlyStopping(metric=metric, patience=rule.pop("patience"))
     return {"early_stopping": stop, **rule}, prune_from
 
 
 def _early_stopped_fit(estimator, train, tune: Experiment, trial, metric: str,
-                       sample=None, prunable: bool = True) -> None:
+                       sample=None, prunable: bool = True, trainer: str | None = None) -> None:
     """Fit as :data:`~recsys.tuning.spaces.EARLY_STOPPING` says: early stopping on the
     validation part (its ``sample`` users, or all) by ``metric``, each evaluation reported to
     the pruner; the learning rate of each kept epoch (``schedule_``) is recorded in the trial
     for the refit."""
     import optuna
 
-    fit_args, prune_from = early_stopped_training(type(estimator).__name__, metric)
+    fit_args, prune_from = early_stopped_training(type(estimator).__name__, metric, trainer)
     validation = tune.test.matrix
     if sample is not None:  # the sampled users' rows only
         kept = np.zeros(validation.shape[0], dtype=bool)
