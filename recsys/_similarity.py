@@ -3,7 +3,7 @@ below the models so that no model imports another."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -57,23 +57,22 @@ class GramRows:
         return self(np.arange(start, stop, dtype=np.int32))
 
 
-def shrunk_cosine_neighbours(gram_rows: Callable[[int, int], sp.spmatrix], norms: np.ndarray,
-                             k: int, shrink: float = 0.0, block_size: int = 512,
-                             num_threads: int = 0, show_progress: bool = False,
-                             desc: str = "neighbours") -> tuple[np.ndarray, np.ndarray]:
-    """Each item's ``k`` most similar items by shrunk cosine, ``g_ij / (n_i n_j + shrink)``.
+def shrunk_cosine_blocks(gram_rows: Callable[[int, int], sp.spmatrix], norms: np.ndarray,
+                         k: int, shrink: float = 0.0, block_size: int = 512,
+                         num_threads: int = 0, show_progress: bool = False,
+                         desc: str = "neighbours"
+                         ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Each item's ``k`` most similar items by shrunk cosine, ``g_ij / (n_i n_j + shrink)``,
+    one block of items at a time: yields ``(start, ids, similarities)``, each array
+    ``(rows of the block, k)``, best first (ties: lower index).
 
     ``gram_rows(start, stop)`` returns rows ``start:stop`` of the Gram matrix ``X^T X`` (dense
     or sparse, e.g. :meth:`GramRows.range`);
     ``norms`` are the item norms ``sqrt(diag(X^T X))``. Items never neighbour themselves; a zero
-    denominator gives similarity 0. Works block by block (``block_size`` x n_items dense).
-
-    Returns ``(ids, similarities)``, each ``(n_items, k)``, best first (ties: lower index).
+    denominator gives similarity 0. Memory: one ``block_size`` x n_items dense block.
     """
     n_items = norms.shape[0]
     threads = resolve_num_threads(num_threads)
-    ids = np.empty((n_items, k), dtype=np.int32)
-    sims = np.empty((n_items, k), dtype=norms.dtype)
     for start in tqdm(range(0, n_items, block_size), desc=desc, disable=not show_progress):
         stop = min(start + block_size, n_items)
         block = gram_rows(start, stop)
@@ -85,9 +84,49 @@ def shrunk_cosine_neighbours(gram_rows: Callable[[int, int], sp.spmatrix], norms
         np.divide(block, denom, out=block, where=denom > 0)
         del denom
         block[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # no self-neighbour
-        ids[start:stop], sims[start:stop] = topk_scores(block, k, num_threads=threads,
-                                                        copy=False)
+        ids, sims = topk_scores(block, k, num_threads=threads, copy=False)
+        yield start, ids, sims
+
+
+def shrunk_cosine_neighbours(gram_rows: Callable[[int, int], sp.spmatrix], norms: np.ndarray,
+                             k: int, shrink: float = 0.0, block_size: int = 512,
+                             num_threads: int = 0, show_progress: bool = False,
+                             desc: str = "neighbours") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`shrunk_cosine_blocks` gathered: ``(ids, similarities)``, each
+    ``(n_items, k)``."""
+    n_items = norms.shape[0]
+    ids = np.empty((n_items, k), dtype=np.int32)
+    sims = np.empty((n_items, k), dtype=norms.dtype)
+    for start, block_ids, block_sims in shrunk_cosine_blocks(
+            gram_rows, norms, k, shrink, block_size, num_threads, show_progress, desc):
+        ids[start:start + len(block_ids)] = block_ids
+        sims[start:start + len(block_ids)] = block_sims
     return ids, sims
 
 
-__all__ = ["BLOCK_ELEMENTS", "GramRows", "shrunk_cosine_neighbours"]
+def positive_neighbours(gram_rows: Callable[[int, int], sp.spmatrix], norms: np.ndarray,
+                        k: int, shrink: float = 0.0, block_size: int = 512,
+                        num_threads: int = 0, show_progress: bool = False,
+                        desc: str = "neighbours") -> sp.csr_matrix:
+    """:func:`shrunk_cosine_blocks` as an ``n_items x n_items`` CSR of the positive
+    similarities only, sorted columns: memory grows with the entries kept (at most each
+    item's co-occurring items), not with ``n_items x k``, so a large ``k`` on a sparse
+    catalogue costs what it keeps."""
+    n_items = norms.shape[0]
+    counts, indices, data = [np.zeros(1, dtype=np.int64)], [], []
+    for _, ids, sims in shrunk_cosine_blocks(gram_rows, norms, k, shrink, block_size,
+                                             num_threads, show_progress, desc):
+        keep = (ids >= 0) & (sims > 0)
+        counts.append(keep.sum(axis=1, dtype=np.int64))
+        indices.append(ids[keep])
+        data.append(sims[keep])
+    indptr = np.cumsum(np.concatenate(counts))
+    S = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, norms.dtype),
+                       np.concatenate(indices) if indices else np.zeros(0, np.int32), indptr),
+                      shape=(n_items, n_items))
+    S.sort_indices()
+    return S
+
+
+__all__ = ["BLOCK_ELEMENTS", "GramRows", "positive_neighbours", "shrunk_cosine_blocks",
+           "shrunk_cosine_neighbours"]

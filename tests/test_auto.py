@@ -6,8 +6,16 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.data.negatives import NEGATIVE_VALUE
-from recsys.models import ALS, NBMF, AltMin, MaskedNMF
-from recsys.models.auto import ALPHA_SCALE, confidence_slope, level_ridge, ridge
+from recsys.models import ALS, NBMF, AltMin, ItemKNN, MaskedNMF
+from recsys.models.auto import (
+    ALPHA_SCALE,
+    MAX_NEIGHBOURS,
+    NEIGHBOURS_SCALE,
+    confidence_slope,
+    level_ridge,
+    neighbour_count,
+    ridge,
+)
 from recsys.models.base import Recommender
 
 
@@ -57,6 +65,20 @@ def test_confidence_slope_follows_the_density_and_the_unit():
     assert confidence_slope(3.0, X) == 3.0
 
 
+def test_neighbour_count_follows_the_density():
+    X = ratings()  # density 0.3
+    assert neighbour_count("auto", X) == round(NEIGHBOURS_SCALE / np.sqrt(X.nnz / (60 * 40)))
+    sparse = sp.csr_matrix(([1.0] * 400, (np.arange(400), np.arange(400))), shape=(400, 10_000))
+    assert neighbour_count("auto", sparse) == 1000  # density 1e-4
+    huge = sp.csr_matrix(([1.0], ([0], [0])), shape=(1000, 100_000))
+    assert neighbour_count("auto", huge) == MAX_NEIGHBOURS
+    assert neighbour_count(7, X) == 7
+    knn = ItemKNN().fit(X)  # the default; the same fit as the count given
+    assert knn.neighbors_ == neighbour_count("auto", X)
+    explicit = ItemKNN(neighbors=knn.neighbors_).fit(X)
+    assert (knn.similarity_ != explicit.similarity_).nnz == 0
+
+
 @pytest.mark.parametrize("make", [
     lambda: MaskedNMF(factors=4, epochs=15, biases=False, random_state=0, num_threads=1),
     lambda: AltMin(factors=4, epochs=15, biases=False, random_state=0, num_threads=1),
@@ -78,9 +100,10 @@ def test_fitted_values_are_recorded_and_saved(tmp_path):
     for model in (MaskedNMF(factors=3, epochs=2, random_state=0),
                   AltMin(factors=3, epochs=2, random_state=0),
                   NBMF(factors=3, epochs=2, random_state=0, num_threads=1),
-                  ALS(factors=3, epochs=2, random_state=0, num_threads=1)):
+                  ALS(factors=3, epochs=2, random_state=0, num_threads=1),
+                  ItemKNN(num_threads=1)):
         model.fit(X)
-        name = "alpha_" if isinstance(model, ALS) else "l2_"
+        name = {ALS: "alpha_", ItemKNN: "neighbors_"}.get(type(model), "l2_")
         path = tmp_path / f"{type(model).__name__}.npz"
         model.save(path)
         loaded = Recommender.load(path)

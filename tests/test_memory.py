@@ -86,6 +86,17 @@ def test_fit_memory_is_a_small_multiple_of_the_csr(X, name):
     assert ratio < ceiling, f"{name} peaked at {ratio:.2f}x the CSR (ceiling {ceiling}x)"
 
 
+def test_itemknn_memory_follows_the_kept_similarities_not_the_neighbour_count():
+    # a sparse catalogue, where "auto" keeps many neighbours: each item co-occurs with a few
+    # dozen others, so a dense (items x k) buffer of 20,000 x 2,000 would be 320 MB
+    rng = np.random.default_rng(0)
+    X = power_law_matrix(2_000, 20_000, 5, rng)
+    k = 2_000
+    peak = traced_peak(lambda: ItemKNN(neighbors=k, block_size=128, num_threads=1).fit(X))
+    dense = X.shape[1] * k * 8
+    assert peak < 0.15 * dense, f"peaked at {peak / dense:.2f}x an items x k buffer"
+
+
 def test_transpose_equals_scipy_and_allocates_only_its_result(X):
     T = transpose_csr(X)
     R = X.T.tocsr()
