@@ -231,6 +231,17 @@ CANDIDATES = {
                    "init_std": 1e-3},
 }
 CANDIDATES["swept 3e-3"] = {**CANDIDATES["swept 1e-3"], "learning_rate": 3e-3}
+# the defaults with a heavier negative term, for sparse catalogues: Gowalla's sweeps chose 143
+# and 241, lastfm-hetrec's 36 and 12 (about a tenth of 1 / density, 1,680 and 500)
+CANDIDATES.update({f"weight {w}": {**CANDIDATES["swept 1e-3"], "negative_weight": float(w)}
+                   for w in (50, 170)})
+# the defaults with the whole-table L2 scaled to the catalogue: l2 n_items / batch_size as on
+# ML-1M (2e-3 x 3,043 / 1,024); Gowalla's sweeps and official configuration chose about 1e-4
+CANDIDATES.update({f"l2 {l2:g}": {**CANDIDATES["swept 1e-3"], "l2": l2}
+                   for l2 in (1.5e-4, 3.5e-4, 3.6e-3)})
+# both, at the weight negative_weight="auto" gives there (Gowalla 168, lastfm-hetrec 50)
+CANDIDATES.update({f"weight {w} l2 {l2:g}": {**CANDIDATES[f"weight {w}"], "l2": l2}
+                   for w, l2 in ((170, 1.5e-4), (50, 3.5e-4))})
 
 
 def defaults_curve(datasets: list[str], candidates: list[str], epochs: int,
@@ -238,7 +249,7 @@ def defaults_curve(datasets: list[str], candidates: list[str], epochs: int,
     """Validation NDCG@20 after every epoch (constant rate, no early stopping) of each
     candidate default (:data:`CANDIDATES`) on each data set's validation part
     (``Experiment.tuning``, seed 0): the curve a fixed epoch count is chosen from."""
-    from recsys.models.iterative import EarlyStopping
+    from recsys.models.iterative import EarlyStopping, ReduceOnPlateau
 
     rows = []
     for data in datasets:
@@ -246,8 +257,11 @@ def defaults_curve(datasets: list[str], candidates: list[str], epochs: int,
         for name in candidates:
             model = SimpleX(**{**CANDIDATES[name], "epochs": epochs}, random_state=0,
                             num_threads=threads)
+            # factor 1: no decay, as fit(X) trains without validation (before 2026-12-05 the
+            # curves ran with fit's default decays on plateau, the best epoch restored)
             model.fit(tune.training(model), validation=tune.test.matrix,
-                      early_stopping=EarlyStopping(patience=epochs))
+                      early_stopping=EarlyStopping(patience=epochs),
+                      lr_schedule=ReduceOnPlateau(factor=1.0))
             curve = [{"data": data, "candidate": name, "epoch": entry["epoch"] + 1,
                       "elapsed_s": entry["elapsed"], "ndcg_at_20": entry["ndcg_at_20"]}
                      for entry in model.history_]

@@ -6,15 +6,18 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.data.negatives import NEGATIVE_VALUE
-from recsys.models import ALS, NBMF, AltMin, ItemKNN, MaskedNMF
+from recsys.models import ALS, BPR, NBMF, AltMin, ItemKNN, MaskedNMF
 from recsys.models.auto import (
     ALPHA_SCALE,
+    BPR_MAX_RATE,
+    BPR_RATE_SCALE,
     MAX_NEIGHBOURS,
     NEIGHBOURS_SCALE,
     confidence_slope,
     level_ridge,
     neighbour_count,
     ridge,
+    sgd_rate,
 )
 from recsys.models.base import Recommender
 
@@ -79,6 +82,21 @@ def test_neighbour_count_follows_the_density():
     assert (knn.similarity_ != explicit.similarity_).nnz == 0
 
 
+def test_bpr_rate_follows_the_density():
+    X = ratings()  # density 0.3
+    assert sgd_rate("auto", X) == pytest.approx(BPR_RATE_SCALE / np.sqrt(X.nnz / (60 * 40)))
+    sparse = sp.csr_matrix(([1.0] * 40, (np.arange(40), np.arange(40))), shape=(400, 1000))
+    assert sgd_rate("auto", sparse) == BPR_MAX_RATE  # density 1e-4: implicit's default
+    assert sgd_rate(0.05, X) == 0.05
+    kw = dict(factors=4, epochs=3, random_state=0, num_threads=1)
+    auto = BPR(**kw).fit(X)  # the default; the same fit as the rate given
+    assert auto.learning_rate_ == sgd_rate("auto", X)
+    given = BPR(learning_rate=auto.learning_rate_, **kw).fit(X)
+    np.testing.assert_array_equal(auto.item_factors_, given.item_factors_)
+    other = BPR(learning_rate=BPR_MAX_RATE, **kw).fit(X)
+    assert not np.array_equal(auto.item_factors_, other.item_factors_)
+
+
 @pytest.mark.parametrize("make", [
     lambda: MaskedNMF(factors=4, epochs=15, biases=False, random_state=0, num_threads=1),
     lambda: AltMin(factors=4, epochs=15, biases=False, random_state=0, num_threads=1),
@@ -101,9 +119,11 @@ def test_fitted_values_are_recorded_and_saved(tmp_path):
                   AltMin(factors=3, epochs=2, random_state=0),
                   NBMF(factors=3, epochs=2, random_state=0, num_threads=1),
                   ALS(factors=3, epochs=2, random_state=0, num_threads=1),
-                  ItemKNN(num_threads=1)):
+                  ItemKNN(num_threads=1),
+                  BPR(factors=3, epochs=2, random_state=0, num_threads=1)):
         model.fit(X)
-        name = {ALS: "alpha_", ItemKNN: "neighbors_"}.get(type(model), "l2_")
+        name = {ALS: "alpha_", ItemKNN: "neighbors_",
+                BPR: "learning_rate_"}.get(type(model), "l2_")
         path = tmp_path / f"{type(model).__name__}.npz"
         model.save(path)
         loaded = Recommender.load(path)
