@@ -6,18 +6,24 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.data.negatives import NEGATIVE_VALUE
-from recsys.models import ALS, BPR, NBMF, AltMin, ItemKNN, MaskedNMF
+from recsys.models import ALS, BPR, NBMF, AltMin, ItemKNN, MaskedNMF, SimpleX
 from recsys.models.auto import (
     ALPHA_SCALE,
     BPR_MAX_RATE,
     BPR_RATE_SCALE,
     MAX_NEIGHBOURS,
     NEIGHBOURS_SCALE,
+    SIMPLEX_L2_SCALE,
+    SIMPLEX_MIN_WEIGHT,
+    SIMPLEX_ROW_L2,
+    SIMPLEX_WEIGHT_SCALE,
     confidence_slope,
+    contrastive_weight,
     level_ridge,
     neighbour_count,
     ridge,
     sgd_rate,
+    table_ridge,
 )
 from recsys.models.base import Recommender
 
@@ -97,6 +103,34 @@ def test_bpr_rate_follows_the_density():
     assert not np.array_equal(auto.item_factors_, other.item_factors_)
 
 
+def test_simplex_weight_follows_the_catalogue_over_the_mean_history():
+    X = ratings()  # density 0.3: the floor
+    assert contrastive_weight("auto", X) == SIMPLEX_MIN_WEIGHT
+    sparse = sp.csr_matrix(([1.0] * 400, (np.arange(400), np.arange(400) % 1000)),
+                           shape=(400, 1000))  # one positive per user over 1000 items
+    assert contrastive_weight("auto", sparse) == pytest.approx(SIMPLEX_WEIGHT_SCALE * 1000)
+    assert contrastive_weight("auto", sp.csr_matrix((3, 5))) == SIMPLEX_MIN_WEIGHT
+    assert contrastive_weight(2.5, sparse) == 2.5
+
+
+def test_simplex_l2_follows_the_batch_over_the_catalogue():
+    X = ratings()  # 40 items
+    assert table_ridge("auto", X, 1024, dense=True) == pytest.approx(SIMPLEX_L2_SCALE * 1024
+                                                                      / 40)
+    assert table_ridge("auto", X, 256, dense=True) == pytest.approx(SIMPLEX_L2_SCALE * 256 / 40)
+    assert table_ridge("auto", X, 1024, dense=False) == SIMPLEX_ROW_L2  # charged when it steps
+    assert table_ridge(0.1, X, 1024, dense=True) == 0.1
+    kw = dict(factors=4, negatives=5, epochs=2, batch_size=16, random_state=0, num_threads=1)
+    assert SimpleX(**kw).resolved_params(X) == {
+        "negative_weight": SIMPLEX_MIN_WEIGHT, "l2": pytest.approx(SIMPLEX_L2_SCALE * 16 / 40)}
+    assert SimpleX(optimizer="adam", **kw).resolved_params(X)["l2"] == SIMPLEX_ROW_L2
+    auto = SimpleX(**kw).fit(X)  # the defaults: the same fit as the values given
+    given = SimpleX(**{**kw, "negative_weight": auto.negative_weight_, "l2": auto.l2_}).fit(X)
+    np.testing.assert_array_equal(auto.item_factors_, given.item_factors_)
+    other = SimpleX(**{**kw, "l2": 2e-3}).fit(X)
+    assert not np.array_equal(auto.item_factors_, other.item_factors_)
+
+
 @pytest.mark.parametrize("make", [
     lambda: MaskedNMF(factors=4, epochs=15, biases=False, random_state=0, num_threads=1),
     lambda: AltMin(factors=4, epochs=15, biases=False, random_state=0, num_threads=1),
@@ -120,18 +154,20 @@ def test_fitted_values_are_recorded_and_saved(tmp_path):
                   NBMF(factors=3, epochs=2, random_state=0, num_threads=1),
                   ALS(factors=3, epochs=2, random_state=0, num_threads=1),
                   ItemKNN(num_threads=1),
-                  BPR(factors=3, epochs=2, random_state=0, num_threads=1)):
+                  BPR(factors=3, epochs=2, random_state=0, num_threads=1),
+                  SimpleX(factors=3, negatives=4, epochs=2, random_state=0, num_threads=1)):
         model.fit(X)
-        name = {ALS: "alpha_", ItemKNN: "neighbors_",
-                BPR: "learning_rate_"}.get(type(model), "l2_")
+        names = {ALS: ["alpha_"], ItemKNN: ["neighbors_"], BPR: ["learning_rate_"],
+                 SimpleX: ["negative_weight_", "l2_"]}.get(type(model), ["l2_"])
         path = tmp_path / f"{type(model).__name__}.npz"
         model.save(path)
         loaded = Recommender.load(path)
-        assert getattr(loaded, name) == getattr(model, name)
-        assert loaded.get_params()[name[:-1]] == "auto"
+        for name in names:
+            assert getattr(loaded, name) == getattr(model, name)
+            assert loaded.get_params()[name[:-1]] == "auto"
         # what fit records is what resolved_params reads off the same matrix (in a sweep,
         # the defaults' first trial)
-        assert model.resolved_params(X) == {name[:-1]: getattr(model, name)}
+        assert model.resolved_params(X) == {name[:-1]: getattr(model, name) for name in names}
         np.testing.assert_array_equal(loaded.score([0, 1], X), model.score([0, 1], X))
 
 

@@ -192,7 +192,7 @@ def test_simplex_fold_in_lowers_the_users_loss():
         s = (P / np.linalg.norm(P, axis=1, keepdims=True)) @ Qn.T + shift
         pos = rows.toarray() > 0
         neg = np.ma.masked_array(np.maximum(s - model.margin, 0), pos).mean(axis=1)
-        return ((1 - s) * pos).sum() + (pos.sum(axis=1) * neg * model.negative_weight).sum()
+        return ((1 - s) * pos).sum() + (pos.sum(axis=1) * neg * model.negative_weight_).sum()
 
     start = model.fold_in(rows, steps=0)
     assert loss(model.fold_in(rows)) < loss(start)

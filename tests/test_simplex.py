@@ -401,18 +401,31 @@ def test_learning_rate_decays_on_plateau(decay_patience):
 
 
 def test_lr_schedule_replays_the_rates():
-    """A constant schedule is the plain fit, bit for bit (one thread); a decaying one runs
-    its rates epoch by epoch without validation decays or early stopping."""
+    """The plain fit is its step schedule replayed, bit for bit (one thread), and a constant
+    rule the constant schedule; a decaying one runs its rates epoch by epoch without
+    validation decays or early stopping."""
     from recsys.models import SimpleX
+    from recsys.models.simplex import step_rates
 
     X = planted(seed=1)
     kw = dict(factors=16, negatives=30, margin=0.5, negative_weight=5, dropout=0.0,
               random_state=0, num_threads=1)
+    steps = [0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005]  # x0.1 after each third of 6
+    assert step_rates(0.05, 6) == pytest.approx(steps, rel=1e-12)
+    assert step_rates(1e-3, 30) == pytest.approx([1e-3] * 10 + [1e-4] * 10 + [1e-5] * 10,
+                                                 rel=1e-12)
+    assert step_rates(1.0, 1) == [1.0] and step_rates(1.0, 0) == []
     plain = SimpleX(learning_rate=0.05, epochs=6, **kw).fit(X)
-    replay = SimpleX(learning_rate=1.0, epochs=99, **kw).fit(X, lr_schedule=[0.05] * 6)
+    assert plain.schedule_ == step_rates(0.05, 6)
+    replay = SimpleX(learning_rate=1.0, epochs=99, **kw).fit(X, lr_schedule=plain.schedule_)
     np.testing.assert_array_equal(replay.item_factors_, plain.item_factors_)
     np.testing.assert_array_equal(replay.user_factors_, plain.user_factors_)
-    assert replay.schedule_ == [0.05] * 6
+    constant = SimpleX(learning_rate=0.05, epochs=6, **kw).fit(
+        X, lr_schedule=ReduceOnPlateau(factor=1.0))
+    replay = SimpleX(learning_rate=1.0, epochs=99, **kw).fit(X, lr_schedule=[0.05] * 6)
+    np.testing.assert_array_equal(replay.item_factors_, constant.item_factors_)
+    assert replay.schedule_ == constant.schedule_ == [0.05] * 6
+    assert not np.array_equal(constant.item_factors_, plain.item_factors_)
     rates = [0.05] * 3 + [0.005] * 3 + [0.0005]
     held_out = planted(seed=2)
     held_out = held_out - held_out.multiply(X)

@@ -1,5 +1,5 @@
 """Data-aware defaults: a parameter left at ``"auto"`` takes its value from the training matrix
-when ``fit`` starts, and the fitted model records it (``l2_``, ``alpha_``).
+when ``fit`` starts, and the fitted model records it (``l2_``, ``alpha_``, ...).
 
 Ridge strength of the rating models with real factors (MaskedNMF, AltMin)::
 
@@ -55,6 +55,29 @@ and a fixed epoch count wants a smaller step: the best rate on the shared data s
 epochs, l2 0.01) is 0.0025 or less on ML-1M (density 4.4%), 0.005 on ML-100K (2.5%) and
 implicit's 0.01 on lastfm and Gowalla (0.2% and 0.06%), each a narrow peak; the rule gives
 0.0048, 0.0063 and 0.01. An empirical rule, calibrated on those four data sets.
+
+Negative weight of SimpleX's cosine contrastive loss::
+
+    negative_weight_ = max(SIMPLEX_MIN_WEIGHT, SIMPLEX_WEIGHT_SCALE / density)
+
+``1 / density`` is the catalogue over the mean history, ``n_items / (nnz / n_users)``: the
+larger the catalogue against what a user holds, the more of the N uniform negatives are easy
+and the heavier their averaged term has to be for the few close ones to count. The two
+SimpleX sweeps of each shared data set chose 5 to 11 on ML-100K and ML-1M (densities 2.8% and
+4.4%), 12 and 36 on lastfm (0.2%), 143 and 241 on Gowalla (0.07%; its official configuration
+250); the rule gives 10, 10, 45 and 151 there. An empirical rule, calibrated on those four
+data sets (``benchmarks/README.md``).
+
+L2 of SimpleX's dense Adam (every row charged at every mini-batch)::
+
+    l2_ = SIMPLEX_L2_SCALE * batch_size / n_items
+
+Each mini-batch of ``batch_size`` positives touches an item about ``batch_size / n_items``
+times on average, while dense Adam charges the penalty of every row at every mini-batch; the
+rule keeps the penalty per unit of an item's data at ML-1M's tuned 2e-3 (3.7e-3 on ML-100K,
+3.5e-4 on lastfm, 1.5e-4 on Gowalla, where the best sweeps chose 2.7e-3, 3.8e-4 and 1.0e-4).
+The other optimisers charge a row only when it steps and keep the old fixed default
+(``SIMPLEX_ROW_L2``, 2e-3).
 """
 
 from __future__ import annotations
@@ -80,6 +103,13 @@ MAX_NEIGHBOURS = 2000
 #: BPR's ``learning_rate_ = min(BPR_MAX_RATE, BPR_RATE_SCALE / sqrt(density))``
 BPR_RATE_SCALE = 1e-3
 BPR_MAX_RATE = 0.01
+#: SimpleX's ``negative_weight_ = max(SIMPLEX_MIN_WEIGHT, SIMPLEX_WEIGHT_SCALE / density)``
+SIMPLEX_WEIGHT_SCALE = 0.1
+SIMPLEX_MIN_WEIGHT = 10.0
+#: SimpleX's dense-Adam ``l2_ = SIMPLEX_L2_SCALE * batch_size / n_items``
+SIMPLEX_L2_SCALE = 6e-3
+#: SimpleX's ``l2_`` with the optimisers that charge a row only when it steps
+SIMPLEX_ROW_L2 = 2e-3
 
 
 def ridge(l2: float | str, X: sp.csr_matrix, per_unit: float, centred: bool = True) -> float:
@@ -106,16 +136,21 @@ def level_ridge(l2: float | str, X: sp.csr_matrix, per_level: float) -> float:
     return per_level * (abs(float(values.mean())) / std if std > 0 else 1.0)
 
 
+def density(X: sp.csr_matrix) -> float:
+    """``nnz / (n_users n_items)``, 0 for an empty matrix."""
+    n_cells = float(X.shape[0]) * float(X.shape[1])
+    return X.nnz / n_cells if X.nnz and n_cells else 0.0
+
+
 def confidence_slope(alpha: float | str, X: sp.csr_matrix) -> float:
     """``alpha`` itself, or for ``"auto"`` ``ALPHA_SCALE / (sqrt(density) * mean value)``, at
     least 1."""
     if alpha != AUTO:
         return float(alpha)
-    n_cells = float(X.shape[0]) * float(X.shape[1])
-    if X.nnz == 0 or n_cells == 0:
+    if not density(X):
         return 1.0
     mean = float(X.data.mean(dtype=np.float64))
-    return max(float(ALPHA_SCALE / (np.sqrt(X.nnz / n_cells) * mean)), 1.0)
+    return max(float(ALPHA_SCALE / (np.sqrt(density(X)) * mean)), 1.0)
 
 
 def neighbour_count(neighbors: int | str, X: sp.csr_matrix) -> int:
@@ -123,10 +158,9 @@ def neighbour_count(neighbors: int | str, X: sp.csr_matrix) -> int:
     at most ``MAX_NEIGHBOURS`` (``NEIGHBOURS_SCALE`` for an empty matrix)."""
     if neighbors != AUTO:
         return int(neighbors)
-    n_cells = float(X.shape[0]) * float(X.shape[1])
-    if X.nnz == 0 or n_cells == 0:
+    if not density(X):
         return int(NEIGHBOURS_SCALE)
-    return int(min(MAX_NEIGHBOURS, round(NEIGHBOURS_SCALE / np.sqrt(X.nnz / n_cells))))
+    return int(min(MAX_NEIGHBOURS, round(NEIGHBOURS_SCALE / np.sqrt(density(X)))))
 
 
 def sgd_rate(rate: float | str, X: sp.csr_matrix) -> float:
@@ -134,10 +168,29 @@ def sgd_rate(rate: float | str, X: sp.csr_matrix) -> float:
     sqrt(density))`` (``BPR_MAX_RATE`` for an empty matrix)."""
     if rate != AUTO:
         return float(rate)
-    n_cells = float(X.shape[0]) * float(X.shape[1])
-    if X.nnz == 0 or n_cells == 0:
+    if not density(X):
         return BPR_MAX_RATE
-    return float(min(BPR_MAX_RATE, BPR_RATE_SCALE / np.sqrt(X.nnz / n_cells)))
+    return float(min(BPR_MAX_RATE, BPR_RATE_SCALE / np.sqrt(density(X))))
+
+
+def contrastive_weight(weight: float | str, X: sp.csr_matrix) -> float:
+    """``weight`` itself, or for ``"auto"`` ``max(SIMPLEX_MIN_WEIGHT, SIMPLEX_WEIGHT_SCALE /
+    density)`` (``SIMPLEX_MIN_WEIGHT`` for an empty matrix)."""
+    if weight != AUTO:
+        return float(weight)
+    if not density(X):
+        return SIMPLEX_MIN_WEIGHT
+    return float(max(SIMPLEX_MIN_WEIGHT, SIMPLEX_WEIGHT_SCALE / density(X)))
+
+
+def table_ridge(l2: float | str, X: sp.csr_matrix, batch_size: int, dense: bool) -> float:
+    """``l2`` itself, or for ``"auto"`` ``SIMPLEX_L2_SCALE * batch_size / n_items`` when every
+    row pays it at every mini-batch (``dense``), else ``SIMPLEX_ROW_L2``."""
+    if l2 != AUTO:
+        return float(l2)
+    if not dense:
+        return SIMPLEX_ROW_L2
+    return float(SIMPLEX_L2_SCALE * batch_size / max(X.shape[1], 1))
 
 
 def in_use(model, name: str) -> float:
@@ -164,5 +217,7 @@ def warn_if_constant(owner: str, X: sp.csr_matrix) -> None:
             "implicit-feedback model (ALS, EASE, SimpleX)", UserWarning, stacklevel=4)
 
 
-__all__ = ["ALPHA_SCALE", "AUTO", "AUTO_OPTION", "NBMF_L2_PER_LEVEL", "confidence_slope",
-           "in_use", "level_ridge", "ridge", "row_ridge", "warn_if_constant"]
+__all__ = ["ALPHA_SCALE", "AUTO", "AUTO_OPTION", "NBMF_L2_PER_LEVEL", "SIMPLEX_L2_SCALE",
+           "SIMPLEX_MIN_WEIGHT", "SIMPLEX_ROW_L2", "SIMPLEX_WEIGHT_SCALE", "confidence_slope",
+           "contrastive_weight", "density", "in_use", "level_ridge", "ridge", "row_ridge",
+           "table_ridge", "warn_if_constant"]

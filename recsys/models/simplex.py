@@ -40,6 +40,7 @@ from recsys._ext import kernel
 from recsys._sparse import column_counts, row_of_values, select_entries
 from recsys._threads import blas_limit, resolve_num_threads
 from recsys._validation import as_csr, check_memory, check_random_state
+from recsys.models.auto import AUTO, AUTO_OPTION, contrastive_weight, in_use, table_ridge
 from recsys.models.base import grown
 from recsys.models.explain import Explanation
 from recsys.models.iterative import EarlyStopping, IterativeModel, ReduceOnPlateau
@@ -50,6 +51,15 @@ logger = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "dense_adam", "adagrad")
 NEGATIVE_SHARING = 16  # positives sharing their negatives (see benchmarks/README.md)
 AGGREGATORS = ("mean", "user_attention")
+STEPS, STEP_FACTOR = 3, 0.1  # fit's rate without validation: x0.1 after each third
+
+
+def step_rates(learning_rate: float, epochs: int, steps: int = STEPS,
+               factor: float = STEP_FACTOR) -> list[float]:
+    """The rates of ``fit`` without validation: ``learning_rate`` x ``factor`` after each
+    ``1 / steps`` of the ``epochs``, ``learning_rate * factor ** floor(steps e / epochs)`` at
+    epoch e (30 epochs: 10 at 1e-3, 10 at 1e-4, 10 at 1e-5)."""
+    return [learning_rate * factor ** (steps * e // epochs) for e in range(epochs)]
 
 
 def _schedule(lr_schedule) -> tuple[list[float] | None, ReduceOnPlateau]:
@@ -74,9 +84,11 @@ class SimpleX(IterativeModel):
     """SimpleX / MF-CCL (``gamma=1``) trained with the cosine contrastive loss.
 
     The defaults sit where the 20-trial sweeps of the shared data sets ended (dense Adam at
-    1e-3, biases, the user's positives left out of its negatives, margin 0.7, negative
-    weight 10, 500 negatives, d = 128, gamma 0.85): a constant rate that has settled by
-    epoch 20 to 30 on every one of them, so they need no validation part. The papers'
+    1e-3, biases, the user's positives left out of its negatives, margin 0.7, 500 negatives,
+    d = 128, gamma 0.85), with the negative weight and the L2 read off the data
+    (:mod:`recsys.models.auto`) and, without a validation part, 30 epochs whose rate drops
+    x0.1 after each third (:func:`~recsys.models.simplex.step_rates`), so they need no
+    validation part. The papers'
     settings are :attr:`PRESETS`.
 
     Parameters
@@ -87,8 +99,10 @@ class SimpleX(IterativeModel):
         N, negatives per positive, drawn afresh every epoch.
     margin : float
         m: negatives with cosine above m are penalised.
-    negative_weight : float
-        w: weight of the averaged negative term.
+    negative_weight : float or "auto"
+        w: weight of the averaged negative term. ``"auto"``: ``max(10, 0.1 / density)``
+        (:func:`recsys.models.auto.contrastive_weight`: 10 on ML-1M, about 150 on Gowalla);
+        the value used is ``negative_weight_``.
     gamma : float
         Weight of the user's own embedding; 1 gives MF-CCL (no history branch).
     aggregator : {"mean", "user_attention"}
@@ -111,18 +125,21 @@ class SimpleX(IterativeModel):
         positives averages a fixed pseudo-random subset of that many (seeded by the user's
         row, the same in training and scoring; the official code keeps the last ones of its
         ordered lists, which a CSR matrix does not have). None: no cap.
-    l2 : float
+    l2 : float or "auto"
         L2 penalty (gradient ``l2 w``) of a row when it steps, and of W. With
         ``optimizer="dense_adam"`` a row is charged ``k l2 w`` after k mini-batches, the
         official whole-table L2 (1e-5 of its batch-mean loss is 0.01 of ours at batch 1024).
+        ``"auto"``: ``6e-3 batch_size / n_items`` with dense Adam, else 2e-3
+        (:func:`recsys.models.auto.table_ridge`); the value used is ``l2_``.
     learning_rate : float
-        Step size of the optimiser.
+        Step size of the optimiser (the first epochs' one: see ``fit``'s ``lr_schedule``).
     history_rate : float
         The step size of W (and of the attention's A and b) relative to ``learning_rate``
         (gamma < 1): W is one shared d x d matrix that steps at every mini-batch, so it moves
         far faster than any embedding row.
     epochs : int
-        Maximum epochs.
+        Epochs without validation (the rate x0.1 after each third of them); the most epochs
+        with it.
     dropout : float
         Dropout rate on the normalised user vector during training.
     optimizer : {"adam", "dense_adam", "adagrad"}
@@ -231,9 +248,9 @@ class SimpleX(IterativeModel):
 
     _parameter_constraints = {
         "factors": [Integer(1)], "negatives": [Integer(1)], "margin": [Real(-1, 1)],
-        "negative_weight": [Real(0)], "gamma": [Real(0, 1)],
+        "negative_weight": [Real(0), AUTO_OPTION], "gamma": [Real(0, 1)],
         "aggregator": [Options(*AGGREGATORS)], "max_history": [Integer(1), None],
-        "biases": [Options(False, True, "item")], "l2": [Real(0)],
+        "biases": [Options(False, True, "item")], "l2": [Real(0), AUTO_OPTION],
         "learning_rate": [Real(0, low_open=True)], "history_rate": [Real(0, low_open=True)],
         "epochs": [Integer(0)], "dropout": [Real(0, 1, high_open=True)],
         "optimizer": [Options(*OPTIMIZERS)], "batch_size": [Integer(1)],
@@ -247,12 +264,14 @@ class SimpleX(IterativeModel):
         "item_bias_": Array("f", ("n_items_",)), "attention_": Array("f", ("d", "d")),
         "attention_bias_": Array("f", ("d",)), "user_bias_": Array("f", ("n_users_",)),
         "global_bias_": Array("f", (1,)), "history_": Scalar(list), "schedule_": Scalar(list),
-        "best_epoch_": Scalar(int, optional=True)}
+        "best_epoch_": Scalar(int, optional=True),
+        "negative_weight_": Scalar(float, optional=True), "l2_": Scalar(float, optional=True)}
 
     def __init__(self, *, factors: int = 128, negatives: int = 500, margin: float = 0.7,
-                 negative_weight: float = 10.0, gamma: float = 0.85, aggregator: str = "mean",
+                 negative_weight: float | str = AUTO, gamma: float = 0.85,
+                 aggregator: str = "mean",
                  max_history: int | None = 500, biases: bool | str = True,
-                 l2: float = 2e-3, learning_rate: float = 1e-3, history_rate: float = 1.0,
+                 l2: float | str = AUTO, learning_rate: float = 1e-3, history_rate: float = 1.0,
                  epochs: int = 30, dropout: float = 0.3, optimizer: str = "dense_adam",
                  batch_size: int = 1024, negative_sharing: int = NEGATIVE_SHARING,
                  sampling: str = "uniform", exclude_positives: bool = True,
@@ -298,21 +317,27 @@ class SimpleX(IterativeModel):
             With ``validation``, how the learning rate decays (default
             ``ReduceOnPlateau(factor=0.1, patience=1, min_learning_rate=1e-6)``: back to the
             best epoch and x 0.1 after every evaluation without improvement, the official
-            trainer's rule); ``ReduceOnPlateau(factor=1)`` keeps it constant, as it is
-            without validation. A sequence gives the rate of every epoch, replayed without
-            decays or early stopping (``epochs`` and ``learning_rate`` unused), e.g. a
-            validation run's ``schedule_`` to refit on all the training data.
+            trainer's rule); ``ReduceOnPlateau(factor=1)`` keeps it constant. A sequence
+            gives the rate of every epoch, replayed without decays or early stopping
+            (``epochs`` and ``learning_rate`` unused), e.g. a validation run's ``schedule_``
+            to refit on all the training data. Default without ``validation``:
+            ``step_rates(learning_rate, epochs)``, x0.1 after each third of the epochs (a
+            constant rate overfits sparse data such as Gowalla once the negative weight
+            suits it: benchmarks/README.md).
         """
         X = self._prepare_fit(X, nonnegative=True)
+        if lr_schedule is None and validation is None:
+            lr_schedule = step_rates(self.learning_rate, self.epochs)
         rates, plateau = _schedule(lr_schedule)
         rng = check_random_state(self.random_state)
         threads = resolve_num_threads(self.num_threads)
         self._check_memory(X, threads)
         tables, state, clock = self._start_tables(X, rng)
         config = {name: getattr(self, name) for name in (
-            "negatives", "margin", "negative_weight", "gamma", "dropout", "l2",
-            "history_rate", "batch_size", "negative_sharing")}
-        config.update(exclude_positives=bool(self.exclude_positives), num_threads=threads)
+            "negatives", "margin", "gamma", "dropout", "history_rate", "batch_size",
+            "negative_sharing")}
+        config.update(negative_weight=self.negative_weight_, l2=self.l2_,
+                      exclude_positives=bool(self.exclude_positives), num_threads=threads)
         cdf = (np.cumsum(column_counts(X).astype(np.float64))
                if self.sampling == "popularity" else None)
         H = capped_history(X, self.max_history)
@@ -353,6 +378,10 @@ class SimpleX(IterativeModel):
         self.schedule_ = path
         training.finish()
         return self
+
+    def _resolved_params(self, X: sp.csr_matrix) -> dict[str, float]:
+        return {"negative_weight": contrastive_weight(self.negative_weight, X),
+                "l2": table_ridge(self.l2, X, self.batch_size, self.optimizer == "dense_adam")}
 
     def _start_tables(self, X: sp.csr_matrix, rng) -> tuple[dict, dict, np.ndarray | None]:
         """The initial tables by name, their optimiser states ``(m, v, t)`` and the
@@ -502,7 +531,7 @@ class SimpleX(IterativeModel):
         # the negatives' expectation: uniform over every item, or over the user's
         # non-positives with exclude_positives
         pool = np.maximum(len(Qn) - n_pos, 1) if self.exclude_positives else len(Qn)
-        weight = self.negative_weight / pool
+        weight = in_use(self, "negative_weight") / pool
         candidates = 1.0 - positives if self.exclude_positives else 1.0
         m1, m2 = np.zeros_like(E), np.zeros_like(E)
         lr = self.learning_rate * scale
@@ -600,4 +629,4 @@ def capped_history(X: sp.csr_matrix, max_history: int | None,
     return select_entries(X, keep)
 
 
-__all__ = ["SimpleX", "capped_history"]
+__all__ = ["SimpleX", "capped_history", "step_rates"]
