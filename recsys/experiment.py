@@ -82,8 +82,9 @@ class Experiment:
         """The experiment for hyperparameter search: the split's own validation part when it has
         one, else one carved from the training data the way the test part was cut (each
         user's latest ``leave_k`` under ``leave-last-k``, the latest ``fraction`` of the
-        training interactions under ``temporal``, else a random ``fraction`` of each user's);
-        its ``test`` is that validation part. The real test part is never touched."""
+        training interactions under ``temporal``, else a random ``fraction`` of each user's;
+        ``random_state`` seeds the draw and breaks timestamp ties); its ``test`` is that
+        validation part. The real test part is never touched."""
         protocol = self.spec.protocol if self.spec is not None else None
         if self.split.validation is not None:
             inner = Split(train=self.split.train, test=self.split.validation)
@@ -91,7 +92,8 @@ class Experiment:
             inner = temporal_split(self.split.train, test_fraction=fraction)
         else:
             base = Split(train=self.split.train, test=self.split.test)
-            carved = validation_split(base, k=self.spec.leave_k, order="latest") \
+            carved = validation_split(base, k=self.spec.leave_k, order="latest",
+                                      random_state=random_state) \
                 if protocol == "leave-last-k" else \
                 validation_split(base, fraction=fraction, random_state=random_state)
             inner = Split(train=carved.train, test=carved.validation)

@@ -6,11 +6,12 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.data.negatives import NEGATIVE_VALUE
-from recsys.models import ALS, BPR, NBMF, AltMin, ItemKNN, MaskedNMF, SimpleX
+from recsys.models import ALS, BPR, EASE, NBMF, AltMin, ItemKNN, MaskedNMF, SimpleX
 from recsys.models.auto import (
     ALPHA_SCALE,
     BPR_MAX_RATE,
     BPR_RATE_SCALE,
+    EASE_L2_SCALE,
     MAX_NEIGHBOURS,
     NEIGHBOURS_SCALE,
     SIMPLEX_L2_SCALE,
@@ -19,6 +20,7 @@ from recsys.models.auto import (
     SIMPLEX_WEIGHT_SCALE,
     confidence_slope,
     contrastive_weight,
+    gram_ridge,
     level_ridge,
     neighbour_count,
     ridge,
@@ -131,6 +133,33 @@ def test_simplex_l2_follows_the_batch_over_the_catalogue():
     assert not np.array_equal(auto.item_factors_, other.item_factors_)
 
 
+def test_ease_l2_follows_the_gram_diagonal_behind_an_interaction():
+    X = ratings()
+    diagonal = np.diag((X.T @ X).toarray().astype(np.float64))  # dense reference: G_jj
+    expected = EASE_L2_SCALE * (diagonal ** 2).sum() / diagonal.sum()
+    assert gram_ridge("auto", X) == pytest.approx(expected, rel=1e-12)
+    assert gram_ridge(7.0, X) == 7.0
+    assert gram_ridge("auto", sp.csr_matrix((3, 5))) == EASE_L2_SCALE
+    # one popular item and a long tail: the rule follows the popular one, a mean over items
+    # would not (counts 100 and 99 x 1: 1.5 (100^2 + 99) / 199 = 76, the mean count 2)
+    rows = np.r_[np.arange(100), np.arange(99)]
+    cols = np.r_[np.zeros(100, int), np.arange(1, 100)]
+    tail = sp.csr_matrix((np.ones(199), (rows, cols)), shape=(100, 100))
+    assert gram_ridge("auto", tail) == pytest.approx(1.5 * (100 ** 2 + 99) / 199)
+    # the same B at any unit: X x 10 and l2 x 100
+    base, tenfold = EASE(dtype="float64").fit(X), EASE(dtype="float64").fit(ratings(10.0))
+    assert tenfold.l2_ == pytest.approx(100 * base.l2_)
+    np.testing.assert_allclose(tenfold.B_, base.B_, rtol=1e-9, atol=1e-9 * np.abs(base.B_).max())
+    # partial_fit keeps the fitted l2_ (the inverse it updates was built with it), so an
+    # update equals a refit at that value, not at the value the new matrix would give
+    grown = sp.vstack([X, ratings(seed=1)[:10]]).tocsr()
+    updated = EASE(dtype="float64").fit(X).partial_fit(grown)
+    assert updated.l2_ == base.l2_ != gram_ridge("auto", grown)
+    refit = EASE(l2=base.l2_, dtype="float64").fit(grown)
+    np.testing.assert_allclose(updated.B_, refit.B_, rtol=1e-7,
+                               atol=1e-7 * np.abs(refit.B_).max())
+
+
 @pytest.mark.parametrize("make", [
     lambda: MaskedNMF(factors=4, epochs=15, biases=False, random_state=0, num_threads=1),
     lambda: AltMin(factors=4, epochs=15, biases=False, random_state=0, num_threads=1),
@@ -153,7 +182,7 @@ def test_fitted_values_are_recorded_and_saved(tmp_path):
                   AltMin(factors=3, epochs=2, random_state=0),
                   NBMF(factors=3, epochs=2, random_state=0, num_threads=1),
                   ALS(factors=3, epochs=2, random_state=0, num_threads=1),
-                  ItemKNN(num_threads=1),
+                  ItemKNN(num_threads=1), EASE(num_threads=1),
                   BPR(factors=3, epochs=2, random_state=0, num_threads=1),
                   SimpleX(factors=3, negatives=4, epochs=2, random_state=0, num_threads=1)):
         model.fit(X)

@@ -412,3 +412,19 @@ out = "toml-recs.parquet"
     run_cli(["recommend", *job, "--k", "10"], tmp_path, data_home)
     toml_recs = check_recommendations(tmp_path / "toml-recs.parquet", log, 10)
     pd.testing.assert_frame_equal(toml_recs, recs)
+
+
+def test_tuning_breaks_timestamp_ties_with_its_seed(tmp_path):
+    # every user's interactions share one timestamp: "latest" leaves a tie, which the seed
+    # breaks, so that a sweep in another process carves the same validation part
+    rng = np.random.default_rng(0)
+    users, items = np.repeat(np.arange(40), 6), rng.integers(0, 50, 240)
+    frame = pd.DataFrame({"uid": [f"u{u}" for u in users], "sku": [f"i{i}" for i in items],
+                          "stars": 5, "ts": pd.Timestamp("2024-01-01") +
+                          pd.to_timedelta(users, unit="D")}).drop_duplicates(["uid", "sku"])
+    frame.to_csv(tmp_path / "ties.csv", index=False)
+    exp = load_experiment(spec_of(tmp_path / "ties.csv", split="leave-last-k"))
+    parts = [exp.tuning(random_state=seed).test.matrix for seed in (0, 0, 1)]
+    assert (parts[0] != parts[1]).nnz == 0
+    assert (parts[0] != parts[2]).nnz > 0  # the tie is real: another seed breaks it otherwise
+    assert np.all(np.diff(parts[0].indptr) == 1)  # one validation item per user

@@ -406,16 +406,19 @@ def test_cli_bad_model_files_and_params_are_one_line(tmp_path, data_home):
 
 
 def test_presets_and_defaults_lie_inside_their_spaces():
+    from recsys.models.auto import gram_ridge
     from recsys.tuning.spaces import PRESETS, in_space
     from recsys.tuning.sweep import first_trials
 
     for name, presets in PRESETS.items():
         for preset in presets:
             assert in_space(SPACES[name], preset) == preset, (name, preset)
-    assert first_trials(model_class("ease"), SPACES["EASE"], 10) == [
-        {"l2": 500.0}, {"l2": 1000.0}, {"l2": 80.0}]
-    assert first_trials(model_class("ease"), SPACES["EASE"], 2) == [{"l2": 500.0},
-                                                                   {"l2": 1000.0}]
+    # EASE's default l2 is "auto": without the training matrix only the presets remain
+    assert first_trials(model_class("ease"), SPACES["EASE"], 10) == [{"l2": 1000.0},
+                                                                    {"l2": 80.0}]
+    X = sp.random(50, 80, density=0.05, random_state=0, format="csr", dtype=np.float32)
+    assert first_trials(model_class("ease"), SPACES["EASE"], 2, X) == [
+        {"l2": gram_ridge("auto", X)}, {"l2": 1000.0}]  # n_trials caps the list
 
 
 def test_the_defaults_trial_takes_the_auto_values_fit_would_use():
@@ -456,8 +459,15 @@ def test_informed_sweep_tries_defaults_and_presets_first_and_flags_an_edge(
     uri = f"sqlite:///{tmp_path}/X.db"
     result = sweep("ease", "ml-100k", n_trials=4, storage=str(tmp_path / "j.log"),
                    tracking_uri=uri, data_home=data_home, show_progress=False)
-    assert [t.params for t in result.study.trials[:3]] == [{"l2": 500.0}, {"l2": 1000.0},
-                                                           {"l2": 80.0}]
+    # the defaults as fit builds them on the tuning part (l2 "auto" read off it), the presets
+    from recsys.experiment import load_experiment
+    from recsys.models import EASE
+    from recsys.models.auto import gram_ridge
+
+    tune = load_experiment("ml-100k", data_home=data_home).tuning(random_state=0)
+    auto = gram_ridge("auto", tune.training(EASE()).matrix)
+    assert [t.params for t in result.study.trials[:3]] == [
+        {"l2": pytest.approx(auto)}, {"l2": 1000.0}, {"l2": 80.0}]
     assert result.edges == {}
     # a range whose lower end is best: the result, the log and the parent run say so
     monkeypatch.setitem(spaces.SPACES, "EASE", {"l2": ("float", 2e4, 3e4, "log")})

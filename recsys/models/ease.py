@@ -27,8 +27,9 @@ from recsys._ext._gram import gram_dense
 from recsys._similarity import GramRows, shrunk_cosine_neighbours
 from recsys._threads import blas_limit, blas_threads, resolve_num_threads
 from recsys._validation import check_memory
+from recsys.models.auto import AUTO, AUTO_OPTION, gram_ridge, in_use
 from recsys.models.base import Recommender
-from recsys.models.schema import Array
+from recsys.models.schema import Array, Scalar
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,11 @@ class EASE(Recommender):
 
     Parameters
     ----------
-    l2 : float
-        Ridge strength lambda (> 0); scales with the data (ML-20M ~500, Gowalla ~80).
+    l2 : float or "auto"
+        Ridge strength lambda (> 0). ``"auto"``: ``1.5 sum_j G_jj^2 / sum_j G_jj`` with
+        ``G_jj = sum_u x_uj^2``, the Gram diagonal of the item behind an average interaction
+        (:func:`recsys.models.auto.gram_ridge`: about 150 on ML-100K, 1,000 on ML-1M, 110 on
+        Gowalla); the value used is ``l2_``, kept by :meth:`partial_fit`.
     dtype : {"float32", "float64"}
         Precision of the Gram matrix, its Cholesky inverse and ``B``.
     max_items_dense : int or None
@@ -65,15 +69,16 @@ class EASE(Recommender):
         Item-item weights with zero diagonal; dense for the exact model, CSR for the sparse one.
     """
 
-    _parameter_constraints = {"l2": [Real(0, low_open=True)],
+    _parameter_constraints = {"l2": [Real(0, low_open=True), AUTO_OPTION],
                               "dtype": [Options("float32", "float64")],
                               "max_items_dense": [Integer(0), None], "neighbors": [Integer(1)],
                               "num_threads": NUM_THREADS, "show_progress": BOOLEAN}
 
     _fitted = {"B_": Array("f", ("n_items_", "n_items_"), sparse=None),
-               "inverse_diagonal_": Array("f", ("p",), optional=True)}
+               "inverse_diagonal_": Array("f", ("p",), optional=True),
+               "l2_": Scalar(float, optional=True)}
 
-    def __init__(self, *, l2: float = 500.0, dtype: str = "float32",
+    def __init__(self, *, l2: float | str = AUTO, dtype: str = "float32",
                  max_items_dense: int | None = None, neighbors: int = 256,
                  num_threads: int = 0, show_progress: bool = False):
         self.l2 = l2
@@ -92,6 +97,9 @@ class EASE(Recommender):
         else:
             self.B_ = self._fit_dense(X)
         return self
+
+    def _resolved_params(self, X: sp.csr_matrix) -> dict[str, float]:
+        return {"l2": gram_ridge(self.l2, X)}
 
     def partial_fit(self, X, users=None, previous=None) -> EASE:
         """Exact update of the dense model for changed or new users and new items.
@@ -132,7 +140,7 @@ class EASE(Recommender):
         if m:
             Xn = X[:, n_old:].astype(np.float64)
             g = np.asarray((X[:, :n_old].T.astype(np.float64) @ Xn).todense())  # n x m
-            c = np.asarray((Xn.T @ Xn).todense()) + self.l2 * np.eye(m)
+            c = np.asarray((Xn.T @ Xn).todense()) + in_use(self, "l2") * np.eye(m)
             Pg = P.astype(np.float64) @ g
             S_inv = np.linalg.inv(c - g.T @ Pg)
             grown = np.empty((n_old + m, n_old + m), dtype=dtype)
@@ -170,7 +178,7 @@ class EASE(Recommender):
         lapack_threads = blas_threads(self.num_threads, flops=n ** 3)  # potrf + potri
         G = np.zeros((n, n), dtype=dtype)
         gram_dense(X.indptr, X.indices, X.data, G, 64, threads)
-        G[np.diag_indices(n)] += dtype.type(self.l2)
+        G[np.diag_indices(n)] += dtype.type(self.l2_)
         _cholesky_inverse(G, lapack_threads)
         _mirror_lower(G)
         return self._weights_from_inverse(G)
@@ -195,7 +203,7 @@ class EASE(Recommender):
             stop = min(start + group, n)
             values[start:stop] = _solve_group(gram, neigh[start:stop],
                                               np.arange(start, stop, dtype=np.int32),
-                                              float(self.l2))
+                                              float(self.l2_))
         B = sp.csc_matrix((values.ravel(), neigh.ravel(), np.arange(0, n * m + 1, m)),
                           shape=(n, n)).tocsr()
         B.eliminate_zeros()
