@@ -66,9 +66,8 @@ above is the diagonal entry of the item behind an average interaction (for 0/1 d
 popularity of the item a random interaction touches), so the penalty is set against the items
 that carry the interactions, not the long tail a plain mean over items is dominated by; it
 scales with the values' unit squared, as ``G`` does (``X`` times s gives the same ``B``). An
-empirical rule, calibrated on the validation parts of the shared data sets (best validation
-NDCG@20 about 250 on ML-100K at a ratio of 91, 100 on lastfm at 62, 1,000 on ML-1M at 656, 40
-to 80 on Gowalla at 68; ``benchmarks/README.md``).
+empirical rule, calibrated on the validation parts of the shared data sets (the grid and
+the rule's values are in ``benchmarks/README.md``).
 
 Negative weight of SimpleX's cosine contrastive loss::
 
@@ -102,6 +101,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys._constraints import Options
+from recsys._sparse import column_counts
 
 #: The value of a parameter chosen from the data
 AUTO = "auto"
@@ -194,8 +194,7 @@ def gram_ridge(l2: float | str, X: sp.csr_matrix) -> float:
     ``G_jj = sum_u x_uj^2`` (``EASE_L2_SCALE`` for a matrix without nonzero values)."""
     if l2 != AUTO:
         return float(l2)
-    values = X.data.astype(np.float64)
-    diagonal = np.bincount(X.indices, weights=values * values, minlength=X.shape[1])
+    diagonal = column_counts(X, power=2)
     total = float(diagonal.sum())
     if total <= 0:
         return EASE_L2_SCALE
